@@ -1,0 +1,52 @@
+# vm2image: build, test, lint, demo. `make demo` and `make test` install what they need
+# (scripts/setup.sh) on a Debian machine as root.
+export PATH := /usr/local/go/bin:$(PATH)
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/vm2image/vm2image/pkg/agent.Version=$(VERSION)
+FUZZTIME  ?= 3s
+TESTFLAGS ?=
+
+.PHONY: all build agents setup test unit fuzz lint bench demo clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vm2image ./cmd/vm2image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vm2image-agent ./cmd/agent
+
+# The agent for every architecture it supports (static, stripped).
+agents:
+	for arch in amd64 arm64 386; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o $(BIN)/vm2image-agent-linux-$$arch ./cmd/agent || exit 1; \
+	done
+
+setup:
+	./scripts/setup.sh
+
+# Every test: unit and integration (root, debootstrap, Docker engine), then a short fuzz run.
+test: setup build lint
+	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./...
+	./scripts/fuzz.sh $(FUZZTIME)
+
+unit:
+	$(GO) test -short -count=1 ./...
+
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: setup build
+	./bench/stream.sh
+
+demo: setup build
+	./scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/source"
+)
+
+type inspectOptions struct {
+	sourceOptions
+	json       bool
+	recommends bool
+}
+
+func newInspectCmd() *cobra.Command {
+	var o inspectOptions
+	cmd := &cobra.Command{
+		Use:   "inspect SOURCE",
+		Short: "Show a VM's OS, architecture, packages and listening services",
+		Long: `Inspect reads a VM through its agent (HOST:PORT or agent://HOST:PORT), a directory holding
+a VM's root (dir:PATH) or a root-filesystem archive (tar:PATH[.gz|.zst]) and prints its OS,
+architecture, package manager, package count, how many packages are roots of the dependency
+graph, and the processes that listen on the network.`,
+		Example: `  vm2image inspect 10.0.0.5:49153 --token-file token
+  vm2image inspect dir:/srv/vm-root --json
+  vm2image inspect tar:rootfs.tar.zst`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInspect(cmd.Context(), o, args[0], cmd.OutOrStdout())
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&o.recommends, "recommends", true, "count Recommends as edges when finding roots (apt's default)")
+	return cmd
+}
+
+// InspectReport is what inspect prints with --json.
+type InspectReport struct {
+	Source         string           `json:"source"`
+	Info           *agent.Info      `json:"info"`
+	PackageManager pkgmgr.Manager   `json:"package_manager,omitempty"`
+	PackageCount   int              `json:"package_count"`
+	RootCount      int              `json:"root_count"`
+	Roots          []string         `json:"roots,omitempty"`
+	Packages       []pkgmgr.Package `json:"packages,omitempty"`
+	PackagesError  string           `json:"packages_error,omitempty"`
+	Services       []procs.Process  `json:"services"`
+}
+
+func runInspect(ctx context.Context, o inspectOptions, spec string, out io.Writer) error {
+	src, err := o.open(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	rep, err := inspect(ctx, src, o.recommends)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printInspect(out, rep)
+	return nil
+}
+
+func inspect(ctx context.Context, src source.Source, recommends bool) (*InspectReport, error) {
+	info, err := src.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading system information: %w", err)
+	}
+	rep := &InspectReport{Source: src.String(), Info: info, Services: []procs.Process{}}
+	db, err := src.Packages(ctx)
+	if err != nil {
+		// A VM without a package database is still worth inspecting.
+		rep.PackagesError = err.Error()
+	} else {
+		rep.PackageManager = db.Manager
+		rep.PackageCount = len(db.Packages)
+		rep.Packages = db.Packages
+		rep.Roots = pkgmgr.NewGraph(db, pkgmgr.GraphOptions{Recommends: recommends}).RootNames()
+		rep.RootCount = len(rep.Roots)
+	}
+	ps, err := src.Processes(ctx, agent.ProcessArgs{ListeningOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing processes: %w", err)
+	}
+	rep.Services = append(rep.Services, ps...)
+	return rep, nil
+}
+
+func printInspect(out io.Writer, r *InspectReport) {
+	os := r.Info.OS
+	name := os.PrettyName
+	if name == "" {
+		name = os.ID
+	}
+	fmt.Fprintf(out, "Source:    %s\n", r.Source)
+	fmt.Fprintf(out, "OS:        %s (ID %s, version %s)\n", name, os.ID, orDash(os.VersionID))
+	fmt.Fprintf(out, "Arch:      %s\n", r.Info.Arch)
+	if r.Info.Hostname != "" {
+		fmt.Fprintf(out, "Hostname:  %s\n", r.Info.Hostname)
+	}
+	if r.PackagesError != "" {
+		fmt.Fprintf(out, "Packages:  none read (%s)\n", r.PackagesError)
+	} else {
+		fmt.Fprintf(out, "Packages:  %d installed (%s), %d roots of the dependency graph\n", r.PackageCount, r.PackageManager, r.RootCount)
+	}
+	if len(r.Services) == 0 {
+		fmt.Fprintln(out, "Services:  none listening")
+		return
+	}
+	fmt.Fprintln(out, "Services:")
+	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PID\tUSER\tLISTENING\tCOMMAND")
+	for _, p := range r.Services {
+		var ports []string
+		for _, s := range p.Listening {
+			ports = append(ports, fmt.Sprintf("%s %s", s.Proto, hostPort(s.Addr, s.Port)))
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", p.PID, p.User, strings.Join(ports, ", "), strings.Join(p.Argv, " "))
+	}
+	tw.Flush()
+}
+
+func hostPort(addr string, port int) string {
+	if strings.Contains(addr, ":") {
+		return fmt.Sprintf("[%s]:%d", addr, port)
+	}
+	return fmt.Sprintf("%s:%d", addr, port)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

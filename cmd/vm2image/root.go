@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/vm2image/vm2image/pkg/source"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "vm2image",
+		Short:         "Turn a live Linux VM into a small, layered, runnable Docker/OCI image",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newInspectCmd(), newExportCmd(), newVersionCmd())
+	return root
+}
+
+// sourceOptions are the flags every command that reads a source shares.
+type sourceOptions struct {
+	tokenFile   string
+	compression string
+	workDir     string
+	verbose     bool
+}
+
+func (o *sourceOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the agent's token (HOST:PORT sources)")
+	fs.StringVar(&o.compression, "wire-compression", "zstd", "compression of streams from the agent: zstd, gzip or none")
+	fs.StringVar(&o.workDir, "work-dir", "", "directory for temporary files (default: the system's)")
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log per-path problems")
+}
+
+// open opens the source named by spec with these options.
+func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, error) {
+	opts := source.Options{Compression: o.compression, WorkDir: o.workDir}
+	if o.tokenFile != "" {
+		tok, err := source.ReadToken(o.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.Token = tok
+	} else if tok := os.Getenv("VM2IMAGE_TOKEN"); tok != "" {
+		opts.Token = []byte(tok)
+	}
+	if o.verbose {
+		opts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	}
+	return source.Open(ctx, spec, opts)
+}

@@ -1,0 +1,64 @@
+// Command mkroot builds (or finds) a cached fixture root and prints its path; with "boot" it also
+// starts the fixture as a small VM with its agent and runs until interrupted.
+//
+//	go run ./internal/testenv/mkroot [web]
+//	go run ./internal/testenv/mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR
+package main
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+)
+
+func main() {
+	log.SetFlags(0)
+	if len(os.Args) > 1 && os.Args[1] == "boot" {
+		if len(os.Args) != 6 {
+			log.Fatal("usage: mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR")
+		}
+		boot(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+		return
+	}
+	dir, err := testenv.BuildRoot(testenv.WebVM, log.Printf)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(dir)
+}
+
+// boot copies the WebVM root into dir (when dir is empty), starts it, prints where its agent and
+// services listen, and waits for SIGINT or SIGTERM.
+func boot(dir, agentBin, tokenFile, addr string) {
+	root, err := testenv.BuildRoot(testenv.WebVM, log.Printf)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := os.Stat(dir + "/etc/os-release"); err != nil {
+		if out, err := exec.Command("cp", "-a", root+"/.", dir+"/").CombinedOutput(); err != nil {
+			log.Fatalf("copying the fixture root: %v %s", err, out)
+		}
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	vm, err := testenv.BootWebVM(dir, agentBin, []byte(strings.TrimSpace(string(tok))), addr, os.Stderr)
+	if vm != nil {
+		defer vm.Stop()
+	}
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	fmt.Printf("agent %s nginx %d app %d\n", vm.Addr, vm.Ports["nginx"], vm.Ports["app"])
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	<-ch
+}

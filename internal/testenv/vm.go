@@ -1,0 +1,220 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// VM is a fixture root running as a small "virtual machine": its own pid and mount namespaces,
+// /proc, /sys and a tmpfs /run mounted inside, services started, and the agent serving it from
+// inside, as it would on a real VM.
+type VM struct {
+	Root  string // the VM's root as seen from the host (an overlay on the cached root)
+	Addr  string // the agent's HOST:PORT
+	Token []byte
+	// Ports of the services started in the VM: "nginx" and "app".
+	Ports map[string]int
+	cmd   *exec.Cmd
+}
+
+// AgentBinary builds the static agent once per test process and returns its path.
+func AgentBinary(t testing.TB) string {
+	t.Helper()
+	agentOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vm2image-agent-bin-")
+		if err != nil {
+			agentErr = err
+			return
+		}
+		agentPath = filepath.Join(dir, "vm2image-agent")
+		cmd := exec.Command(goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", agentPath, "github.com/vm2image/vm2image/cmd/agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentErr = fmt.Errorf("building the agent: %v\n%s", err, out)
+		}
+	})
+	if agentErr != nil {
+		t.Fatal(agentErr)
+	}
+	return agentPath
+}
+
+var (
+	agentOnce sync.Once
+	agentPath string
+	agentErr  error
+)
+
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	return "go"
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// freePort returns a TCP port free on all addresses at the time of the call.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartWebVM boots the WebVM fixture on an overlay of its cached root for the test: nginx on a
+// free port (v4 and v6), the app's own busybox httpd as user app on another, the agent on a third.
+func StartWebVM(t testing.TB) *VM {
+	t.Helper()
+	RequireCommands(t, "unshare", "chroot")
+	root := Overlay(t, Root(t, WebVM))
+	vm, err := BootWebVM(root, AgentBinary(t), []byte("fixture-token-"+strconv.Itoa(os.Getpid())), "127.0.0.1:0", &tlogWriter{t: t})
+	if vm != nil {
+		t.Cleanup(vm.Stop)
+	}
+	if err != nil {
+		t.Fatalf("booting the fixture VM: %v", err)
+	}
+	return vm
+}
+
+// BootWebVM starts the WebVM services and the agent (listening on agentAddr) in root, a writable
+// copy or overlay of the WebVM recipe's root. The caller stops the VM with Stop, also on error.
+func BootWebVM(root, agentBin string, token []byte, agentAddr string, stderr io.Writer) (*VM, error) {
+	vm := &VM{Root: root, Token: token, Ports: map[string]int{}}
+	for _, name := range []string{"nginx", "app"} {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		vm.Ports[name] = p
+	}
+	site := filepath.Join(root, "etc/nginx/sites-available/default")
+	b, err := os.ReadFile(site)
+	if err != nil {
+		return nil, err
+	}
+	conf := strings.ReplaceAll(string(b), "listen 80 default_server", fmt.Sprintf("listen %d default_server", vm.Ports["nginx"]))
+	conf = strings.ReplaceAll(conf, "listen [::]:80 default_server", fmt.Sprintf("listen [::]:%d default_server", vm.Ports["nginx"]))
+	if err := os.WriteFile(site, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	inside := fmt.Sprintf(`mount -t sysfs sysfs /sys 2>/dev/null || true
+/usr/sbin/nginx
+setpriv --reuid=app --regid=app --init-groups busybox httpd -p 127.0.0.1:%d -h /srv/app/public
+exec /run/vm2image-agent --listen %s --token-file /run/vm2image-token --quiet`, vm.Ports["app"], agentAddr)
+	outside := `set -e
+mount -t tmpfs -o mode=755 tmpfs "$VMROOT/run"
+mount -t tmpfs -o mode=755 tmpfs "$VMROOT/dev"
+for n in "null 1 3" "zero 1 5" "random 1 8" "urandom 1 9" "tty 5 0"; do set -- $n; mknod -m 666 "$VMROOT/dev/$1" c "$2" "$3"; done
+cp "$AGENT" "$VMROOT/run/vm2image-agent"
+printf '%s\n' "$TOKEN" > "$VMROOT/run/vm2image-token"
+exec chroot "$VMROOT" /bin/sh -c "$INSIDE"`
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--mount-proc="+filepath.Join(root, "proc"),
+		"--kill-child", "/bin/sh", "-c", outside)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "VMROOT=" + root, "AGENT=" + agentBin,
+		"TOKEN=" + string(token), "INSIDE=" + inside}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	vm.cmd = cmd
+	if vm.Addr, err = readListening(stdout, 30*time.Second); err != nil {
+		return vm, err
+	}
+	for name, port := range vm.Ports {
+		if err := WaitPort(context.Background(), fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second); err != nil {
+			return vm, fmt.Errorf("service %s: %w", name, err)
+		}
+	}
+	return vm, nil
+}
+
+// Stop kills the VM: its init process dies and the kernel kills every process of its namespace.
+func (vm *VM) Stop() {
+	if vm.cmd != nil && vm.cmd.Process != nil {
+		_ = vm.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = vm.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = vm.cmd.Process.Kill()
+			<-done
+		}
+		vm.cmd = nil
+	}
+}
+
+// readListening waits for the agent's first line and returns the address it names.
+func readListening(r io.Reader, timeout time.Duration) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		br := bufio.NewReader(r)
+		line, err := br.ReadString('\n')
+		ch <- result{line, err}
+		_, _ = io.Copy(io.Discard, br)
+	}()
+	select {
+	case res := <-ch:
+		addr, ok := strings.CutPrefix(strings.TrimSpace(res.line), "vm2image-agent listening on ")
+		if !ok {
+			return "", fmt.Errorf("unexpected first line %q (%v)", res.line, res.err)
+		}
+		return addr, nil
+	case <-time.After(timeout):
+		return "", fmt.Errorf("no listening line within %s", timeout)
+	}
+}
+
+// WaitPort waits until addr accepts TCP connections.
+func WaitPort(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s does not accept connections: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type tlogWriter struct {
+	mu sync.Mutex
+	t  testing.TB
+}
+
+func (w *tlogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Logf("vm: %s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

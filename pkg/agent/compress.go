@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// Compression names accepted on the wire.
+const (
+	CompressZstd = "zstd"
+	CompressGzip = "gzip"
+	CompressNone = "none"
+)
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// NewCompressor wraps w in the named compressor ("" means zstd). Level 0 picks a fast default.
+func NewCompressor(w io.Writer, name string, level int) (io.WriteCloser, error) {
+	conc := min(runtime.GOMAXPROCS(0), 4)
+	switch name {
+	case "", CompressZstd:
+		lvl := zstd.SpeedFastest
+		if level > 0 {
+			lvl = zstd.EncoderLevelFromZstd(level)
+		}
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(conc), zstd.WithLowerEncoderMem(true))
+	case CompressGzip:
+		if level == 0 {
+			level = pgzip.BestSpeed
+		}
+		zw, err := pgzip.NewWriterLevel(w, level)
+		if err != nil {
+			return nil, err
+		}
+		if err := zw.SetConcurrency(1<<20, conc); err != nil {
+			return nil, err
+		}
+		return zw, nil
+	case CompressNone:
+		return nopCloser{w}, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q (zstd, gzip, none)", name)
+}
+
+// NewDecompressor reads a stream written by NewCompressor with the same name.
+func NewDecompressor(r io.Reader, name string) (io.ReadCloser, error) {
+	switch name {
+	case "", CompressZstd:
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	case CompressGzip:
+		return pgzip.NewReader(r)
+	case CompressNone:
+		return io.NopCloser(r), nil
+	}
+	return nil, fmt.Errorf("unknown compression %q (zstd, gzip, none)", name)
+}

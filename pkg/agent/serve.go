@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/proto"
+)
+
+// Operations of the protocol.
+const (
+	OpInfo       = "info"
+	OpPackages   = "packages"
+	OpDeps       = "deps"
+	OpProcesses  = "processes"
+	OpTree       = "tree"
+	OpHash       = "hash"
+	OpFiles      = "files"
+	OpFilesystem = "filesystem"
+)
+
+// HashArgs are the arguments of the hash request.
+type HashArgs struct {
+	Paths []string `json:"paths"`
+}
+
+// MaxHashPaths bounds one hash request.
+const MaxHashPaths = 100000
+
+// Handler returns the protocol handler that serves this agent.
+func (a *Agent) Handler() proto.Handler { return proto.HandlerFunc(a.serve) }
+
+func (a *Agent) serve(ctx context.Context, req proto.Request, w io.Writer) error {
+	switch req.Op {
+	case OpInfo:
+		return writeJSON(w)(a.Info(ctx))
+	case OpPackages:
+		return writeJSON(w)(a.Packages(ctx))
+	case OpDeps:
+		var args DepsArgs
+		if err := decodeArgs(req, &args); err != nil {
+			return err
+		}
+		return writeJSON(w)(a.Deps(ctx, args))
+	case OpProcesses:
+		var args ProcessArgs
+		if err := decodeArgs(req, &args); err != nil {
+			return err
+		}
+		return writeJSON(w)(a.Processes(ctx, args))
+	case OpHash:
+		var args HashArgs
+		if err := decodeArgs(req, &args); err != nil {
+			return err
+		}
+		if len(args.Paths) > MaxHashPaths {
+			return fmt.Errorf("%w: %d paths in one hash request (at most %d)", proto.ErrBadRequest, len(args.Paths), MaxHashPaths)
+		}
+		return writeJSON(w)(a.Hash(ctx, args.Paths), nil)
+	case OpTree:
+		return a.serveTree(ctx, req, w)
+	case OpFiles, OpFilesystem:
+		return a.serveTar(ctx, req, w)
+	}
+	return fmt.Errorf("%w: %q", proto.ErrUnknownOp, req.Op)
+}
+
+func decodeArgs(req proto.Request, v any) error {
+	if len(req.Args) == 0 || bytes.Equal(req.Args, []byte("null")) {
+		return nil
+	}
+	if err := json.Unmarshal(req.Args, v); err != nil {
+		return fmt.Errorf("%w: arguments of %s: %v", proto.ErrBadRequest, req.Op, err)
+	}
+	return nil
+}
+
+// writeJSON returns a function that encodes a (value, error) result to w.
+func writeJSON(w io.Writer) func(v any, err error) error {
+	return func(v any, err error) error {
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(w).Encode(v)
+	}
+}
+
+func (a *Agent) serveTree(ctx context.Context, req proto.Request, w io.Writer) error {
+	var args TreeArgs
+	if err := decodeArgs(req, &args); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	ew := fsmeta.NewWriter(bw)
+	res, err := a.Tree(ctx, args, ew.Write)
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return setTrailer(ctx, res)
+}
+
+func (a *Agent) serveTar(ctx context.Context, req proto.Request, w io.Writer) error {
+	var args TreeArgs
+	if err := decodeArgs(req, &args); err != nil {
+		return err
+	}
+	if req.Op == OpFiles && len(args.Paths) == 0 {
+		return fmt.Errorf("%w: files needs paths", proto.ErrBadRequest)
+	}
+	cw, err := NewCompressor(w, args.Compression, args.Level)
+	if err != nil {
+		return fmt.Errorf("%w: %v", proto.ErrBadRequest, err)
+	}
+	var res TreeResult
+	if req.Op == OpFiles {
+		res, err = a.Files(ctx, args, cw)
+	} else {
+		res, err = a.Filesystem(ctx, args, cw)
+	}
+	if cerr := cw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return setTrailer(ctx, res)
+}
+
+func setTrailer(ctx context.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	proto.SetTrailer(ctx, b)
+	return nil
+}

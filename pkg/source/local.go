@@ -1,0 +1,117 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/fswalk"
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/procs"
+)
+
+// local runs the agent's code in-process on a directory.
+type local struct {
+	name    string
+	a       *agent.Agent
+	cleanup func() error
+}
+
+var _ Source = (*local)(nil)
+
+// OpenDir opens a directory holding a VM's root as a source.
+func OpenDir(dir, name string) (Source, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening source %s: %w", name, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("opening source %s: not a directory", name)
+	}
+	a, err := agent.New(agent.Options{Root: dir})
+	if err != nil {
+		return nil, err
+	}
+	return &local{name: name, a: a}, nil
+}
+
+func (l *local) String() string { return l.name }
+
+func (l *local) Info(ctx context.Context) (*agent.Info, error) { return l.a.Info(ctx) }
+
+func (l *local) Packages(ctx context.Context) (*pkgmgr.DB, error) { return l.a.Packages(ctx) }
+
+func (l *local) Deps(ctx context.Context, args agent.DepsArgs) ([]agent.DepsAnswer, error) {
+	return l.a.Deps(ctx, args)
+}
+
+func (l *local) Processes(ctx context.Context, args agent.ProcessArgs) ([]procs.Process, error) {
+	return l.a.Processes(ctx, args)
+}
+
+func (l *local) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {
+	return l.a.Tree(ctx, args, fn)
+}
+
+func (l *local) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error) {
+	return l.a.Hash(ctx, paths), nil
+}
+
+func (l *local) Filesystem(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
+	return l.stream(ctx, func(ctx context.Context, w io.Writer) (agent.TreeResult, error) {
+		return l.a.Filesystem(ctx, args, w)
+	}), nil
+}
+
+func (l *local) Files(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
+	return l.stream(ctx, func(ctx context.Context, w io.Writer) (agent.TreeResult, error) {
+		return l.a.Files(ctx, args, w)
+	}), nil
+}
+
+// stream runs produce in a goroutine behind a pipe.
+func (l *local) stream(ctx context.Context, produce func(context.Context, io.Writer) (agent.TreeResult, error)) TarStream {
+	ctx, cancel := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	s := &localStream{pr: pr, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		res, err := produce(ctx, pw)
+		s.res = res
+		pw.CloseWithError(err)
+	}()
+	return s
+}
+
+func (l *local) Close() error {
+	if l.cleanup != nil {
+		return l.cleanup()
+	}
+	return nil
+}
+
+type localStream struct {
+	pr     *io.PipeReader
+	cancel context.CancelFunc
+	done   chan struct{}
+	res    agent.TreeResult
+}
+
+func (s *localStream) Read(p []byte) (int, error) { return s.pr.Read(p) }
+
+func (s *localStream) Close() error {
+	s.cancel()
+	s.pr.CloseWithError(context.Canceled)
+	<-s.done
+	return nil
+}
+
+func (s *localStream) Result() agent.TreeResult {
+	<-s.done
+	return s.res
+}
+
+func (s *localStream) WireBytes() int64 { return 0 }

@@ -1,0 +1,264 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/fswalk"
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/proto"
+)
+
+// remote talks to a vm2image-agent over the network. It keeps idle connections for reuse; each
+// call holds one connection, so calls may run in parallel.
+type remote struct {
+	name, addr string
+	opts       Options
+
+	mu   sync.Mutex
+	idle []*proto.Client
+}
+
+var _ Source = (*remote)(nil)
+
+// Dial connects to the agent at addr and authenticates.
+func Dial(ctx context.Context, addr, name string, opts Options) (Source, error) {
+	if len(opts.Token) == 0 {
+		return nil, fmt.Errorf("connecting to %s: no token (use --token-file)", addr)
+	}
+	r := &remote{name: name, addr: addr, opts: opts}
+	c, err := r.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.put(c)
+	return r, nil
+}
+
+func (r *remote) String() string { return r.name }
+
+func (r *remote) get(ctx context.Context) (*proto.Client, error) {
+	r.mu.Lock()
+	if n := len(r.idle); n > 0 {
+		c := r.idle[n-1]
+		r.idle = r.idle[:n-1]
+		r.mu.Unlock()
+		return c, nil
+	}
+	r.mu.Unlock()
+	c, err := proto.Dial(ctx, r.addr, r.opts.Token)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to agent %s: %w", r.addr, err)
+	}
+	return c, nil
+}
+
+func (r *remote) put(c *proto.Client) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idle = append(r.idle, c)
+}
+
+// call runs one request whose whole answer is JSON.
+func (r *remote) call(ctx context.Context, op string, args, out any) error {
+	c, err := r.get(ctx)
+	if err != nil {
+		return err
+	}
+	err = c.CallJSON(ctx, op, args, out)
+	if reusable(err) {
+		r.put(c)
+	} else {
+		c.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("agent %s: %s: %w", r.addr, op, err)
+	}
+	return nil
+}
+
+// reusable reports whether a connection is still in a known state after err.
+func reusable(err error) bool {
+	var pe *proto.Error
+	return err == nil || errors.As(err, &pe)
+}
+
+func (r *remote) Info(ctx context.Context) (*agent.Info, error) {
+	var v agent.Info
+	return &v, r.call(ctx, agent.OpInfo, nil, &v)
+}
+
+func (r *remote) Packages(ctx context.Context) (*pkgmgr.DB, error) {
+	var v pkgmgr.DB
+	return &v, r.call(ctx, agent.OpPackages, nil, &v)
+}
+
+func (r *remote) Deps(ctx context.Context, args agent.DepsArgs) ([]agent.DepsAnswer, error) {
+	var v []agent.DepsAnswer
+	return v, r.call(ctx, agent.OpDeps, args, &v)
+}
+
+func (r *remote) Processes(ctx context.Context, args agent.ProcessArgs) ([]procs.Process, error) {
+	var v []procs.Process
+	return v, r.call(ctx, agent.OpProcesses, args, &v)
+}
+
+func (r *remote) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error) {
+	var v []fswalk.HashResult
+	return v, r.call(ctx, agent.OpHash, agent.HashArgs{Paths: paths}, &v)
+}
+
+func (r *remote) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {
+	var res agent.TreeResult
+	c, err := r.get(ctx)
+	if err != nil {
+		return res, err
+	}
+	rc, err := c.Call(ctx, agent.OpTree, args)
+	if err != nil {
+		c.Close()
+		return res, fmt.Errorf("agent %s: tree: %w", r.addr, err)
+	}
+	er := fsmeta.NewReader(rc)
+	for err == nil {
+		var e fsmeta.Entry
+		if e, err = er.Read(); err == nil {
+			err = fn(&e)
+		}
+	}
+	if err == io.EOF {
+		err = decodeTrailer(rc, &res)
+	}
+	rc.Close()
+	if reusable(err) {
+		r.put(c)
+	} else {
+		c.Close()
+	}
+	if err != nil {
+		return res, fmt.Errorf("agent %s: tree: %w", r.addr, err)
+	}
+	return res, nil
+}
+
+func decodeTrailer(rc io.Reader, v any) error {
+	t, ok := rc.(interface{ Trailer() []byte })
+	if !ok || len(t.Trailer()) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(t.Trailer(), v); err != nil {
+		return fmt.Errorf("decoding trailer: %w", err)
+	}
+	return nil
+}
+
+func (r *remote) Filesystem(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
+	return r.tarCall(ctx, agent.OpFilesystem, args)
+}
+
+func (r *remote) Files(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
+	return r.tarCall(ctx, agent.OpFiles, args)
+}
+
+func (r *remote) tarCall(ctx context.Context, op string, args agent.TreeArgs) (TarStream, error) {
+	if args.Compression == "" {
+		args.Compression = r.opts.Compression
+	}
+	c, err := r.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := c.Call(ctx, op, args)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("agent %s: %s: %w", r.addr, op, err)
+	}
+	s := &remoteStream{r: r, c: c, rc: rc, op: op}
+	s.dec, err = agent.NewDecompressor(&s.counter, args.Compression)
+	s.counter.r = rc
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type remoteStream struct {
+	r       *remote
+	c       *proto.Client
+	rc      io.ReadCloser
+	op      string
+	counter countingReader
+	dec     io.ReadCloser
+	res     agent.TreeResult
+	eof     bool
+	err     error
+}
+
+func (s *remoteStream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.dec.Read(p)
+	if err == io.EOF {
+		// The decompressor is done: the stream must end here too, with its status.
+		if _, err2 := io.Copy(io.Discard, &s.counter); err2 != nil {
+			err = err2
+		} else if err2 = decodeTrailer(s.rc, &s.res); err2 != nil {
+			err = err2
+		} else {
+			s.eof = true
+		}
+	}
+	if err != nil && err != io.EOF {
+		s.err = fmt.Errorf("agent %s: %s: %w", s.r.addr, s.op, err)
+		return n, s.err
+	}
+	return n, err
+}
+
+func (s *remoteStream) Close() error {
+	if s.dec != nil {
+		s.dec.Close()
+	}
+	s.rc.Close()
+	if s.eof || reusable(s.err) && s.err != nil {
+		s.r.put(s.c)
+	} else {
+		s.c.Close()
+	}
+	return nil
+}
+
+func (s *remoteStream) Result() agent.TreeResult { return s.res }
+
+func (s *remoteStream) WireBytes() int64 { return s.counter.n.Load() }
+
+func (r *remote) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.idle {
+		c.Close()
+	}
+	r.idle = nil
+	return nil
+}

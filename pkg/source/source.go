@@ -1,0 +1,86 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/fswalk"
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/procs"
+)
+
+// Source is a VM to read from.
+type Source interface {
+	// String names the source as the user gave it.
+	String() string
+	Info(ctx context.Context) (*agent.Info, error)
+	Packages(ctx context.Context) (*pkgmgr.DB, error)
+	Deps(ctx context.Context, args agent.DepsArgs) ([]agent.DepsAnswer, error)
+	Processes(ctx context.Context, args agent.ProcessArgs) ([]procs.Process, error)
+	// Tree calls fn for every entry of the tree, in walk order.
+	Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error)
+	Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error)
+	// Filesystem returns the whole tree as an uncompressed tar stream. The stream's Close
+	// returns the walk's result through Result once it has been read to EOF.
+	Filesystem(ctx context.Context, args agent.TreeArgs) (TarStream, error)
+	// Files returns a tar stream of args.Paths.
+	Files(ctx context.Context, args agent.TreeArgs) (TarStream, error)
+	Close() error
+}
+
+// TarStream is an uncompressed tar stream with the walk's result available after EOF.
+type TarStream interface {
+	io.ReadCloser
+	// Result is valid once Read has returned io.EOF.
+	Result() agent.TreeResult
+	// WireBytes is how many bytes crossed the wire (compressed) so far; 0 for local sources.
+	WireBytes() int64
+}
+
+// Options configure Open.
+type Options struct {
+	Token       []byte // for remote agents
+	Compression string // on the wire: zstd (default), gzip, none
+	// WorkDir holds what a tar: source unpacks (default: the system temp dir).
+	WorkDir string
+	Logf    func(format string, args ...any)
+}
+
+// Open parses spec and opens the source: "HOST:PORT", "agent://HOST:PORT", "dir:PATH", "tar:PATH".
+func Open(ctx context.Context, spec string, opts Options) (Source, error) {
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	switch {
+	case strings.HasPrefix(spec, "dir:"):
+		return OpenDir(strings.TrimPrefix(spec, "dir:"), spec)
+	case strings.HasPrefix(spec, "tar:"):
+		return OpenTar(ctx, strings.TrimPrefix(spec, "tar:"), spec, opts)
+	case strings.HasPrefix(spec, "agent://"):
+		return Dial(ctx, strings.TrimPrefix(spec, "agent://"), spec, opts)
+	}
+	if _, _, err := net.SplitHostPort(spec); err == nil {
+		return Dial(ctx, spec, spec, opts)
+	}
+	return nil, fmt.Errorf("unknown source %q: want HOST:PORT, agent://HOST:PORT, dir:PATH or tar:PATH", spec)
+}
+
+// ReadToken reads a token file: its first line, surrounding spaces trimmed.
+func ReadToken(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading token file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	tok := strings.TrimSpace(line)
+	if tok == "" {
+		return nil, fmt.Errorf("token file %s is empty", path)
+	}
+	return []byte(tok), nil
+}

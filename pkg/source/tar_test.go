@@ -1,0 +1,107 @@
+package source
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type tent struct {
+	name, link string
+	typ        byte
+	body       string
+}
+
+func buildTar(t testing.TB, ents []tent) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range ents {
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body))}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte(e.body))
+		}
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+func TestUnpackRefusesHostileEntries(t *testing.T) {
+	tests := []struct {
+		name  string
+		ents  []tent
+		entry string
+	}{
+		{"dotdot", []tent{{name: "../escape", typ: tar.TypeReg, body: "x"}}, "../escape"},
+		{"nested dotdot", []tent{{name: "a/../../escape", typ: tar.TypeReg, body: "x"}}, "a/../../escape"},
+		{"absolute", []tent{{name: "/etc/evil", typ: tar.TypeReg, body: "x"}}, "/etc/evil"},
+		{"write through symlink out", []tent{{name: "link", link: "/", typ: tar.TypeSymlink}, {name: "link/evil", typ: tar.TypeReg, body: "x"}}, "link/evil"},
+		{"write through relative symlink out", []tent{{name: "up", link: "../../..", typ: tar.TypeSymlink}, {name: "up/evil", typ: tar.TypeReg, body: "x"}}, "up/evil"},
+		{"hardlink out", []tent{{name: "h", link: "../../etc/passwd", typ: tar.TypeLink}}, "h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "root")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			err := Unpack(context.Background(), bytes.NewReader(buildTar(t, tt.ents)), dir, nil)
+			if err == nil {
+				t.Fatal("hostile archive unpacked without error")
+			}
+			if !strings.Contains(err.Error(), tt.entry) {
+				t.Errorf("error %q does not name the entry %q", err, tt.entry)
+			}
+			if _, err := os.Lstat(filepath.Join(parent, "escape")); err == nil {
+				t.Error("a file was written outside the directory")
+			}
+			if _, err := os.Lstat("/evil"); err == nil {
+				t.Error("a file was written at /evil")
+			}
+		})
+	}
+}
+
+func TestSafeName(t *testing.T) {
+	for name, want := range map[string]string{"./etc/passwd": "etc/passwd", "etc/": "etc", "./": ".", "a//b": "a/b", "a/./b": "a/b"} {
+		got, err := SafeName(name)
+		if err != nil || got != want {
+			t.Errorf("SafeName(%q) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	for _, name := range []string{"/abs", "..", "a/../..", "a/\x00"} {
+		if _, err := SafeName(name); !errors.Is(err, ErrUnsafeEntry) {
+			t.Errorf("SafeName(%q): %v, want ErrUnsafeEntry", name, err)
+		}
+	}
+}
+
+func FuzzUnpack(f *testing.F) {
+	f.Add(buildTar(f, []tent{{name: "a/b", typ: tar.TypeReg, body: "hello"}, {name: "l", link: "a/b", typ: tar.TypeLink}}))
+	f.Add(buildTar(f, []tent{{name: "s", link: "/", typ: tar.TypeSymlink}, {name: "s/x", typ: tar.TypeReg, body: "x"}}))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "root")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_ = Unpack(context.Background(), bytes.NewReader(b), dir, nil)
+		ents, _ := os.ReadDir(parent)
+		if len(ents) != 1 {
+			t.Fatalf("unpacking wrote outside its directory: %v", ents)
+		}
+	})
+}

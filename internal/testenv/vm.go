@@ -150,18 +150,12 @@ exec chroot "$VMROOT" /bin/sh -c "$INSIDE"`
 	return vm, nil
 }
 
-// Stop kills the VM: its init process dies and the kernel kills every process of its namespace.
+// Stop kills the VM: unshare dies, its child (the VM's init) gets SIGKILL through
+// --kill-child, and the kernel kills every other process of the VM's pid namespace.
 func (vm *VM) Stop() {
 	if vm.cmd != nil && vm.cmd.Process != nil {
-		_ = vm.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = vm.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = vm.cmd.Process.Kill()
-			<-done
-		}
+		_ = vm.cmd.Process.Kill()
+		_ = vm.cmd.Wait()
 		vm.cmd = nil
 	}
 }

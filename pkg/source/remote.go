@@ -47,11 +47,14 @@ func (r *remote) String() string { return r.name }
 
 func (r *remote) get(ctx context.Context) (*proto.Client, error) {
 	r.mu.Lock()
-	if n := len(r.idle); n > 0 {
-		c := r.idle[n-1]
-		r.idle = r.idle[:n-1]
-		r.mu.Unlock()
-		return c, nil
+	for len(r.idle) > 0 {
+		c := r.idle[len(r.idle)-1]
+		r.idle = r.idle[:len(r.idle)-1]
+		if c.Alive() {
+			r.mu.Unlock()
+			return c, nil
+		}
+		c.Close()
 	}
 	r.mu.Unlock()
 	c, err := proto.Dial(ctx, r.addr, r.opts.Token)
@@ -182,8 +185,8 @@ func (r *remote) tarCall(ctx context.Context, op string, args agent.TreeArgs) (T
 		return nil, fmt.Errorf("agent %s: %s: %w", r.addr, op, err)
 	}
 	s := &remoteStream{r: r, c: c, rc: rc, op: op}
-	s.dec, err = agent.NewDecompressor(&s.counter, args.Compression)
 	s.counter.r = rc
+	s.dec, err = agent.NewDecompressor(&s.counter, args.Compression)
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -210,7 +213,6 @@ type remoteStream struct {
 	counter countingReader
 	dec     io.ReadCloser
 	res     agent.TreeResult
-	eof     bool
 	err     error
 }
 
@@ -225,8 +227,6 @@ func (s *remoteStream) Read(p []byte) (int, error) {
 			err = err2
 		} else if err2 = decodeTrailer(s.rc, &s.res); err2 != nil {
 			err = err2
-		} else {
-			s.eof = true
 		}
 	}
 	if err != nil && err != io.EOF {
@@ -240,8 +240,8 @@ func (s *remoteStream) Close() error {
 	if s.dec != nil {
 		s.dec.Close()
 	}
-	s.rc.Close()
-	if s.eof || reusable(s.err) && s.err != nil {
+	s.rc.Close() // before EOF this cancels the request and leaves the connection usable
+	if reusable(s.err) {
 		s.r.put(s.c)
 	} else {
 		s.c.Close()

@@ -1,0 +1,300 @@
+package proto
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Client is one authenticated connection to an agent. It runs one call at a time (a second Call
+// waits for the first to end); open several Clients for parallel calls.
+type Client struct {
+	conn net.Conn
+	br   *bufio.Reader
+
+	wmu  sync.Mutex    // serializes frame writes
+	slot chan struct{} // holds a token from Call until the call's End frame arrives
+
+	mu     sync.Mutex
+	cur    *stream // the call whose frames are arriving
+	lastID uint32
+
+	closeOnce  sync.Once
+	closed     chan struct{} // closed by shutdown: unblocks every waiter
+	cause      error         // why the connection ended; nil when Close ended it
+	readerDone chan struct{}
+}
+
+// Dial connects to the agent at addr (host:port) and runs the handshake.
+func Dial(ctx context.Context, addr string, token []byte) (*Client, error) {
+	if len(token) == 0 {
+		return nil, fmt.Errorf("%w: no token given", ErrAuth)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dialing agent: %w", err)
+	}
+	return NewClient(ctx, conn, token)
+}
+
+// NewClient runs the handshake over conn, bounded by ctx and DefaultHandshakeTimeout. On failure
+// it closes conn.
+func NewClient(ctx context.Context, conn net.Conn, token []byte) (*Client, error) {
+	if len(token) == 0 {
+		conn.Close()
+		return nil, fmt.Errorf("%w: no token given", ErrAuth)
+	}
+	deadline := time.Now().Add(DefaultHandshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	c := &Client{
+		conn:       conn,
+		br:         bufio.NewReaderSize(conn, 32<<10),
+		slot:       make(chan struct{}, 1),
+		closed:     make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
+	err := clientHandshake(struct {
+		io.Reader
+		io.Writer
+	}{c.br, conn}, token)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("handshaking with agent: %w (%v)", ctx.Err(), err)
+		}
+		return nil, fmt.Errorf("handshaking with agent: %w", err)
+	}
+	conn.SetDeadline(time.Time{})
+	go c.readLoop()
+	return c, nil
+}
+
+// Call sends a request and returns its response stream. Read it to EOF: a non-OK status from the
+// server comes out of Read as an *Error (errors.Is(err, ErrNotFound) works) in place of io.EOF,
+// and a connection lost mid-stream as an error wrapping io.ErrUnexpectedEOF, never a clean EOF.
+// Closing the stream before EOF, or canceling ctx, cancels the request; the Client stays usable.
+// The stream also has a Trailer() []byte method: what the handler set with SetTrailer, after EOF.
+func (c *Client) Call(ctx context.Context, op string, args any) (io.ReadCloser, error) {
+	payload, err := encodeRequest(op, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.acquire(ctx); err != nil {
+		return nil, fmt.Errorf("calling %s: %w", op, err)
+	}
+	c.mu.Lock()
+	c.lastID++
+	s := &stream{c: c, id: c.lastID, ctx: ctx, frames: make(chan inFrame, 4), gone: make(chan struct{})}
+	c.cur = s
+	c.mu.Unlock()
+	if err := c.writeFrame(Frame{Type: FrameRequest, ID: s.id, Payload: payload}); err != nil {
+		c.shutdown(fmt.Errorf("sending request: %w", err))
+		return nil, fmt.Errorf("calling %s: %w", op, c.closedErr())
+	}
+	s.stop = context.AfterFunc(ctx, s.detach)
+	return s, nil
+}
+
+func encodeRequest(op string, args any) ([]byte, error) {
+	req := Request{Op: op}
+	switch a := args.(type) {
+	case nil:
+	case json.RawMessage:
+		req.Args = a
+	default:
+		b, err := json.Marshal(args)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s arguments: %w", op, err)
+		}
+		req.Args = b
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s request: %w", op, err)
+	}
+	if len(b) > MaxPayload {
+		return nil, fmt.Errorf("encoding %s request: %d bytes: %w", op, len(b), ErrFrameTooLarge)
+	}
+	return b, nil
+}
+
+// CallJSON runs Call and decodes the whole response as JSON into out (nil: discard it).
+func (c *Client) CallJSON(ctx context.Context, op string, args any, out any) error {
+	rc, err := c.Call(ctx, op, args)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var decErr error
+	if out != nil {
+		decErr = json.NewDecoder(rc).Decode(out)
+	}
+	// The status comes at EOF and wins over a decoding error it may have caused.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("calling %s: %w", op, err)
+	}
+	if decErr != nil {
+		return fmt.Errorf("decoding %s response: %w", op, decErr)
+	}
+	return nil
+}
+
+// acquire waits for the call slot.
+func (c *Client) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-c.closed:
+		return c.closedErr()
+	default:
+	}
+	select {
+	case c.slot <- struct{}{}:
+		return nil
+	case <-c.closed:
+		return c.closedErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// closedErr says why a closed Client cannot call.
+func (c *Client) closedErr() error {
+	if c.cause == nil {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %v", ErrClosed, c.cause)
+}
+
+func (c *Client) writeFrame(f Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return WriteFrame(c.conn, f)
+}
+
+// sendCancel asks the server to stop call id.
+func (c *Client) sendCancel(id uint32) {
+	if err := c.writeFrame(Frame{Type: FrameCancel, ID: id}); err != nil {
+		c.shutdown(fmt.Errorf("sending cancel: %w", err))
+	}
+}
+
+// Alive reports whether the connection is still usable: false once it was closed or lost.
+func (c *Client) Alive() bool {
+	select {
+	case <-c.closed:
+		return false
+	default:
+		return true
+	}
+}
+
+// Close closes the connection, once; it unblocks every Call and Read waiting on this Client.
+func (c *Client) Close() error {
+	c.shutdown(nil)
+	<-c.readerDone
+	return nil
+}
+
+func (c *Client) shutdown(cause error) {
+	c.closeOnce.Do(func() {
+		c.cause = cause
+		close(c.closed)
+		c.conn.Close()
+	})
+}
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, maxDataFrame)
+	return &b
+}}
+
+func putBuf(pb *[]byte) {
+	if pb != nil {
+		bufPool.Put(pb)
+	}
+}
+
+// readLoop reads the server's frames and hands them to the current call, until the connection
+// ends.
+func (c *Client) readLoop() {
+	defer close(c.readerDone)
+	for {
+		pb := bufPool.Get().(*[]byte)
+		f, err := ReadFrame(c.br, *pb)
+		if err == nil && len(f.Payload) > 0 && &f.Payload[0] != &(*pb)[0] {
+			putBuf(pb) // the payload did not fit: it has its own memory
+			pb = nil
+		}
+		if err != nil {
+			putBuf(pb)
+			c.shutdown(err)
+			return
+		}
+		if err := c.dispatch(f, pb); err != nil {
+			c.shutdown(err)
+			return
+		}
+	}
+}
+
+// dispatch hands one frame to the current call, and pb (the frame's pooled memory, if any) with
+// it. An End frame ends the call and frees the slot.
+func (c *Client) dispatch(f Frame, pb *[]byte) error {
+	in, s, err := c.route(f, pb)
+	if err != nil {
+		putBuf(pb)
+		return err
+	}
+	select {
+	case s.frames <- in:
+	case <-s.gone:
+		putBuf(in.pb)
+	case <-c.closed:
+		putBuf(in.pb)
+		return ErrClosed
+	}
+	if in.end {
+		<-c.slot
+	}
+	return nil
+}
+
+// route finds the call f belongs to and turns f into what the call's stream receives.
+func (c *Client) route(f Frame, pb *[]byte) (inFrame, *stream, error) {
+	if f.Type != FrameData && f.Type != FrameEnd {
+		return inFrame{}, nil, fmt.Errorf("unexpected %v frame from the agent", f.Type)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.cur
+	if s == nil || s.id != f.ID {
+		return inFrame{}, nil, fmt.Errorf("unexpected %v frame for call %d", f.Type, f.ID)
+	}
+	if f.Type == FrameData {
+		return inFrame{data: f.Payload, pb: pb}, s, nil
+	}
+	status, trailer, err := decodeStatus(f.Payload)
+	if err != nil {
+		return inFrame{}, nil, err
+	}
+	in := inFrame{end: true, status: status, trailer: append([]byte(nil), trailer...)}
+	putBuf(pb)
+	c.cur = nil
+	s.ended.Store(true)
+	return in, s, nil
+}

@@ -15,6 +15,8 @@ want umoci umoci
 want docker-registry docker-registry
 want rpm rpm
 want rpmbuild rpm
+want pacman pacman-package-manager
+want bsdtar libarchive-tools
 want zstd zstd
 want getfattr attr
 want setcap libcap2-bin

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -93,21 +92,13 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 }
 
 func loadToken(file string) (token []byte, generated bool, err error) {
-	if file == "" {
-		b := make([]byte, 24)
-		if _, err := rand.Read(b); err != nil {
-			return nil, false, err
-		}
-		return []byte(hex.EncodeToString(b)), true, nil
+	if file != "" {
+		token, err = proto.ReadTokenFile(file)
+		return token, false, err
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, false, fmt.Errorf("reading token file: %w", err)
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return nil, false, err
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	t := strings.TrimSpace(line)
-	if t == "" {
-		return nil, false, fmt.Errorf("token file %s is empty", file)
-	}
-	return []byte(t), false, nil
+	return []byte(hex.EncodeToString(b)), true, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
 )
 
@@ -40,7 +41,7 @@ func (o *sourceOptions) AddFlags(fs *pflag.FlagSet) {
 func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, error) {
 	opts := source.Options{Compression: o.compression, WorkDir: o.workDir}
 	if o.tokenFile != "" {
-		tok, err := source.ReadToken(o.tokenFile)
+		tok, err := proto.ReadTokenFile(o.tokenFile)
 		if err != nil {
 			return nil, err
 		}

@@ -88,8 +88,9 @@ func ParseOSRelease(b []byte) OSRelease {
 
 func unquote(v string) string {
 	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		q := v[0]
 		v = v[1 : len(v)-1]
-		if v[0] == '"' {
+		if q == '"' {
 			r := strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\$`, `$`, "\\`", "`")
 			v = r.Replace(v)
 		}

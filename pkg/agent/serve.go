@@ -119,12 +119,13 @@ func (a *Agent) serveTar(ctx context.Context, req proto.Request, w io.Writer) er
 	if err != nil {
 		return fmt.Errorf("%w: %v", proto.ErrBadRequest, err)
 	}
-	var res TreeResult
+	produce := a.Filesystem
 	if req.Op == OpFiles {
-		res, err = a.Files(ctx, args, cw)
-	} else {
-		res, err = a.Filesystem(ctx, args, cw)
+		produce = a.Files
 	}
+	res, err := compressPipelined(ctx, cw, args.Compression == CompressNone, func(w io.Writer) (TreeResult, error) {
+		return produce(ctx, args, w)
+	})
 	if cerr := cw.Close(); err == nil {
 		err = cerr
 	}
@@ -133,6 +134,36 @@ func (a *Agent) serveTar(ctx context.Context, req proto.Request, w io.Writer) er
 	}
 	return setTrailer(ctx, res)
 }
+
+// compressPipelined runs produce (walk + tar) in its own goroutine, feeding cw (the compressor)
+// through a ring buffer, so reading files and compressing overlap: the compressor is the
+// bottleneck, and this keeps it busy. Without compression the stage is skipped.
+func compressPipelined(ctx context.Context, cw io.Writer, plain bool, produce func(io.Writer) (TreeResult, error)) (TreeResult, error) {
+	if plain {
+		return produce(cw)
+	}
+	ring := proto.NewRing(pipelineRing)
+	var res TreeResult
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		res, err = produce(ring)
+		ring.CloseWithError(err)
+		done <- err
+	}()
+	buf := make([]byte, 256<<10)
+	_, err := io.CopyBuffer(cw, ring, buf)
+	if err != nil {
+		ring.CloseRead(err)
+	}
+	if perr := <-done; perr != nil {
+		err = perr
+	}
+	return res, err
+}
+
+// pipelineRing is the buffer between the tar producer and the compressor.
+const pipelineRing = 4 << 20
 
 func setTrailer(ctx context.Context, v any) error {
 	b, err := json.Marshal(v)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 
 	"github.com/vm2image/vm2image/pkg/agent"
@@ -69,18 +68,4 @@ func Open(ctx context.Context, spec string, opts Options) (Source, error) {
 		return Dial(ctx, spec, spec, opts)
 	}
 	return nil, fmt.Errorf("unknown source %q: want HOST:PORT, agent://HOST:PORT, dir:PATH or tar:PATH", spec)
-}
-
-// ReadToken reads a token file: its first line, surrounding spaces trimmed.
-func ReadToken(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading token file: %w", err)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	tok := strings.TrimSpace(line)
-	if tok == "" {
-		return nil, fmt.Errorf("token file %s is empty", path)
-	}
-	return []byte(tok), nil
 }

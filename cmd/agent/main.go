@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -70,6 +71,10 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	beGentle()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the GC works harder rather than let the agent grow on a production VM.
+		debug.SetMemoryLimit(48 << 20)
+	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)

@@ -163,7 +163,7 @@ func compressPipelined(ctx context.Context, cw io.Writer, plain bool, produce fu
 }
 
 // pipelineRing is the buffer between the tar producer and the compressor.
-const pipelineRing = 4 << 20
+const pipelineRing = 1 << 20
 
 func setTrailer(ctx context.Context, v any) error {
 	b, err := json.Marshal(v)

@@ -6,7 +6,7 @@ fuzztime=${1:-3s}
 cd "$(dirname "$0")/.."
 fail=0
 while IFS= read -r file; do
-	dir=$(dirname "$file")
+	dir=$(dirname "${file#./}")
 	for fz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
 		echo "fuzz: ./$dir $fz ($fuzztime)"
 		if ! go test -run='^$' -fuzz="^${fz}\$" -fuzztime="$fuzztime" "./$dir" >/tmp/vm2image-fuzz.log 2>&1; then

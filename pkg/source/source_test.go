@@ -211,3 +211,46 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestDepsAnsweredInVMContext asks the agent inside the fixture VM for nginx-light's
+// dependencies and checks them against Debian's own dpkg-query on the VM's database.
+func TestDepsAnsweredInVMContext(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireCommands(t, "dpkg-query")
+	vm := testenv.StartWebVM(t)
+	src := dialVM(t, vm, "")
+	ans, err := src.Deps(context.Background(), agent.DepsArgs{Names: []string{"nginx-light", "not-installed-pkg"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ans) != 2 || !ans[0].Installed || ans[1].Installed {
+		t.Fatalf("answers: %+v", ans)
+	}
+	out, err := exec.Command("dpkg-query", "--admindir="+filepath.Join(vm.Root, "var/lib/dpkg"), "-W", "-f", "${Depends}", "nginx-light").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := strings.Split(string(out), ", ")
+	var depends []agent.Edge
+	for _, e := range ans[0].Edges {
+		if e.Kind == "depends" {
+			depends = append(depends, e)
+		}
+	}
+	if len(depends) != len(groups) {
+		t.Fatalf("%d Depends edges, dpkg-query lists %d groups: %q", len(depends), len(groups), groups)
+	}
+	for i, e := range depends {
+		if e.To == "" {
+			t.Errorf("dependency %q is unresolved in a consistent VM", groups[i])
+		}
+		if !strings.Contains(groups[i], e.To) && e.To != "" {
+			// Resolved through Provides: the provider must be installed and provide a listed name.
+			t.Logf("%q resolved to provider %s", groups[i], e.To)
+		}
+	}
+	closure, err := src.Deps(context.Background(), agent.DepsArgs{Names: []string{"nginx-light"}, Recursive: true})
+	if err != nil || len(closure) < 10 {
+		t.Fatalf("recursive closure: %d packages, %v", len(closure), err)
+	}
+}

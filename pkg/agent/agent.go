@@ -28,9 +28,14 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
+// maxConcurrentDeltas bounds the deltas an agent computes at once.
+const maxConcurrentDeltas = 2
+
 // Agent answers the requests of the protocol for one root. It only reads.
 type Agent struct {
 	opts Options
+
+	deltaSlots chan struct{} // bounds concurrent deltas (memory)
 
 	dbOnce sync.Once
 	db     *pkgmgr.DB
@@ -56,7 +61,7 @@ func New(opts Options) (*Agent, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	return &Agent{opts: opts}, nil
+	return &Agent{opts: opts, deltaSlots: make(chan struct{}, maxConcurrentDeltas)}, nil
 }
 
 // Root returns the served root directory.

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/proto"
 )
 
@@ -35,7 +37,16 @@ const MaxHashPaths = 100000
 // Handler returns the protocol handler that serves this agent.
 func (a *Agent) Handler() proto.Handler { return proto.HandlerFunc(a.serve) }
 
+// serve answers one request; errors of the tree code map to their wire codes here, once.
 func (a *Agent) serve(ctx context.Context, req proto.Request, w io.Writer) error {
+	err := a.dispatch(ctx, req, w)
+	if errors.Is(err, fswalk.ErrOutsideRoot) && !errors.Is(err, proto.ErrOutsideRoot) {
+		err = fmt.Errorf("%w: %w", proto.ErrOutsideRoot, err)
+	}
+	return err
+}
+
+func (a *Agent) dispatch(ctx context.Context, req proto.Request, w io.Writer) error {
 	switch req.Op {
 	case OpInfo:
 		return writeJSON(w)(a.Info(ctx))
@@ -66,6 +77,8 @@ func (a *Agent) serve(ctx context.Context, req proto.Request, w io.Writer) error
 		return a.serveTree(ctx, req, w)
 	case OpFiles, OpFilesystem:
 		return a.serveTar(ctx, req, w)
+	case OpDelta:
+		return a.serveDelta(ctx, req, w)
 	}
 	return fmt.Errorf("%w: %q", proto.ErrUnknownOp, req.Op)
 }

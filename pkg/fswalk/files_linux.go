@@ -204,29 +204,7 @@ func isEscape(err error) bool {
 
 // hashNamed returns the digest and size of the regular file at p.
 func (w *walker) hashNamed(r *os.Root, p string) (string, int64, error) {
-	rel, err := cleanRel(p)
-	if err != nil {
-		return "", 0, err
-	}
-	if w.underSkippedMount(rel) {
-		return "", 0, fmt.Errorf("hashing %q: %w", p, errSkipped)
-	}
-	dirfd, dev, closeDir, err := w.openParent(r, p, rel)
-	if err != nil {
-		return "", 0, err
-	}
-	defer closeDir()
-	if w.onSkippedMount(dirfd, dev) {
-		return "", 0, fmt.Errorf("hashing %q: %w", p, errSkipped)
-	}
-	// Devices are not even opened: opening some has side effects (a tape rewinds).
-	if err := w.statAt(dirfd, path.Base(rel), rel); err != nil {
-		return "", 0, err
-	}
-	if w.e.Type != fsmeta.TypeRegular {
-		return "", 0, errPath("hashing", p, fmt.Errorf("a %s, not a regular file", w.e.Type))
-	}
-	fd, err := w.openFile(dirfd, path.Base(rel), &w.e)
+	fd, err := w.openNamed(r, p, "hashing")
 	if err != nil {
 		return "", 0, err
 	}
@@ -236,4 +214,53 @@ func (w *walker) hashNamed(r *os.Root, p string) (string, int64, error) {
 		return "", 0, errPath("reading", p, err)
 	}
 	return d, w.fst.Size, nil
+}
+
+// openNamed opens the regular file at p inside the root for reading: never through a symlink
+// that leaves the root, never on a pseudo filesystem, never a device (opening some has side
+// effects: a tape rewinds). w.fst holds its stat on return.
+func (w *walker) openNamed(r *os.Root, p, op string) (int, error) {
+	rel, err := cleanRel(p)
+	if err != nil {
+		return -1, err
+	}
+	if w.underSkippedMount(rel) {
+		return -1, fmt.Errorf("%s %q: %w", op, p, errSkipped)
+	}
+	dirfd, dev, closeDir, err := w.openParent(r, p, rel)
+	if err != nil {
+		return -1, err
+	}
+	defer closeDir()
+	if w.onSkippedMount(dirfd, dev) {
+		return -1, fmt.Errorf("%s %q: %w", op, p, errSkipped)
+	}
+	if err := w.statAt(dirfd, path.Base(rel), rel); err != nil {
+		return -1, err
+	}
+	if w.e.Type != fsmeta.TypeRegular {
+		return -1, errPath(op, p, fmt.Errorf("a %s, not a regular file", w.e.Type))
+	}
+	return w.openFile(dirfd, path.Base(rel), &w.e)
+}
+
+// OpenRegular opens the regular file at p (a slash path from the root) for reading, resolved as
+// Hash resolves paths: a path outside the root is an error wrapping ErrOutsideRoot; symlinks,
+// devices and files on pseudo filesystems are refused.
+func OpenRegular(ctx context.Context, root, p string) (*os.File, error) {
+	wk, err := newWalker(ctx, root, Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer wk.close()
+	r, err := os.OpenRoot(wk.rootAbs)
+	if err != nil {
+		return nil, fmt.Errorf("opening root: %w", err)
+	}
+	defer r.Close()
+	fd, err := wk.openNamed(r, p, "opening")
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 
 	"github.com/vm2image/vm2image/pkg/fsmeta"
@@ -38,3 +39,6 @@ func Hash(ctx context.Context, root string, paths []string) []HashResult {
 	}
 	return res
 }
+
+// OpenRegular is implemented on Linux only.
+func OpenRegular(ctx context.Context, root, p string) (*os.File, error) { return nil, errNoWalk }

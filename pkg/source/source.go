@@ -30,6 +30,10 @@ type Source interface {
 	Filesystem(ctx context.Context, args agent.TreeArgs) (TarStream, error)
 	// Files returns a tar stream of args.Paths.
 	Files(ctx context.Context, args agent.TreeArgs) (TarStream, error)
+	// Delta returns the delta (pkg/delta) that turns the file whose signature is given into the
+	// source's file at path. Read it to EOF: an error at the end (the file changed while read,
+	// say) voids it. The signature is at most agent.MaxDeltaSignature bytes.
+	Delta(ctx context.Context, path string, signature []byte) (io.ReadCloser, error)
 	Close() error
 }
 

@@ -18,7 +18,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInspectCmd(), newExportCmd(), newVersionCmd())
+	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newVersionCmd())
 	return root
 }
 

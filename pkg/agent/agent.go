@@ -101,7 +101,7 @@ type TreeArgs struct {
 	Digest      bool     `json:"digest,omitempty"`
 	Compression string   `json:"compression,omitempty"` // zstd (default), gzip, none
 	Level       int      `json:"level,omitempty"`
-	Paths       []string `json:"paths,omitempty"` // files only
+	Paths       Paths    `json:"paths,omitempty"` // files only
 	Recursive   bool     `json:"recursive,omitempty"`
 }
 

@@ -25,7 +25,7 @@ const MaxDeltaSignature = 736 << 10
 // DeltaArgs are the arguments of the delta request.
 type DeltaArgs struct {
 	// Path is the file, a slash path from the root, resolved as the files request resolves it.
-	Path string `json:"path"`
+	Path Path `json:"path"`
 	// Signature is the converter's signature of its version of the file (delta.Signature).
 	Signature []byte `json:"signature"`
 	// Compression of the delta on the wire: zstd (default), gzip, none.
@@ -55,7 +55,7 @@ func (a *Agent) Delta(ctx context.Context, args DeltaArgs, w io.Writer) (DeltaRe
 	if err != nil {
 		return DeltaResult{}, fmt.Errorf("%w: %w", proto.ErrBadRequest, err)
 	}
-	f, err := fswalk.OpenRegular(ctx, a.opts.Root, args.Path)
+	f, err := fswalk.OpenRegular(ctx, a.opts.Root, string(args.Path))
 	if err != nil {
 		return DeltaResult{}, err
 	}

@@ -28,7 +28,7 @@ const (
 
 // HashArgs are the arguments of the hash request.
 type HashArgs struct {
-	Paths []string `json:"paths"`
+	Paths Paths `json:"paths"`
 }
 
 // MaxHashPaths bounds one hash request.

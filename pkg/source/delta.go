@@ -11,7 +11,7 @@ import (
 
 // Delta returns the delta of the file at path in the root against signature, computed in-process.
 func (l *local) Delta(ctx context.Context, path string, signature []byte) (io.ReadCloser, error) {
-	args := agent.DeltaArgs{Path: path, Signature: signature}
+	args := agent.DeltaArgs{Path: agent.Path(path), Signature: signature}
 	return l.stream(ctx, func(ctx context.Context, w io.Writer) (agent.TreeResult, error) {
 		_, err := l.a.Delta(ctx, args, w)
 		return agent.TreeResult{}, err
@@ -25,7 +25,7 @@ func (r *remote) Delta(ctx context.Context, path string, signature []byte) (io.R
 		return nil, fmt.Errorf("agent %s: delta of %q: signature of %d bytes, more than a request carries (%d)",
 			r.addr, path, len(signature), agent.MaxDeltaSignature)
 	}
-	args := agent.DeltaArgs{Path: path, Signature: signature, Compression: r.opts.Compression}
+	args := agent.DeltaArgs{Path: agent.Path(path), Signature: signature, Compression: r.opts.Compression}
 	c, err := r.get(ctx)
 	if err != nil {
 		return nil, err

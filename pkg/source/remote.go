@@ -116,7 +116,16 @@ func (r *remote) Processes(ctx context.Context, args agent.ProcessArgs) ([]procs
 
 func (r *remote) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error) {
 	var v []fswalk.HashResult
-	return v, r.call(ctx, agent.OpHash, agent.HashArgs{Paths: paths}, &v)
+	if err := r.call(ctx, agent.OpHash, agent.HashArgs{Paths: paths}, &v); err != nil {
+		return nil, err
+	}
+	if len(v) != len(paths) {
+		return nil, fmt.Errorf("agent %s: hash: %d answers for %d paths", r.addr, len(v), len(paths))
+	}
+	for i := range v { // answers come in request order; JSON cannot carry every path's bytes back
+		v[i].Path = paths[i]
+	}
+	return v, nil
 }
 
 func (r *remote) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {

@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -252,5 +253,49 @@ func TestDepsAnsweredInVMContext(t *testing.T) {
 	closure, err := src.Deps(context.Background(), agent.DepsArgs{Names: []string{"nginx-light"}, Recursive: true})
 	if err != nil || len(closure) < 10 {
 		t.Fatalf("recursive closure: %d packages, %v", len(closure), err)
+	}
+}
+
+// TestRemoteNonUTF8Paths asks a real agent, over TCP, for the hash and contents of files whose
+// names are not UTF-8: JSON requests must carry their bytes intact.
+func TestRemoteNonUTF8Paths(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"bad \xff\xfe name", "new\nline", "plain"}
+	for i, n := range names {
+		must(t, os.WriteFile(filepath.Join(dir, n), []byte(fmt.Sprint("content ", i)), 0o644))
+	}
+	src := serveAgent(t, dir, "zstd")
+	ctx := context.Background()
+	hs, err := src.Hash(ctx, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		if h.Err != "" || h.Path != names[i] || h.Size != int64(len(fmt.Sprint("content ", i))) {
+			t.Errorf("hash %q: %+v", names[i], h)
+		}
+	}
+	ts, err := src.Files(ctx, agent.TreeArgs{Paths: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	got := map[string]string{}
+	tr := tar.NewReader(ts)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		got[h.Name] = string(b)
+	}
+	for i, n := range names {
+		if got[n] != fmt.Sprint("content ", i) {
+			t.Errorf("files %q: got %q (all: %q)", n, got[n], got)
+		}
 	}
 }

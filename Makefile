@@ -15,6 +15,7 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vm2image ./cmd/vm2image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vm2image-agent ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vm2image-init ./cmd/vm2image-init
 
 # The agent for every architecture it supports (static, stripped).
 agents:

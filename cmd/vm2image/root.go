@@ -18,7 +18,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newVersionCmd())
+	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVersionCmd())
 	return root
 }
 
@@ -37,13 +37,13 @@ func (o *sourceOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log per-path problems")
 }
 
-// open opens the source named by spec with these options.
-func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, error) {
+// options turns the flags into source options.
+func (o *sourceOptions) options() (source.Options, error) {
 	opts := source.Options{Compression: o.compression, WorkDir: o.workDir}
 	if o.tokenFile != "" {
 		tok, err := proto.ReadTokenFile(o.tokenFile)
 		if err != nil {
-			return nil, err
+			return opts, err
 		}
 		opts.Token = tok
 	} else if tok := os.Getenv("VM2IMAGE_TOKEN"); tok != "" {
@@ -51,6 +51,15 @@ func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, e
 	}
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	}
+	return opts, nil
+}
+
+// open opens the source named by spec with these options.
+func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, error) {
+	opts, err := o.options()
+	if err != nil {
+		return nil, err
 	}
 	return source.Open(ctx, spec, opts)
 }

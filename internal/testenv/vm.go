@@ -124,7 +124,7 @@ mount -t tmpfs -o mode=755 tmpfs "$VMROOT/dev"
 for n in "null 1 3" "zero 1 5" "random 1 8" "urandom 1 9" "tty 5 0"; do set -- $n; mknod -m 666 "$VMROOT/dev/$1" c "$2" "$3"; done
 cp "$AGENT" "$VMROOT/run/vm2image-agent"
 printf '%s\n' "$TOKEN" > "$VMROOT/run/vm2image-token"
-exec chroot "$VMROOT" /bin/sh -c "$INSIDE"`
+exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$INSIDE"`
 	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--mount-proc="+filepath.Join(root, "proc"),
 		"--kill-child", "/bin/sh", "-c", outside)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "VMROOT=" + root, "AGENT=" + agentBin,

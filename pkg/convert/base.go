@@ -1,0 +1,73 @@
+package convert
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/pkg/image"
+)
+
+var lookPath = exec.LookPath
+
+// baseRef picks the base image reference: the one given, or the table's for the VM's OS.
+func (r *run) baseRef() (string, error) {
+	if r.opts.Base != "auto" {
+		return r.opts.Base, nil
+	}
+	table := image.DefaultBases()
+	if r.opts.Config != nil {
+		table = r.opts.Config.BaseTable()
+	}
+	os := r.info.OS
+	if ref, ok := table.Lookup(os.ID, os.VersionID); ok {
+		return ref, nil
+	}
+	for _, like := range os.IDLike {
+		if ref, ok := table.Lookup(like, os.VersionID); ok {
+			return ref, nil
+		}
+	}
+	return "", fmt.Errorf("no base image known for %s %s: give --base REF or a config file with bases", os.ID, os.VersionID)
+}
+
+func (r *run) resolveBase(ctx context.Context) error {
+	ref, err := r.baseRef()
+	if err != nil {
+		return err
+	}
+	r.base, err = image.Resolve(ctx, ref, image.ResolveOptions{
+		Platform: v1.Platform{OS: "linux", Architecture: r.info.Arch},
+		Insecure: r.opts.Insecure,
+		Progress: func(done, total int64) { r.opts.Progress.Bytes(PhaseBase, done, total) },
+	})
+	if err != nil {
+		return err
+	}
+	b := &r.report.Base
+	b.Ref, b.Transport, b.Digest, b.Tried = r.base.Ref, r.base.Transport, r.base.Digest.String(), r.base.Tried
+	layers, err := r.base.Image.Layers()
+	if err != nil {
+		return fmt.Errorf("reading base layers: %w", err)
+	}
+	for _, l := range layers {
+		sz, err := l.Size()
+		if err != nil {
+			return err
+		}
+		b.Bytes += sz
+	}
+	r.opts.Logf("base image %s (%s, %s)", b.Ref, b.Transport, b.Digest)
+	r.baseDir = filepath.Join(r.work, "base")
+	if err := os.Mkdir(r.baseDir, 0o755); err != nil {
+		return err
+	}
+	if err := image.Unpack(ctx, r.base.Image, r.baseDir); err != nil {
+		return fmt.Errorf("unpacking base image: %w", err)
+	}
+	r.oldDir = r.baseDir
+	return nil
+}

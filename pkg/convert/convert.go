@@ -1,0 +1,217 @@
+package convert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/diff"
+	"github.com/vm2image/vm2image/pkg/image"
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/services"
+	"github.com/vm2image/vm2image/pkg/source"
+)
+
+// Output formats.
+const (
+	FormatDockerArchive = "docker-archive"
+	FormatOCI           = "oci"
+)
+
+// Transfer modes.
+const (
+	TransferDiff = "diff" // manifest first, then only the content the converter does not hold
+	TransferFull = "full" // the whole filesystem once, compressed (the 2014 way; a baseline)
+)
+
+// DefaultExcludes are left out of every conversion (anchored): scratch space, package caches
+// and lists that a container rebuilds, and files a container runtime provides.
+var DefaultExcludes = []string{
+	"/tmp/*", "/var/tmp/*", "/var/cache/apt/archives/*.deb", "/var/cache/apt/*.bin",
+	"/var/lib/apt/lists/*", "/lost+found", "/swapfile", "/swap.img",
+}
+
+// Options configure a conversion.
+type Options struct {
+	Source        string
+	SourceOptions source.Options
+
+	Output      string // -o: a docker-archive file, or an OCI layout directory with Format oci
+	Format      string // docker-archive (default) or oci
+	Tag         string // image name:tag (default vm2image/HOSTNAME:latest)
+	Load        bool   // load into the Docker engine
+	Push        string // push to this registry reference
+	Insecure    bool   // plain-http registries (127.0.0.1 and localhost always)
+	Base        string // "auto" (default): from os-release through the table; else a reference
+	Config      *image.Config
+	NoPackages  bool
+	Builder     string // chroot (default) or docker
+	Strategy    diff.Strategy
+	Transfer    string // diff (default) or full
+	Excludes    []string
+	Compression image.Compression
+	WorkDir     string
+	CacheDir    string // packages layers (default the builder's)
+	InitBinary  string // the static vm2image-init put in the runtime layer
+	Created     time.Time
+	Logf        func(format string, args ...any)
+	Progress    Progress
+}
+
+func (o *Options) applyDefaults() error {
+	if o.Format == "" {
+		o.Format = FormatDockerArchive
+	}
+	if o.Format != FormatDockerArchive && o.Format != FormatOCI {
+		return fmt.Errorf("unknown output format %q: want docker-archive or oci", o.Format)
+	}
+	if o.Output == "" && !o.Load && o.Push == "" {
+		return errors.New("nothing to write: give -o FILE, --load or --push REF")
+	}
+	if o.Transfer == "" {
+		o.Transfer = TransferDiff
+	}
+	if o.Transfer != TransferDiff && o.Transfer != TransferFull {
+		return fmt.Errorf("unknown transfer mode %q: want diff or full", o.Transfer)
+	}
+	if o.Strategy == "" {
+		o.Strategy = diff.Checksum
+	}
+	if o.Base == "" {
+		o.Base = "auto"
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.Progress == nil {
+		o.Progress = nopProgress{}
+	}
+	if o.Created.IsZero() {
+		o.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	if o.InitBinary == "" {
+		p, err := FindInit()
+		if err != nil {
+			return err
+		}
+		o.InitBinary = p
+	}
+	return nil
+}
+
+// FindInit looks for the vm2image-init binary: $VM2IMAGE_INIT, beside the running executable,
+// then on PATH.
+func FindInit() (string, error) {
+	if p := os.Getenv("VM2IMAGE_INIT"); p != "" {
+		return p, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "vm2image-init")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := lookPath("vm2image-init"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("finding vm2image-init (the image's entrypoint): not beside vm2image nor on PATH; build it with `make build` or set VM2IMAGE_INIT")
+}
+
+// run is one conversion in progress.
+type run struct {
+	opts   Options
+	src    source.Source
+	work   string
+	report *Report
+
+	info    *agent.Info
+	vmDB    *pkgmgr.DB
+	procs   []procs.Process
+	base    *image.Base
+	baseDir string // the base unpacked
+	oldDir  string // base + packages: what the VM diff compares against
+	layers  []image.LayerFile
+	roles   []string // of layers: packages, vm-diff, runtime
+	cleanup []func() error
+
+	services     services.Config
+	servicesYAML []byte
+}
+
+// Run converts opts.Source into an image and returns the report. Outputs are written
+// atomically: on error nothing is left at the output path.
+func Run(ctx context.Context, opts Options) (rep *Report, err error) {
+	if err := opts.applyDefaults(); err != nil {
+		return nil, err
+	}
+	r := &run{opts: opts, report: newReport(opts)}
+	defer func() {
+		for i := len(r.cleanup) - 1; i >= 0; i-- {
+			if cerr := r.cleanup[i](); cerr != nil && err == nil {
+				opts.Logf("cleaning up: %v", cerr)
+			}
+		}
+	}()
+	start := time.Now()
+	for _, ph := range []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{PhaseConnect, r.connect},
+		{PhaseBase, r.resolveBase},
+		{PhasePackages, r.packages},
+		{PhaseDiff, r.vmDiff},
+		{PhaseRuntime, r.runtime},
+		{PhaseAssemble, r.assembleAndWrite},
+	} {
+		if err := r.phase(ctx, ph.name, ph.fn); err != nil {
+			return r.report, err
+		}
+	}
+	r.report.Seconds = time.Since(start).Seconds()
+	return r.report, nil
+}
+
+func (r *run) phase(ctx context.Context, name string, fn func(context.Context) error) error {
+	r.opts.Progress.Phase(name)
+	start := time.Now()
+	err := fn(ctx)
+	r.report.Phases = append(r.report.Phases, PhaseTime{Name: name, Seconds: time.Since(start).Seconds()})
+	r.opts.Progress.Done(name, err)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func (r *run) connect(ctx context.Context) error {
+	work, err := os.MkdirTemp(r.opts.WorkDir, "vm2image-convert-")
+	if err != nil {
+		return err
+	}
+	r.work = work
+	r.cleanup = append(r.cleanup, func() error { return os.RemoveAll(work) })
+	so := r.opts.SourceOptions
+	so.WorkDir = work
+	if r.src, err = source.Open(ctx, r.opts.Source, so); err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, r.src.Close)
+	if r.info, err = r.src.Info(ctx); err != nil {
+		return fmt.Errorf("reading system information: %w", err)
+	}
+	if r.vmDB, err = r.src.Packages(ctx); err != nil {
+		r.opts.Logf("no package database (%v): converting without a packages layer", err)
+		r.vmDB = nil
+	}
+	if r.procs, err = r.src.Processes(ctx, agent.ProcessArgs{Env: true}); err != nil {
+		return fmt.Errorf("listing processes: %w", err)
+	}
+	r.report.setSource(r.info, r.vmDB)
+	return nil
+}

@@ -1,0 +1,2 @@
+// Package convert is the conversion pipeline: from a live VM to a layered, runnable image.
+package convert

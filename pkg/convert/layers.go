@@ -1,0 +1,47 @@
+package convert
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/vm2image/vm2image/pkg/image"
+)
+
+// aptArchiveCache is where downloaded .deb files are kept between conversions.
+func aptArchiveCache() string {
+	if d := os.Getenv("VM2IMAGE_APT_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/vm2image/apt-archives"
+}
+
+// applyLayer applies the packages layer to the unpacked base, in place: from then on the
+// base directory holds base+packages, what the VM diff compares against.
+func (r *run) applyLayer(ctx context.Context, layerPath string) error {
+	f, err := os.Open(layerPath)
+	if err != nil {
+		return fmt.Errorf("reading the packages layer: %w", err)
+	}
+	defer f.Close()
+	if err := image.ApplyLayer(ctx, r.baseDir, f); err != nil {
+		return fmt.Errorf("applying the packages layer: %w", err)
+	}
+	return nil
+}
+
+// baseInEngine makes the base image available to the Docker engine and returns its reference.
+func (r *run) baseInEngine(ctx context.Context) (string, error) {
+	if r.base.Transport == image.TransportDaemon {
+		return r.base.Ref, nil
+	}
+	engine, err := image.NewEngine(ctx)
+	if err != nil {
+		return "", err
+	}
+	tag := "vm2image-base/" + r.base.Digest.Hex[:16] + ":latest"
+	if err := image.Load(ctx, r.base.Image, tag, engine); err != nil {
+		return "", fmt.Errorf("loading the base into the engine for the docker builder: %w", err)
+	}
+	return tag, nil
+}

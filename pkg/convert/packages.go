@@ -1,0 +1,166 @@
+package convert
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/builder"
+	"github.com/vm2image/vm2image/pkg/image"
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+)
+
+// maxRepoFile bounds one repository configuration file or key taken from the VM.
+const maxRepoFile = 4 << 20
+
+func (r *run) packages(ctx context.Context) error {
+	p := &Packages{}
+	r.report.Packages = p
+	skip := func(why string) error {
+		p.Skipped = why
+		r.opts.Logf("no packages layer: %s", why)
+		return nil
+	}
+	switch {
+	case r.opts.NoPackages:
+		return skip("--no-packages")
+	case r.vmDB == nil:
+		return skip("the VM has no package database the agent can read")
+	}
+	baseDB, err := pkgmgr.Read(ctx, r.baseDir)
+	if err != nil {
+		return skip(fmt.Sprintf("the base image has no package database (%v)", err))
+	}
+	if baseDB.Manager != r.vmDB.Manager {
+		return skip(fmt.Sprintf("the base uses %s, the VM %s", baseDB.Manager, r.vmDB.Manager))
+	}
+	p.Manager, p.VM, p.Base = r.vmDB.Manager, len(r.vmDB.Packages), len(baseDB.Packages)
+	repo, err := r.fetchFiles(ctx, pkgmgr.RepoConfigPaths(r.vmDB.Manager))
+	if err != nil {
+		return fmt.Errorf("reading the VM's repository configuration: %w", err)
+	}
+	conf := map[string]string{}
+	for k, v := range repo {
+		conf[k] = string(v)
+	}
+	osr := pkgmgr.OSInfo{ID: r.info.OS.ID, VersionID: r.info.OS.VersionID, IDLike: r.info.OS.IDLike}
+	plan, err := pkgmgr.NewPlan(r.vmDB, baseDB, osr, pkgmgr.PlanOptions{Config: conf})
+	if err != nil {
+		return fmt.Errorf("planning the packages layer: %w", err)
+	}
+	p.InstallSet, p.RootsBefore, p.RootsAfter = plan.RootsBefore, plan.RootsBefore, plan.RootsAfter
+	if plan.RootsBefore == 0 {
+		return skip("the base already holds every package of the VM")
+	}
+	return r.build(ctx, plan, baseDB, repo)
+}
+
+func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, repo map[string][]byte) error {
+	p := r.report.Packages
+	in := builder.Input{BaseRoot: r.baseDir, BaseDigest: r.base.Digest.String(), VM: r.vmDB, Base: baseDB, Plan: plan, RepoFiles: repo}
+	opts := builder.Options{Backend: r.opts.Builder, WorkDir: r.work, CacheDir: r.opts.CacheDir, Logf: r.opts.Logf,
+		AptArchiveCache: aptArchiveCache()}
+	if r.opts.Builder == builder.Docker {
+		ref, err := r.baseInEngine(ctx)
+		if err != nil {
+			return err
+		}
+		in.BaseImage = ref
+	}
+	start := time.Now()
+	res, cleanup, err := builder.Build(ctx, in, opts)
+	if err != nil {
+		return fmt.Errorf("building the packages layer: %w", err)
+	}
+	p.InstallSeconds = time.Since(start).Seconds()
+	p.Installed = len(res.Installed)
+	for _, m := range res.Missing {
+		p.Missing = append(p.Missing, m.Name+"="+m.Version)
+	}
+	p.VersionDiffers, p.Errors = res.VersionDiffers, res.Errors
+	p.LayerBytes, p.LayerDiffID, p.CacheHit, p.CacheKey = res.LayerSize, res.LayerDiffID, res.CacheHit, res.CacheKey
+	// The VM diff compares against what the image will hold: the base with the packages layer
+	// applied (the built root also holds what the layer leaves out: caches, lists, logs).
+	// Keep our own name for the cached layer file (a prune cannot take it from us), and let
+	// the build's mounts, scratch and cache lock go now.
+	layerPath := filepath.Join(r.work, "packages.layer.tar")
+	err = linkOrCopy(res.LayerPath, layerPath)
+	if cerr := cleanup(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = r.applyLayer(ctx, layerPath)
+	}
+	if err != nil {
+		return err
+	}
+	r.layers = append(r.layers, image.LayerFile{Path: layerPath, Comment: "vm2image: packages"})
+	r.roles = append(r.roles, "packages")
+	return nil
+}
+
+// fetchFiles reads the named files (directories: their files, recursively) from the VM.
+// Paths the VM lacks are left out.
+func (r *run) fetchFiles(ctx context.Context, paths []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, p := range paths {
+		ts, err := r.src.Files(ctx, agent.TreeArgs{Paths: []string{p}, Recursive: true, Compression: "gzip"})
+		if err != nil {
+			return nil, err
+		}
+		err = readTarFiles(ts, out)
+		ts.Close()
+		if err != nil {
+			r.opts.Logf("repository configuration %s: %v", p, err) // absent on this VM
+		}
+	}
+	return out, nil
+}
+
+func readTarFiles(rd io.Reader, out map[string][]byte) error {
+	tr := tar.NewReader(rd)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag != tar.TypeReg || h.Size > maxRepoFile {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return err
+		}
+		out["/"+path.Clean(h.Name)] = b
+	}
+}
+
+// linkOrCopy makes dst name the same contents as src: a hard link, or a copy across devices.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

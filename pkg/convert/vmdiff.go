@@ -1,0 +1,125 @@
+package convert
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/diff"
+	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/image"
+	"github.com/vm2image/vm2image/pkg/layer"
+	"github.com/vm2image/vm2image/pkg/source"
+)
+
+func (r *run) excludes() []string {
+	return append(append([]string(nil), DefaultExcludes...), r.opts.Excludes...)
+}
+
+func (r *run) vmDiff(ctx context.Context) error {
+	newTree, err := r.newTree(ctx)
+	if err != nil {
+		return err
+	}
+	old, err := source.OpenDir(r.oldDir, "base+packages")
+	if err != nil {
+		return err
+	}
+	res, err := diff.Trees(ctx, old, newTree, diff.Options{Strategy: r.opts.Strategy, Excludes: r.excludes()})
+	if err != nil {
+		return fmt.Errorf("comparing the VM with base+packages: %w", err)
+	}
+	r.report.Diff, r.report.Problems = res.Stats, res.Problems
+	r.report.OriginalEntries = res.Stats.NewEntries
+	content := &countingContent{src: newTree}
+	path := filepath.Join(r.work, "vm.layer.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	ls, err := layer.Write(ctx, bw, res, content, layer.Options{})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("writing the VM's diff layer: %w", err)
+	}
+	r.report.DiffLayer = &ls
+	r.report.Problems = append(r.report.Problems, ls.Problems...)
+	r.report.BytesTransferred += content.wire()
+	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff"})
+	r.roles = append(r.roles, "vm-diff")
+	return r.measureOriginal(ctx, newTree)
+}
+
+// newTree is the VM's tree to diff: the agent itself, or (transfer full) the whole filesystem
+// streamed once and unpacked locally.
+func (r *run) newTree(ctx context.Context) (source.Source, error) {
+	if r.opts.Transfer != TransferFull {
+		return r.src, nil
+	}
+	ts, err := r.src.Filesystem(ctx, agent.TreeArgs{Excludes: r.excludes()})
+	if err != nil {
+		return nil, err
+	}
+	defer ts.Close()
+	dir := filepath.Join(r.work, "vm")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := source.Unpack(ctx, ts, dir, r.opts.Logf); err != nil {
+		return nil, fmt.Errorf("receiving the VM's filesystem: %w", err)
+	}
+	r.report.BytesTransferred += ts.WireBytes()
+	return source.OpenDir(dir, r.opts.Source+" (transferred whole)")
+}
+
+// measureOriginal sums the VM tree's regular files (after excludes): the journal's "original
+// filesystem" figure.
+func (r *run) measureOriginal(ctx context.Context, t source.Source) error {
+	var n int64
+	_, err := t.Tree(ctx, agent.TreeArgs{Excludes: r.excludes(), NoXattrs: true}, func(e *fsmeta.Entry) error {
+		if e.Type == fsmeta.TypeRegular {
+			n += e.Size
+		}
+		return nil
+	})
+	r.report.OriginalBytes = n
+	return err
+}
+
+// countingContent passes Files requests on and adds up the bytes their streams moved.
+type countingContent struct {
+	src     source.Source
+	mu      sync.Mutex
+	streams []source.TarStream
+}
+
+func (c *countingContent) Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error) {
+	ts, err := c.src.Files(ctx, args)
+	if err == nil {
+		c.mu.Lock()
+		c.streams = append(c.streams, ts)
+		c.mu.Unlock()
+	}
+	return ts, err
+}
+
+func (c *countingContent) wire() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int64
+	for _, s := range c.streams {
+		n += s.WireBytes()
+	}
+	return n
+}

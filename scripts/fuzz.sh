@@ -9,7 +9,7 @@ while IFS= read -r file; do
 	dir=$(dirname "${file#./}")
 	for fz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
 		echo "fuzz: ./$dir $fz ($fuzztime)"
-		if ! go test -run='^$' -fuzz="^${fz}\$" -fuzztime="$fuzztime" "./$dir" >/tmp/vm2image-fuzz.log 2>&1; then
+		if ! go test -run='^$' -fuzz="^${fz}\$" -fuzztime="$fuzztime" -fuzzminimizetime=50x "./$dir" >/tmp/vm2image-fuzz.log 2>&1; then
 			cat /tmp/vm2image-fuzz.log
 			fail=1
 		fi

@@ -16,9 +16,9 @@ import (
 type convertOptions struct {
 	sourceOptions
 	output, format, tag, push, base, builder, strategy, transfer, compression string
-	configFile, report, cacheDir                                               string
-	load, noPackages, insecure                                                 bool
-	excludes                                                                   []string
+	configFile, report, cacheDir                                              string
+	load, noPackages, insecure                                                bool
+	excludes                                                                  []string
 }
 
 func newConvertCmd() *cobra.Command {

@@ -1,0 +1,336 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+)
+
+// chroot runs the plan chrooted into an overlay whose lower layer is the base root, so the
+// base is never written and the upper directory holds only what the build changed.
+type chroot struct {
+	root     string   // the overlay's merged directory
+	mounts   []string // mounted directories, in mount order; the overlay is mounts[0]
+	made     []string // mount points this build created in the root, removed before diffing
+	archives string   // host directory bound at /var/cache/apt/archives, or ""
+	logf     func(string, ...any)
+}
+
+var _ backend = (*chroot)(nil)
+
+// newChroot mounts the overlay under workDir and the pseudo filesystems a package manager needs.
+// On error everything mounted so far is unmounted.
+func newChroot(base, workDir, archives string, logf func(string, ...any)) (*chroot, error) {
+	if strings.ContainsAny(base, ",:\\") || strings.ContainsAny(workDir, ",:\\") {
+		return nil, fmt.Errorf("mounting the build overlay: the paths %q and %q must not hold ',', ':' or '\\'", base, workDir)
+	}
+	c := &chroot{root: filepath.Join(workDir, "root"), archives: archives, logf: logf}
+	upper, work := filepath.Join(workDir, "upper"), filepath.Join(workDir, "work")
+	for _, d := range []string{upper, work, c.root} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	opts := "lowerdir=" + base + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", c.root, "overlay", 0, opts); err != nil {
+		return nil, fmt.Errorf("mounting the build overlay on %s: %w", base, err)
+	}
+	c.mounts = append(c.mounts, c.root)
+	// Private: nothing mounted inside propagates to the host's mount peers, nor back.
+	if err := unix.Mount("", c.root, "", unix.MS_PRIVATE, ""); err != nil {
+		c.unmountAll()
+		return nil, fmt.Errorf("making the build overlay private: %w", err)
+	}
+	if err := c.mountPseudo(); err != nil {
+		c.unmountAll()
+		return nil, err
+	}
+	return c, nil
+}
+
+// mountPseudo mounts /proc, /sys, a small /dev with its own devpts, and the apt archive cache.
+func (c *chroot) mountPseudo() error {
+	const nodev = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	type mnt struct {
+		dir, fstype, source string
+		flags               uintptr
+		data                string
+	}
+	for _, m := range []mnt{
+		{"proc", "proc", "proc", nodev, ""},
+		{"sys", "sysfs", "sysfs", nodev | unix.MS_RDONLY, ""},
+		{"dev", "tmpfs", "vm2image-dev", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=755,size=1m"},
+	} {
+		if err := c.mount(m.dir, m.source, m.fstype, m.flags, m.data); err != nil {
+			return err
+		}
+	}
+	if err := c.populateDev(); err != nil {
+		return err
+	}
+	if err := c.mount("dev/pts", "devpts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5"); err != nil {
+		return err
+	}
+	if err := c.mount("dev/shm", "shm", "tmpfs", nodev, "mode=1777"); err != nil {
+		return err
+	}
+	if c.archives != "" {
+		if err := c.mount("var/cache/apt/archives", c.archives, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mount mounts on rel inside the root, creating the directory if it is missing, and refusing a
+// mount point that is or passes through a symlink (it could point out of the root).
+func (c *chroot) mount(rel, source, fstype string, flags uintptr, data string) error {
+	target, err := c.mountPoint(rel)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+		return fmt.Errorf("mounting %s in the build root: %w", rel, err)
+	}
+	c.mounts = append(c.mounts, target)
+	if flags&unix.MS_BIND != 0 {
+		_ = unix.Mount("", target, "", unix.MS_PRIVATE, "")
+	}
+	return nil
+}
+
+// mountPoint returns the host path of the directory rel in the root, creating what is missing.
+func (c *chroot) mountPoint(rel string) (string, error) {
+	p := c.root
+	for _, part := range strings.Split(rel, "/") {
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return "", fmt.Errorf("creating mount point %s: %w", rel, err)
+			}
+			c.made = append(c.made, p)
+		case err != nil:
+			return "", err
+		case !fi.IsDir():
+			return "", fmt.Errorf("mounting %s in the build root: %s is not a directory", rel, p)
+		}
+	}
+	return p, nil
+}
+
+// populateDev makes the device nodes and links of a minimal /dev.
+func (c *chroot) populateDev() error {
+	dev := filepath.Join(c.root, "dev")
+	for _, n := range []struct {
+		name         string
+		major, minor uint32
+	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}} {
+		p := filepath.Join(dev, n.name)
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			return fmt.Errorf("creating /dev/%s in the build root: %w", n.name, err)
+		}
+		_ = os.Chmod(p, 0o666) // the umask took bits away
+	}
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"} {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run runs argv in the root (chroot(2) in the child, as chroot(8) does, but without a host
+// binary that would load LD_PRELOAD outside the root), in its own process group so that a
+// cancelled context kills the whole tree a maintainer script may have started.
+func (c *chroot) run(ctx context.Context, argv, env []string, out io.Writer) error {
+	if len(argv) == 0 {
+		return errors.New("running an empty command")
+	}
+	name, err := lookPathIn(c.root, argv[0], env)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, name)
+	cmd.Path, cmd.Args = name, argv // name is the path inside the root: no host lookup
+	cmd.Env, cmd.Dir = env, "/"
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: c.root, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ctx.Err() == nil {
+		return &exitError{argv: argv, code: ee.ExitCode()}
+	}
+	if err != nil {
+		return fmt.Errorf("running %s: %w", strings.Join(argv, " "), err)
+	}
+	return nil
+}
+
+// lookPathIn finds name in the PATH of env inside root and returns its path inside root. Links
+// are left to the kernel, which resolves them inside the root after chroot.
+func lookPathIn(root, name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := "/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Lstat(filepath.Join(root, p)); err == nil && (fi.Mode()&fs.ModeSymlink != 0 || fi.Mode()&0o111 != 0) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("running %s: not found in the build root's PATH", name)
+}
+
+// file returns the host path of p in the root after checking that no component of its parent
+// is a symlink: paths come from the VM and must not lead out of the root.
+func (c *chroot) file(p string) (string, error) {
+	rel, err := cleanRel(p)
+	if err != nil {
+		return "", err
+	}
+	dir := c.root
+	parts := strings.Split(rel, "/")
+	for _, part := range parts[:len(parts)-1] {
+		dir = filepath.Join(dir, part)
+		if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return "", fmt.Errorf("writing %s in the build root: %s is a symlink", p, dir)
+		}
+	}
+	return filepath.Join(c.root, rel), nil
+}
+
+func (c *chroot) writeFile(_ context.Context, p string, data []byte, mode fs.FileMode) error {
+	hp, err := c.file(p)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
+		return fmt.Errorf("writing %s in the build root: %w", p, err)
+	}
+	// A symlink in the way is replaced, not followed.
+	if fi, err := os.Lstat(hp); err == nil && !fi.Mode().IsRegular() {
+		_ = os.Remove(hp)
+	}
+	if err := os.WriteFile(hp, data, mode); err != nil {
+		return fmt.Errorf("writing %s in the build root: %w", p, err)
+	}
+	return os.Chmod(hp, mode)
+}
+
+func (c *chroot) rename(_ context.Context, from, to string) error {
+	a, err := c.file(from)
+	if err != nil {
+		return err
+	}
+	b, err := c.file(to)
+	if err != nil {
+		return err
+	}
+	return os.Rename(a, b)
+}
+
+func (c *chroot) remove(_ context.Context, p string) error {
+	hp, err := c.file(p)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(hp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (c *chroot) exists(_ context.Context, p string) (bool, error) {
+	hp, err := c.file(p)
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Lstat(hp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (c *chroot) readDB(ctx context.Context) (*pkgmgr.DB, error) { return pkgmgr.Read(ctx, c.root) }
+
+// tree stops what still runs in the root, unmounts everything but the overlay and removes the
+// mount points it created: the merged directory is then the built tree.
+func (c *chroot) tree(context.Context) (string, error) {
+	killRootProcesses(c.root, c.logf)
+	var errs []error
+	for i := len(c.mounts) - 1; i >= 1; i-- {
+		if err := unix.Unmount(c.mounts[i], unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", c.mounts[i], err))
+		}
+	}
+	c.mounts = c.mounts[:min(len(c.mounts), 1)]
+	for i := len(c.made) - 1; i >= 0; i-- {
+		_ = os.Remove(c.made[i])
+	}
+	c.made = nil
+	return c.root, errors.Join(errs...)
+}
+
+// close unmounts everything.
+func (c *chroot) close() error {
+	killRootProcesses(c.root, c.logf)
+	return c.unmountAll()
+}
+
+func (c *chroot) unmountAll() error {
+	var errs []error
+	for i := len(c.mounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(c.mounts[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", c.mounts[i], err))
+		}
+	}
+	c.mounts = nil
+	return errors.Join(errs...)
+}
+
+// killRootProcesses kills every process whose root directory is root: daemons that a
+// maintainer script started although policy-rc.d said no.
+func killRootProcesses(root string, logf func(string, ...any)) {
+	des, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if r, err := os.Readlink(filepath.Join("/proc", de.Name(), "root")); err == nil && r == root {
+			logf("killing process %d left running in the build root", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -398,7 +399,9 @@ func TestCommandModeTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("script", "-qec", bin+` sh -c 'read x; echo got:$x; exit 5'`, "/dev/null")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // a command without the terminal stops (SIGTTIN)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "script", "-qec", bin+` sh -c 'read x; echo got:$x; exit 5'`, "/dev/null")
 	cmd.Stdin = strings.NewReader("hello\n")
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 || !strings.Contains(string(out), "got:hello") {

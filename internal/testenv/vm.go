@@ -33,19 +33,7 @@ type VM struct {
 // AgentBinary builds the static agent once per test process and returns its path.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
-	agentOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vm2image-agent-bin-")
-		if err != nil {
-			agentErr = err
-			return
-		}
-		agentPath = filepath.Join(dir, "vm2image-agent")
-		cmd := exec.Command(goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", agentPath, "github.com/vm2image/vm2image/cmd/agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			agentErr = fmt.Errorf("building the agent: %v\n%s", err, out)
-		}
-	})
+	agentOnce.Do(func() { agentPath, agentErr = buildStatic("vm2image-agent", "github.com/vm2image/vm2image/cmd/agent") })
 	if agentErr != nil {
 		t.Fatal(agentErr)
 	}

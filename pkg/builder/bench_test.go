@@ -35,7 +35,7 @@ func BenchmarkInstall(b *testing.B) {
 				}
 				in.BaseImage = image
 			}
-			var install, lay time.Duration
+			var install, lay, clean time.Duration
 			var res *Result
 			for i := 0; i < b.N; i++ {
 				opts := testOptions(b, mode.backend)
@@ -48,10 +48,13 @@ func BenchmarkInstall(b *testing.B) {
 				res = r
 				install += r.InstallTime
 				lay += r.LayerTime
+				t0 := time.Now()
 				_ = cleanup()
+				clean += time.Since(t0)
 			}
 			b.ReportMetric(install.Seconds()/float64(b.N), "install-s/op")
 			b.ReportMetric(lay.Seconds()/float64(b.N), "layer-s/op")
+			b.ReportMetric(clean.Seconds()/float64(b.N), "cleanup-s/op")
 			b.ReportMetric(float64(res.RootsBefore), "roots-before")
 			b.ReportMetric(float64(res.RootsAfter), "roots-after")
 			b.ReportMetric(float64(res.LayerSize)/1e6, "layer-MB")

@@ -57,15 +57,10 @@ func checkApplied(t *testing.T, f *fixture, root string, res *Result) {
 	}
 }
 
-// TestChrootBuildMatchesVM builds the fixture VM's packages layer twice at once (one build, one
-// wait), checks the built root against the VM and the layer applied on the base, then checks
-// that a third build is a fast cache hit.
-func TestChrootBuildMatchesVM(t *testing.T) {
-	f := newFixture(t)
-	opts := testOptions(t, Chroot)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-
+// buildTogether starts two Builds of in at once and returns the one that built and the one that
+// waited for it; it fails the test unless exactly one of them is a cache hit.
+func buildTogether(t *testing.T, ctx context.Context, in Input, opts Options) (built, waited *Result) {
+	t.Helper()
 	var wg sync.WaitGroup
 	results := make([]*Result, 2)
 	errs := make([]error, 2)
@@ -75,7 +70,7 @@ func TestChrootBuildMatchesVM(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			res, cleanup, err := Build(ctx, f.input(), opts)
+			res, cleanup, err := Build(ctx, in, opts)
 			results[i], errs[i] = res, err
 			if err == nil {
 				t.Cleanup(func() { _ = cleanup() })
@@ -89,13 +84,26 @@ func TestChrootBuildMatchesVM(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	built, waited := results[0], results[1]
+	built, waited = results[0], results[1]
 	if built.CacheHit {
 		built, waited = waited, built
 	}
 	if built.CacheHit || !waited.CacheHit {
 		t.Fatalf("two concurrent builds: cache hits %v and %v, want exactly one", built.CacheHit, waited.CacheHit)
 	}
+	return built, waited
+}
+
+// TestChrootBuildMatchesVM builds the fixture VM's packages layer twice at once (one build, one
+// wait), checks the built root against the VM and the layer applied on the base, then checks
+// that a third build is a fast cache hit.
+func TestChrootBuildMatchesVM(t *testing.T) {
+	f := newFixture(t)
+	opts := testOptions(t, Chroot)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	built, waited := buildTogether(t, ctx, f.input(), opts)
 	if built.LayerDiffID != waited.LayerDiffID || built.LayerPath != waited.LayerPath {
 		t.Errorf("the waiting build got %s at %s, the building one %s at %s", waited.LayerDiffID, waited.LayerPath, built.LayerDiffID, built.LayerPath)
 	}

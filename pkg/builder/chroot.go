@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,6 +46,10 @@ func newChroot(base, workDir, archives string, logf func(string, ...any)) (*chro
 		}
 	}
 	opts := "lowerdir=" + base + ",upperdir=" + upper + ",workdir=" + work
+	// /proc/PID/root shows the resolved path: killRootProcesses compares with it.
+	if real, err := filepath.EvalSymlinks(c.root); err == nil {
+		c.root = real
+	}
 	if err := unix.Mount("overlay", c.root, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("mounting the build overlay on %s: %w", base, err)
 	}
@@ -208,71 +213,85 @@ func lookPathIn(root, name string, env []string) (string, error) {
 	return "", fmt.Errorf("running %s: not found in the build root's PATH", name)
 }
 
-// file returns the host path of p in the root after checking that no component of its parent
-// is a symlink: paths come from the VM and must not lead out of the root.
-func (c *chroot) file(p string) (string, error) {
-	rel, err := cleanRel(p)
+// fs opens the root for the file operations: os.Root resolves symlinks inside the root and
+// refuses paths that would leave it, since the paths come from the VM.
+func (c *chroot) fs() (*os.Root, error) {
+	r, err := os.OpenRoot(c.root)
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("opening the build root: %w", err)
 	}
-	dir := c.root
-	parts := strings.Split(rel, "/")
-	for _, part := range parts[:len(parts)-1] {
-		dir = filepath.Join(dir, part)
-		if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			return "", fmt.Errorf("writing %s in the build root: %s is a symlink", p, dir)
-		}
-	}
-	return filepath.Join(c.root, rel), nil
+	return r, nil
 }
 
 func (c *chroot) writeFile(_ context.Context, p string, data []byte, mode fs.FileMode) error {
-	hp, err := c.file(p)
+	rel, err := cleanRel(p)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
-		return fmt.Errorf("writing %s in the build root: %w", p, err)
+	r, err := c.fs()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if dir := path.Dir(rel); dir != "." {
+		if err := r.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("writing %s in the build root: %w", p, err)
+		}
 	}
 	// A symlink in the way is replaced, not followed.
-	if fi, err := os.Lstat(hp); err == nil && !fi.Mode().IsRegular() {
-		_ = os.Remove(hp)
+	if fi, err := r.Lstat(rel); err == nil && !fi.Mode().IsRegular() {
+		_ = r.Remove(rel)
 	}
-	if err := os.WriteFile(hp, data, mode); err != nil {
+	if err := r.WriteFile(rel, data, mode); err != nil {
 		return fmt.Errorf("writing %s in the build root: %w", p, err)
 	}
-	return os.Chmod(hp, mode)
+	return r.Chmod(rel, mode)
 }
 
 func (c *chroot) rename(_ context.Context, from, to string) error {
-	a, err := c.file(from)
+	a, err := cleanRel(from)
 	if err != nil {
 		return err
 	}
-	b, err := c.file(to)
+	b, err := cleanRel(to)
 	if err != nil {
 		return err
 	}
-	return os.Rename(a, b)
+	r, err := c.fs()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.Rename(a, b)
 }
 
 func (c *chroot) remove(_ context.Context, p string) error {
-	hp, err := c.file(p)
+	rel, err := cleanRel(p)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(hp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	r, err := c.fs()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := r.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
 }
 
 func (c *chroot) exists(_ context.Context, p string) (bool, error) {
-	hp, err := c.file(p)
+	rel, err := cleanRel(p)
 	if err != nil {
 		return false, err
 	}
-	_, err = os.Lstat(hp)
+	r, err := c.fs()
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	_, err = r.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}

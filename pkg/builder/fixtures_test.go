@@ -2,7 +2,6 @@ package builder
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io/fs"
@@ -238,5 +237,3 @@ func digest(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:8])
 }
-
-var _ = context.Background

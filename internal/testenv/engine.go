@@ -85,7 +85,9 @@ func Registry(t testing.TB) string {
 // InitBinary builds the static vm2image-init once per test process and returns its path.
 func InitBinary(t testing.TB) string {
 	t.Helper()
-	initOnce.Do(func() { initPath, initErr = buildStatic("vm2image-init", "github.com/vm2image/vm2image/cmd/vm2image-init") })
+	initOnce.Do(func() {
+		initPath, initErr = buildStatic("vm2image-init", "github.com/vm2image/vm2image/cmd/vm2image-init")
+	})
 	if initErr != nil {
 		t.Fatal(initErr)
 	}

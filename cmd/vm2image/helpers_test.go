@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"testing"
+
+	"github.com/vm2image/vm2image/pkg/source"
 )
 
 func writeFile(t *testing.T, path, content string) {
@@ -11,3 +13,5 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+func sourceToken(tok []byte) source.Options { return source.Options{Token: tok} }

@@ -81,7 +81,7 @@ func (r *run) assembleAndWrite(ctx context.Context) error {
 	if r.opts.Output != "" {
 		ir.Output = r.opts.Output
 		if r.opts.Format == FormatOCI {
-			err = image.WriteOCILayout(ctx, r.opts.Output, img, tag)
+			err = image.WriteOCILayout(ctx, r.opts.Output, img, layoutTag(tag))
 		} else {
 			err = image.WriteDockerArchive(ctx, r.opts.Output, img, tag)
 		}
@@ -187,4 +187,13 @@ func (r *run) writeContext(dir, tag string) ([]string, error) {
 		return nil, err
 	}
 	return names, nil
+}
+
+// layoutTag is the name an OCI layout knows the image by: the tag of name:tag ("latest"), as
+// skopeo's oci:DIR:TAG and umoci's DIR:TAG expect.
+func layoutTag(ref string) string {
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[i+1:]
+	}
+	return "latest"
 }

@@ -167,7 +167,7 @@ func TestConvertAgentDiesMidTransfer(t *testing.T) {
 	_, err := convert.Run(context.Background(), convert.Options{
 		Source: vm.Addr, Output: out, Base: "docker-daemon:" + testenv.EngineBase(t), Transfer: convert.TransferFull,
 		SourceOptions: sourceToken(vm.Token), CacheDir: convertCacheDir(),
-		Progress:      killAt{phase: convert.PhaseDiff, vm: vm},
+		Progress: killAt{phase: convert.PhaseDiff, vm: vm},
 	})
 	if err == nil {
 		t.Fatal("conversion succeeded although its agent died")

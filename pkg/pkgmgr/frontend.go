@@ -157,8 +157,11 @@ func (p *Plan) installSteps(pkgs []Package, keys []string, recommends bool) []St
 		if recommends {
 			flag = "--install-recommends"
 		}
+		// Upgrade-By-Source-Package=false: naming a package must not upgrade the installed
+		// packages built from the same source (apt 2.x does that by default).
 		argv = []string{"apt-get", "install", "-y", "--allow-downgrades", flag,
-			"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}
+			"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+			"-o", "APT::Get::Upgrade-By-Source-Package=false"}
 		env = aptEnv
 	case feDnf, feMicrodnf:
 		argv = []string{p.Frontend, "install", "-y", "--setopt=install_weak_deps=" + strconv.FormatBool(recommends)}

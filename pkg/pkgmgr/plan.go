@@ -3,6 +3,7 @@ package pkgmgr
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -113,6 +114,9 @@ func NewPlan(vm, base *DB, osr OSInfo, opts PlanOptions) (*Plan, error) {
 		p.Notes = append(p.Notes, fmt.Sprintf("%d gpg-pubkey entries left out: their keys travel with the repository configuration", n))
 	}
 	p.Recommends = p.resolveRecommends(opts)
+	if p.Recommends {
+		p.noteUnsatisfiedRecommends(vm, base, install)
+	}
 	keys := p.pin(vm.Packages, install)
 	roots := installRoots(vm, base, install, p.Recommends)
 	for _, i := range roots {
@@ -247,4 +251,30 @@ func restoreMarks(vm, base *DB, install []Package) (auto, manual []string) {
 	sort.Strings(auto)
 	sort.Strings(manual)
 	return auto, manual
+}
+
+// noteUnsatisfiedRecommends warns when install-set packages new to the root recommend
+// packages the VM lacks: an installer that follows Recommends installs those too.
+func (p *Plan) noteUnsatisfiedRecommends(vm, base *DB, install []Package) {
+	idx, baseIdx := newPkgIndex(vm.Packages), newPkgIndex(base.Packages)
+	seen := map[string]bool{}
+	var lacking []string
+	for _, pkg := range install {
+		if baseIdx.satisfies(pkg.Name) {
+			continue // an upgrade: only newly recommended packages would come
+		}
+		for _, d := range pkg.Depends {
+			if d.Kind != Recommends || len(d.Alts) == 0 || seen[d.Alts[0].Name] {
+				continue
+			}
+			if !slices.ContainsFunc(d.Alts, func(r Relation) bool { return idx.satisfies(r.Name) || baseIdx.satisfies(r.Name) }) {
+				seen[d.Alts[0].Name] = true
+				lacking = append(lacking, d.Alts[0].Name)
+			}
+		}
+	}
+	if len(lacking) > 0 {
+		sort.Strings(lacking)
+		p.Notes = append(p.Notes, fmt.Sprintf("following Recommends also installs what the VM's packages recommend but the VM lacks (%s), where the repository has it: Extras lists them after the build; plan with Recommends false to avoid them", joinNames(lacking, 5)))
+	}
 }

@@ -99,51 +99,7 @@ func TestPlanAptSimulation(t *testing.T) {
 	vm, _ := machineDBs(t)
 	status, base := closedBase(t, vm)
 	for _, rec := range []bool{false, true} {
-		p, err := NewPlan(vm, base, OSInfo{ID: "debian"}, PlanOptions{Recommends: &rec})
-		if err != nil {
-			t.Fatal(err)
-		}
-		install := checkPlan(t, vm, base, p)
-		argv := installStep(t, p).Argv
-		opts, specs := argv[2:len(argv)-len(p.Roots)], argv[len(argv)-len(p.Roots):]
-		var names []string
-		for _, s := range specs {
-			names = append(names, strings.SplitN(s, "=", 2)[0])
-		}
-		var all []string
-		for _, pkg := range install {
-			all = append(all, pkg.Name)
-		}
-		avail := aptCandidates(t, status, all)
-		names = slices.DeleteFunc(names, func(n string) bool { return !avail[strings.SplitN(n, ":", 2)[0]] })
-		args := append(append([]string{"install", "-s", "-o", "Dir::State::status=" + status}, opts...), names...)
-		out, err := exec.Command("apt-get", args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("apt-get %v: %v\n%s", args[:8], err, out)
-		}
-		inst := map[string]bool{}
-		for _, l := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(l); len(f) > 1 && f[0] == "Inst" {
-				inst[strings.SplitN(f[1], ":", 2)[0]] = true
-			}
-		}
-		var lost, unavailable []string
-		for _, pkg := range install {
-			switch {
-			case inst[pkg.Name]:
-			case !avail[pkg.Name]:
-				unavailable = append(unavailable, pkg.Name)
-			default:
-				lost = append(lost, pkg.Name)
-			}
-		}
-		if len(lost) > 0 {
-			sort.Strings(lost)
-			t.Errorf("Recommends %v: apt would not install %d install-set packages: %v", rec, len(lost), lost)
-		}
-		extra := len(inst) - (len(install) - len(unavailable) - len(lost))
-		t.Logf("Recommends %v: %d -> %d roots; apt installs all %d available install-set packages (and %d others: upgrades of base packages, newer versions' dependencies, recommends the VM lacks); %d not in any repository",
-			rec, p.RootsBefore, p.RootsAfter, len(install)-len(unavailable), extra, len(unavailable))
+		simulateApt(t, vm, base, status, rec)
 	}
 	// The exact pinned command line, against this machine where every pin is installed.
 	p, err := NewPlan(vm, base, OSInfo{ID: "debian"}, PlanOptions{})
@@ -155,4 +111,55 @@ func TestPlanAptSimulation(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "0 upgraded, 0 newly installed") {
 		t.Errorf("pinned install line on this machine: %v\n%s", err, out)
 	}
+}
+
+// simulateApt runs one plan's install line through apt-get -s over the status file, without
+// versions, and checks that apt installs every install-set package the repositories have.
+func simulateApt(t *testing.T, vm, base *DB, status string, rec bool) {
+	t.Helper()
+	p, err := NewPlan(vm, base, OSInfo{ID: "debian"}, PlanOptions{Recommends: &rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	install := checkPlan(t, vm, base, p)
+	argv := installStep(t, p).Argv
+	opts, specs := argv[2:len(argv)-len(p.Roots)], argv[len(argv)-len(p.Roots):]
+	var names []string
+	for _, s := range specs {
+		names = append(names, strings.SplitN(s, "=", 2)[0])
+	}
+	var all []string
+	for _, pkg := range install {
+		all = append(all, pkg.Name)
+	}
+	avail := aptCandidates(t, status, all)
+	names = slices.DeleteFunc(names, func(n string) bool { return !avail[strings.SplitN(n, ":", 2)[0]] })
+	args := append(append([]string{"install", "-s", "-o", "Dir::State::status=" + status}, opts...), names...)
+	out, err := exec.Command("apt-get", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("apt-get %v: %v\n%s", args[:8], err, out)
+	}
+	inst := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "Inst" {
+			inst[strings.SplitN(f[1], ":", 2)[0]] = true
+		}
+	}
+	var lost, unavailable []string
+	for _, pkg := range install {
+		switch {
+		case inst[pkg.Name]:
+		case !avail[pkg.Name]:
+			unavailable = append(unavailable, pkg.Name)
+		default:
+			lost = append(lost, pkg.Name)
+		}
+	}
+	if len(lost) > 0 {
+		sort.Strings(lost)
+		t.Errorf("Recommends %v: apt would not install %d install-set packages: %v", rec, len(lost), lost)
+	}
+	extra := len(inst) - (len(install) - len(unavailable) - len(lost))
+	t.Logf("Recommends %v: %d -> %d roots; apt installs all %d available install-set packages (and %d others: upgrades of base packages, newer versions' dependencies, recommends the VM lacks); %d not in any repository",
+		rec, p.RootsBefore, p.RootsAfter, len(install)-len(unavailable), extra, len(unavailable))
 }

@@ -160,6 +160,23 @@ func TestNewPlanAPKShared(t *testing.T) {
 	}
 	// With an empty base, every root is something the VM's user asked for (world) or that apk
 	// installed by itself through install_if (an "i:" line), which is no dependency edge.
+	installIf := apkInstallIf(t, root)
+	all, err := NewPlan(vm, nil, OSInfo{ID: "alpine"}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPlan(t, vm, &DB{Manager: APK}, all)
+	for _, r := range all.Roots {
+		if !slices.Contains(want, r) && !installIf[r] {
+			t.Errorf("root %s is neither in the VM's world %v nor installed through install_if", r, want)
+		}
+	}
+	t.Logf("apk: %d -> %d over the base, %d -> %d from scratch (world has %d)", p.RootsBefore, p.RootsAfter, all.RootsBefore, all.RootsAfter, len(want))
+}
+
+// apkInstallIf reads which packages of an apk database have an install_if ("i:") line.
+func apkInstallIf(t *testing.T, root string) map[string]bool {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(root, apkInstalledPath))
 	if err != nil {
 		t.Fatal(err)
@@ -175,17 +192,7 @@ func TestNewPlanAPKShared(t *testing.T) {
 		}
 		installIf[name] = hasIf
 	}
-	all, err := NewPlan(vm, nil, OSInfo{ID: "alpine"}, PlanOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkPlan(t, vm, &DB{Manager: APK}, all)
-	for _, r := range all.Roots {
-		if !slices.Contains(want, r) && !installIf[r] {
-			t.Errorf("root %s is neither in the VM's world %v nor installed through install_if", r, want)
-		}
-	}
-	t.Logf("apk: %d -> %d over the base, %d -> %d from scratch (world has %d)", p.RootsBefore, p.RootsAfter, all.RootsBefore, all.RootsAfter, len(want))
+	return installIf
 }
 
 // keepHalf keeps a deterministic part of pkgs, and every package named in always.
@@ -346,7 +353,7 @@ func TestFollowUp(t *testing.T) {
 	if plan.Steps[0].Argv[1] != "install" || !slices.Contains(argv, "--no-install-recommends") || plan.Recommends {
 		t.Errorf("follow-up steps %v", plan.Steps[0].Argv[:6])
 	}
-	if n := len(missing) + len(differ); len(plan.Roots) != n || len(argv) != 9+n {
+	if n := len(missing) + len(differ); len(plan.Roots) != n || len(argv) != 11+n {
 		t.Errorf("follow-up names %d packages, want %d", len(plan.Roots), n)
 	}
 	for _, k := range plan.Roots {
@@ -354,21 +361,28 @@ func TestFollowUp(t *testing.T) {
 			t.Errorf("follow-up line lacks %s=%s", k, plan.Pins[k])
 		}
 	}
+	checkPerPackage(t, plan)
+	if _, _, none := FollowUp(vm, vm); len(none.Steps) != 0 || none.RootsAfter != 0 {
+		t.Errorf("nothing to follow up, yet %+v", none.Steps)
+	}
+}
+
+// checkPerPackage checks that PerPackage gives one install step per named package, each
+// allowed to fail.
+func checkPerPackage(t *testing.T, plan *Plan) {
+	t.Helper()
 	split := plan.PerPackage()
 	installs := 0
 	for _, s := range split.Steps {
 		if strings.HasPrefix(s.Name, stepInstall+" ") {
 			installs++
-			if !s.AllowFail || len(s.Argv) != 10 {
+			if !s.AllowFail || len(s.Argv) != 12 {
 				t.Errorf("per-package step %+v", s)
 			}
 		}
 	}
 	if installs != len(plan.Roots) || len(plan.Steps) == len(split.Steps) {
 		t.Errorf("PerPackage: %d install steps for %d packages", installs, len(plan.Roots))
-	}
-	if _, _, none := FollowUp(vm, vm); len(none.Steps) != 0 || none.RootsAfter != 0 {
-		t.Errorf("nothing to follow up, yet %+v", none.Steps)
 	}
 }
 

@@ -280,3 +280,27 @@ func TestStepString(t *testing.T) {
 		t.Errorf("String = %s, want %s", got, want)
 	}
 }
+
+// TestRecommendsTheVMLacks: a VM whose packages recommend something it never installed. With
+// Recommends followed, the plan says so and Extras finds the package after the build.
+func TestRecommendsTheVMLacks(t *testing.T) {
+	vm, base := journalDB()
+	for i := range vm.Packages {
+		if vm.Packages[i].Name == "ubuntu-standard" {
+			vm.Packages[i].Depends = append(vm.Packages[i].Depends, Dep{Kind: Recommends, Alts: []Relation{{Name: "popularity-contest"}}})
+		}
+	}
+	on, off := true, false
+	pOn, _ := NewPlan(vm, base, OSInfo{}, PlanOptions{Recommends: &on})
+	pOff, _ := NewPlan(vm, base, OSInfo{}, PlanOptions{Recommends: &off})
+	if len(pOn.Notes) != 1 || !strings.Contains(pOn.Notes[0], "popularity-contest") || len(pOff.Notes) != 0 {
+		t.Errorf("notes with Recommends %q, without %q", pOn.Notes, pOff.Notes)
+	}
+	built := &DB{Manager: Dpkg, Packages: append(slices.Clone(vm.Packages), gpkg("popularity-contest", nil))}
+	base.Packages = append(base.Packages, gpkg("only-in-base", nil))
+	built.Packages = append(built.Packages, gpkg("only-in-base", nil))
+	extras := Extras(vm, base, built)
+	if len(extras) != 1 || extras[0].Name != "popularity-contest" {
+		t.Errorf("Extras = %+v", extras)
+	}
+}

@@ -69,6 +69,29 @@ func CompareSets(vm, base *DB) Sets {
 	return s
 }
 
+// Extras returns the packages of a built root that neither the VM nor the base has (by name
+// and architecture): what installing added beyond the VM, such as Recommends the VM did not
+// install or dependencies of a newer version.
+func Extras(vm, base, built *DB) []Package {
+	var out []Package
+	if built == nil {
+		return nil
+	}
+	notVM := CompareSets(vm, built).Remove
+	inBase := map[string]bool{}
+	if base != nil {
+		for _, p := range base.Packages {
+			inBase[p.Name+"\x00"+p.Arch] = true
+		}
+	}
+	for _, p := range notVM {
+		if !inBase[p.Name+"\x00"+p.Arch] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // archMatch reports whether two packages' architectures are the same for pairing.
 func archMatch(a, b string) bool {
 	return a == b || a == "all" || b == "all" || a == "noarch" || b == "noarch"

@@ -1,31 +1,66 @@
 #!/usr/bin/env bash
 # The demo: make a small Debian VM (debootstrap bookworm, nginx serving a page, a service of its
-# own under a non-root user), start the agent inside it, and read it through the agent.
+# own under a non-root user) running in its own namespaces with the agent inside, convert it
+# through the agent, load and run the image, and show both services answering from the container.
 set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH
 cd "$(dirname "$0")/.."
-[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it builds a VM root with debootstrap and mounts in it)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it builds VM roots with debootstrap and mounts in them)" >&2; exit 1; }
 
 work=${VM2IMAGE_DEMO_DIR:-/var/tmp/vm2image-demo}
+rm -rf "$work/vm"
 mkdir -p "$work/vm"
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/token"
-echo "demo: building the demo VM root (cached after the first run)"
 go build -o "$work/mkroot" ./internal/testenv/mkroot
+
+# No Docker Hub here: the base image is a debootstrap minbase bookworm imported into the engine
+# as debian:bookworm, which is what `--base auto` picks for a Debian 12 VM (engine first).
+if ! docker image inspect debian:bookworm >/dev/null 2>&1; then
+	echo "demo: making the base image debian:bookworm (debootstrap minbase, cached)"
+	base=$("$work/mkroot" base)
+	tar -C "$base" --numeric-owner --xattrs -cf - . | docker import - debian:bookworm >/dev/null
+fi
+
+echo "demo: booting the demo VM (debootstrap bookworm + nginx + an app service; cached after the first run)"
 "$work/mkroot" boot "$work/vm" "$PWD/bin/vm2image-agent" "$work/token" 127.0.0.1:0 > "$work/boot.out" 2> "$work/boot.log" &
 boot=$!
-trap 'kill $boot 2>/dev/null; wait $boot 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
+cid=""
+cleanup() {
+	[ -n "$cid" ] && docker rm -f "$cid" >/dev/null 2>&1
+	kill $boot 2>/dev/null; wait $boot 2>/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 1 900); do
 	[ -s "$work/boot.out" ] && break
 	kill -0 $boot 2>/dev/null || { cat "$work/boot.log" >&2; exit 1; }
 	sleep 0.2
 done
 read -r _ addr _ nginx_port _ app_port < "$work/boot.out"
-echo "demo: VM up: agent on $addr, nginx on port $nginx_port, app service on port $app_port"
-echo "demo: nginx in the VM answers: $(curl -s "http://127.0.0.1:$nginx_port/")"
+echo "demo: VM up: agent on $addr, nginx on port $nginx_port, app service on 127.0.0.1:$app_port"
 echo
 echo "\$ vm2image inspect $addr --token-file $work/token"
 bin/vm2image inspect "$addr" --token-file "$work/token"
 echo
-echo "\$ vm2image export $addr --token-file $work/token -o $work/vm.tar"
-bin/vm2image export "$addr" --token-file "$work/token" -o "$work/vm.tar"
-ls -l "$work/vm.tar"
+echo "\$ vm2image convert $addr --token-file $work/token -o $work/vm.tar --tag vm2image-demo/web:latest --report $work/report.json"
+bin/vm2image convert "$addr" --token-file "$work/token" -o "$work/vm.tar" --tag vm2image-demo/web:latest --report "$work/report.json"
+echo
+docker load -i "$work/vm.tar"
+cid=$(docker run -d vm2image-demo/web:latest)
+ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$cid")
+sleep 1
+vm_nginx=$(curl -fsS "http://127.0.0.1:$nginx_port/")
+ct_nginx=$(curl -fsS --retry 10 --retry-connrefused --retry-delay 1 "http://$ip:$nginx_port/")
+vm_app=$(curl -fsS "http://127.0.0.1:$app_port/")
+ct_app=$(docker exec "$cid" busybox wget -qO- "http://127.0.0.1:$app_port/")
+echo "demo: nginx  in the VM:        $vm_nginx"
+echo "demo: nginx  in the container: $ct_nginx"
+echo "demo: app    in the VM:        $vm_app"
+echo "demo: app    in the container: $ct_app"
+docker logs "$cid" 2>&1 | sed 's/^/demo: container: /'
+if [ "$vm_nginx" != "$ct_nginx" ] || [ "$vm_app" != "$ct_app" ]; then
+	echo "demo: FAILED: the container's services do not answer like the VM's" >&2
+	exit 1
+fi
+echo
+echo "demo: both services answer from the container with the VM's bytes."
+echo "demo: image $work/vm.tar, run configuration in $work/vm.tar.context/ (Dockerfile, services.yaml, compose.yaml), report $work/report.json"

@@ -1,7 +1,7 @@
 // Command mkroot builds (or finds) a cached fixture root and prints its path; with "boot" it also
 // starts the fixture as a small VM with its agent and runs until interrupted.
 //
-//	go run ./internal/testenv/mkroot [web]
+//	go run ./internal/testenv/mkroot [web|base]
 //	go run ./internal/testenv/mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR
 package main
 
@@ -26,7 +26,11 @@ func main() {
 		boot(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
 		return
 	}
-	dir, err := testenv.BuildRoot(testenv.WebVM, log.Printf)
+	recipe := testenv.WebVM
+	if len(os.Args) > 1 && os.Args[1] == "base" {
+		recipe = testenv.Bookworm
+	}
+	dir, err := testenv.BuildRoot(recipe, log.Printf)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -45,6 +45,7 @@ lint:
 
 bench: setup build
 	./bench/stream.sh
+	./bench/diff.sh
 
 demo: setup build
 	./scripts/demo.sh

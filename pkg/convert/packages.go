@@ -50,7 +50,11 @@ func (r *run) packages(ctx context.Context) error {
 		conf[k] = string(v)
 	}
 	osr := pkgmgr.OSInfo{ID: r.info.OS.ID, VersionID: r.info.OS.VersionID, IDLike: r.info.OS.IDLike}
-	plan, err := pkgmgr.NewPlan(r.vmDB, baseDB, osr, pkgmgr.PlanOptions{Config: conf})
+	// Recommends off, for the graph and the installer alike: a package the VM has only because
+	// something recommended it becomes a root and is named, and nothing the VM lacks (a
+	// recommendation its admin removed) is pulled in to be whited out again by the diff.
+	noRecommends := false
+	plan, err := pkgmgr.NewPlan(r.vmDB, baseDB, osr, pkgmgr.PlanOptions{Config: conf, Recommends: &noRecommends})
 	if err != nil {
 		return fmt.Errorf("planning the packages layer: %w", err)
 	}

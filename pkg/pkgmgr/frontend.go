@@ -88,8 +88,10 @@ func (p *Plan) resolveRecommends(opts PlanOptions) bool {
 // steps assembles the plan's commands: prepare, install the roots, remove, restore marks.
 func (p *Plan) steps(vm, base *DB, install []Package, removeExtra bool, auto, manual []string) []Step {
 	p.downgrades(install, base)
-	s := p.prepareSteps(install)
-	s = append(s, p.installSteps(p.named, p.Roots, p.Recommends)...)
+	var s []Step
+	if len(p.named) > 0 {
+		s = append(p.prepareSteps(install), p.installSteps(p.named, p.Roots, p.Recommends)...)
+	}
 	if removeExtra {
 		s = append(s, p.removeSteps(CompareSets(vm, base).Remove)...)
 	}
@@ -164,7 +166,7 @@ func (p *Plan) installSteps(pkgs []Package, keys []string, recommends bool) []St
 			"-o", "APT::Get::Upgrade-By-Source-Package=false"}
 		env = aptEnv
 	case feDnf, feMicrodnf:
-		argv = []string{p.Frontend, "install", "-y", "--setopt=install_weak_deps=" + strconv.FormatBool(recommends)}
+		argv = []string{p.Frontend, "install", "-y", "--setopt=install_weak_deps=" + map[bool]string{true: "True", false: "False"}[recommends]}
 		if p.Frontend == feDnf {
 			argv = append(argv, "--allowerasing")
 		}
@@ -219,13 +221,14 @@ func (p *Plan) spec(pkg Package, key string) string {
 func (p *Plan) removeSteps(pkgs []Package) []Step {
 	var names []string
 	for _, pkg := range pkgs {
+		if !plannable(p.Manager, pkg) {
+			continue
+		}
 		switch p.Manager {
 		case Dpkg:
 			names = append(names, pkg.Name+":"+pkg.Arch)
 		case RPM:
-			if !isGPGPubkey(RPM, pkg) {
-				names = append(names, pkg.Name+"-"+pkg.UpstreamVersion+"-"+pkg.Release+"."+pkg.Arch)
-			}
+			names = append(names, pkg.Name+"-"+pkg.UpstreamVersion+"-"+pkg.Release+"."+pkg.Arch)
 		default:
 			names = append(names, pkg.Name)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 )
 
 // OSInfo is what a plan needs of the VM's os-release: ID, VERSION_ID and the words of ID_LIKE.
@@ -19,7 +20,8 @@ type PlanOptions struct {
 	// Recommends says whether the installer follows Recommends (apt) or weak dependencies
 	// (dnf, zypper). nil takes the default the VM's configuration sets (see RecommendsDefault
 	// and Config). The roots assume exactly the setting the install command uses; installers
-	// that never follow them (yum, tdnf, microdnf, apk, pacman) always use false.
+	// that cannot be told from their command line (yum, tdnf) or have no such dependencies
+	// (apk, pacman) always use false.
 	Recommends *bool
 	// RemoveExtra also removes the base's packages that the VM lacks, after installing.
 	RemoveExtra bool
@@ -87,7 +89,8 @@ var ErrManagerMismatch = errors.New("package managers differ")
 // NewPlan plans the packages layer: the install set (CompareSets), its roots in the VM's own
 // dependency graph, and the commands that install them pinned to the VM's versions, restore
 // the VM's marks and, with RemoveExtra, remove what the VM lacks. A nil base is an empty root.
-// rpm's gpg-pubkey pseudo-packages are left out: their keys travel in RepoFiles.
+// rpm's gpg-pubkey pseudo-packages are left out (their keys travel in RepoFiles), and so are
+// names an installer would misread (a leading '-', whitespace), each with a note.
 func NewPlan(vm, base *DB, osr OSInfo, opts PlanOptions) (*Plan, error) {
 	if vm == nil {
 		return nil, errors.New("planning packages: no VM database")
@@ -103,16 +106,8 @@ func NewPlan(vm, base *DB, osr OSInfo, opts PlanOptions) (*Plan, error) {
 		return nil, fmt.Errorf("planning packages: VM uses %s, base uses %s: %w", m, base.Manager, ErrManagerMismatch)
 	}
 	sets := CompareSets(vm, base)
-	var install []Package
-	for _, p := range sets.Install {
-		if !isGPGPubkey(m, p) {
-			install = append(install, p)
-		}
-	}
 	p := &Plan{Manager: m, Frontend: chooseFrontend(m, osr, base), Pins: map[string]string{}, RepoFiles: RepoConfigPaths(m)}
-	if n := len(sets.Install) - len(install); n > 0 {
-		p.Notes = append(p.Notes, fmt.Sprintf("%d gpg-pubkey entries left out: their keys travel with the repository configuration", n))
-	}
+	install := p.usable(sets.Install)
 	p.Recommends = p.resolveRecommends(opts)
 	if p.Recommends {
 		p.noteUnsatisfiedRecommends(vm, base, install)
@@ -147,7 +142,7 @@ func FollowUp(vm, built *DB) (missing []Package, versionDiffers []Change, plan *
 	pairOf, _ := pairPackages(vm.Packages, built.Packages, m)
 	var named []Package
 	for i, p := range vm.Packages {
-		if isGPGPubkey(m, p) {
+		if !plannable(m, p) {
 			continue
 		}
 		j := pairOf[i]
@@ -163,6 +158,9 @@ func FollowUp(vm, built *DB) (missing []Package, versionDiffers []Change, plan *
 		}
 	}
 	plan = &Plan{Manager: m, Frontend: chooseFrontend(m, OSInfo{}, built), Pins: map[string]string{}, RepoFiles: RepoConfigPaths(m)}
+	if m == Pacman && len(versionDiffers) > 0 {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("pacman cannot install a given version from a sync repository: %d packages stay at the repository's version", len(versionDiffers)))
+	}
 	keys := plan.pin(vm.Packages, named)
 	plan.Roots, plan.named = keys, named
 	plan.RootsBefore, plan.RootsAfter = len(named), len(named)
@@ -177,20 +175,46 @@ func FollowUp(vm, built *DB) (missing []Package, versionDiffers []Change, plan *
 func (p *Plan) PerPackage() *Plan {
 	q := *p
 	q.Steps = nil
+	split := false
 	for _, s := range p.Steps {
-		if s.Name != stepInstall {
+		switch {
+		case s.Name != stepInstall:
 			q.Steps = append(q.Steps, s)
-			continue
-		}
-		for i, pkg := range p.named {
-			one := p.installSteps([]Package{pkg}, []string{p.Roots[i]}, false)
-			for _, o := range one {
-				o.Name, o.AllowFail = stepInstall+" "+p.Roots[i], true
-				q.Steps = append(q.Steps, o)
+		case !split: // yum's downgrade line is a second install step: both split here
+			split = true
+			for i, pkg := range p.named {
+				for _, o := range p.installSteps([]Package{pkg}, []string{p.Roots[i]}, p.Recommends) {
+					o.Name, o.AllowFail = stepInstall+" "+p.Roots[i], true
+					q.Steps = append(q.Steps, o)
+				}
 			}
 		}
 	}
 	return &q
+}
+
+// usable drops the packages a plan cannot name (see plannable), with a note.
+func (p *Plan) usable(pkgs []Package) []Package {
+	var out, keys, bad []string
+	var kept []Package
+	for _, pkg := range pkgs {
+		switch {
+		case plannable(p.Manager, pkg):
+			kept = append(kept, pkg)
+		case isGPGPubkey(p.Manager, pkg):
+			keys = append(keys, pkg.Version)
+		default:
+			bad = append(bad, strconv.Quote(pkg.Name))
+		}
+	}
+	if len(keys) > 0 {
+		out = append(out, fmt.Sprintf("%d gpg-pubkey entries left out: their keys travel with the repository configuration", len(keys)))
+	}
+	if len(bad) > 0 {
+		out = append(out, fmt.Sprintf("left out %d packages whose name or version no installer accepts: %s", len(bad), joinNames(bad, 5)))
+	}
+	p.Notes = append(p.Notes, out...)
+	return kept
 }
 
 func knownManager(m Manager) bool {
@@ -215,10 +239,10 @@ func (p *Plan) pin(all, pkgs []Package) []string {
 	return keys
 }
 
-// restoreMarks returns the names (Pins keys are not needed: marks take plain or arch-qualified
-// names alike) whose VM mark the build root will not have by itself: every install-set package
-// whose mark is known, and every other VM package whose mark the base records differently (no
-// record counts as explicitly installed, as apt and pacman treat it).
+// restoreMarks returns, as Pins keys, the VM packages whose mark the build root will not have
+// by itself: every install-set package whose mark is known, and every other VM package whose
+// mark the base records differently (no record counts as explicitly installed, as apt and
+// pacman treat it).
 func restoreMarks(vm, base *DB, install []Package) (auto, manual []string) {
 	inInstall := map[string]bool{}
 	for _, p := range install {
@@ -231,7 +255,7 @@ func restoreMarks(vm, base *DB, install []Package) (auto, manual []string) {
 	}
 	multi := multiArchNames(vm.Packages)
 	for i, p := range vm.Packages {
-		if p.Auto == nil || isGPGPubkey(vm.Manager, p) {
+		if p.Auto == nil || !plannable(vm.Manager, p) {
 			continue
 		}
 		mark := inInstall[p.Name+"\x00"+p.Arch+"\x00"+p.Version]

@@ -81,7 +81,7 @@ func checkPlan(t *testing.T, vm, base *DB, p *Plan) []Package {
 	t.Helper()
 	var install []Package
 	for _, pkg := range CompareSets(vm, base).Install {
-		if !isGPGPubkey(vm.Manager, pkg) {
+		if plannable(vm.Manager, pkg) {
 			install = append(install, pkg)
 		}
 	}
@@ -302,5 +302,83 @@ func TestRecommendsTheVMLacks(t *testing.T) {
 	extras := Extras(vm, base, built)
 	if len(extras) != 1 || extras[0].Name != "popularity-contest" {
 		t.Errorf("Extras = %+v", extras)
+	}
+}
+
+// TestNewPlanMultiArch: a VM with i386 packages beside amd64 ones.
+func TestNewPlanMultiArch(t *testing.T) {
+	arch := func(p Package, a string) Package { p.Arch = a; return p }
+	base := []Package{gpkg("dpkg", nil), gpkg("libc6", nil)}
+	vm := &DB{Manager: Dpkg, Packages: append(slices.Clone(base),
+		arch(gpkg("libc6", nil), "i386"), arch(gpkg("wine32", []string{"libc6"}), "i386"), arch(gpkg("tzdata", nil), "all"))}
+	sortPackages(vm.Packages)
+	p, err := NewPlan(vm, &DB{Manager: Dpkg, Packages: base}, OSInfo{ID: "debian"}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPlan(t, vm, &DB{Manager: Dpkg, Packages: base}, p)
+	var lines []string
+	for _, s := range p.Steps {
+		lines = append(lines, strings.Join(s.Argv, " "))
+	}
+	if lines[0] != "dpkg --add-architecture i386" || lines[1] != "apt-get update" {
+		t.Errorf("steps %q", lines)
+	}
+	if d := cmp.Diff([]string{"tzdata", "wine32:i386"}, p.Roots); d != "" {
+		t.Errorf("roots (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(map[string]string{"libc6:i386": "1", "tzdata": "1", "wine32:i386": "1"}, p.Pins); d != "" {
+		t.Errorf("pins (-want +got):\n%s", d)
+	}
+	if !strings.HasSuffix(lines[2], " tzdata=1 wine32:i386=1") {
+		t.Errorf("install line %q", lines[2])
+	}
+}
+
+func TestPlanDnfAndZypperFlags(t *testing.T) {
+	vm := &DB{Manager: RPM, Packages: []Package{spkg("dnf", "4.14-1", "noarch"), spkg("zypper", "1.14-1", "x86_64"), gpkg("app", nil)}}
+	for _, tt := range []struct {
+		base string
+		rec  bool
+		want string
+	}{
+		{"dnf", true, "dnf install -y --setopt=install_weak_deps=True --allowerasing"},
+		{"dnf", false, "dnf install -y --setopt=install_weak_deps=False --allowerasing"},
+		{"microdnf", false, "microdnf install -y --setopt=install_weak_deps=False"},
+		{"zypper", true, "zypper --non-interactive install --oldpackage --auto-agree-with-licenses --recommends"},
+		{"zypper", false, "zypper --non-interactive install --oldpackage --auto-agree-with-licenses --no-recommends"},
+	} {
+		base := &DB{Manager: RPM, Packages: []Package{spkg(tt.base, "1-1", "noarch")}}
+		p, err := NewPlan(vm, base, OSInfo{}, PlanOptions{Recommends: &tt.rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		argv := installStep(t, p).Argv
+		if got := strings.Join(argv[:len(argv)-len(p.Roots)], " "); got != tt.want || p.Recommends != tt.rec {
+			t.Errorf("%s recommends %v: %q, want %q", tt.base, tt.rec, got, tt.want)
+		}
+	}
+}
+
+// TestPlanHostileNames: a database (from a VM nobody trusts) with names an installer would
+// read as options or split: they are left out, never put on a command line.
+func TestPlanHostileNames(t *testing.T) {
+	vm := &DB{Manager: APK, Packages: []Package{gpkg("--allow-untrusted", nil), gpkg("ok", nil), gpkg("two words", nil), spkg("x", "-1", "armv7")}}
+	p, err := NewPlan(vm, nil, OSInfo{}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.Roots, []string{"ok"}) || len(p.Notes) == 0 || !strings.Contains(p.Notes[0], "left out 3 packages") {
+		t.Errorf("roots %v, notes %q", p.Roots, p.Notes)
+	}
+	for _, s := range p.Steps {
+		for _, a := range s.Argv[1:] {
+			if strings.HasPrefix(a, "--allow") || strings.Contains(a, " ") {
+				t.Errorf("step %v carries a hostile name", s.Argv)
+			}
+		}
+	}
+	if _, _, f := FollowUp(vm, nil); !slices.Equal(f.Roots, []string{"ok"}) {
+		t.Errorf("follow-up roots %v", f.Roots)
 	}
 }

@@ -14,7 +14,8 @@ import (
 //     nothing needs to reach it;
 //   - a Recommends edge counts only when the installer follows Recommends, and only out of a
 //     package new to the root (on upgrades installers add only newly recommended packages);
-//   - the dependency must be one the base does not already satisfy, by name or Provides;
+//   - the dependency must be one the base does not already satisfy, by name or Provides, with
+//     a package of a compatible architecture (or of any, when the VM has none compatible);
 //   - exactly one VM package (of a compatible architecture) satisfies the dependency, through
 //     any of its alternatives, so that the installer cannot choose another one. For dpkg that
 //     package must also be the first alternative by its real name: apt satisfies a group of
@@ -94,6 +95,22 @@ func (x *pkgIndex) satisfies(name string) bool {
 	return len(x.byName[name]) > 0 || len(x.provides[name]) > 0
 }
 
+// satisfiesFor reports whether a package of the index has the name or provides it with an
+// architecture compatible with arch, and whether one of any architecture does. A dependency
+// of an i386 package on a library the base has only for amd64 is not satisfied by it: the VM
+// holds the library for both, so it is Multi-Arch: same and resolves per architecture.
+func (x *pkgIndex) satisfiesFor(arch, name string) (compatible, any bool) {
+	for _, list := range [][]int{x.byName[name], x.provides[name]} {
+		for _, c := range list {
+			any = true
+			if archMatch(x.pkgs[c].Arch, arch) {
+				return true, true
+			}
+		}
+	}
+	return false, any
+}
+
 // pick chooses among candidates as NewGraph does: the first of the dependent's own
 // architecture (or an architecture-independent one), else the first.
 func (x *pkgIndex) pick(from *Package, cands []int) int {
@@ -113,7 +130,8 @@ func (x *pkgIndex) certainTarget(v int, d Dep, m Manager, base *pkgIndex) int {
 		return -1
 	}
 	for _, r := range d.Alts {
-		if base.satisfies(r.Name) {
+		compatible, any := base.satisfiesFor(p.Arch, r.Name)
+		if vmCompatible, _ := x.satisfiesFor(p.Arch, r.Name); compatible || (any && !vmCompatible) {
 			return -1
 		}
 	}

@@ -232,6 +232,17 @@ func isGPGPubkey(m Manager, p Package) bool {
 	return m == RPM && p.Name == "gpg-pubkey"
 }
 
+// plannable reports whether a plan may name the package on a command line: not a gpg-pubkey,
+// and a name and version no manager would refuse to build: non-empty, no whitespace or control
+// characters, no leading '-' that an installer would read as an option (a hostile database
+// could hold one).
+func plannable(m Manager, p Package) bool {
+	if isGPGPubkey(m, p) || p.Name == "" || p.Name[0] == '-' || p.Version == "" || p.Version[0] == '-' {
+		return false
+	}
+	return !strings.ContainsFunc(p.Name+p.Version+p.Arch, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
 // nameSet returns the names of pkgs for lookups.
 func nameSet(pkgs []Package) map[string]bool {
 	s := make(map[string]bool, len(pkgs))

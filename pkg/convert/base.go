@@ -3,9 +3,8 @@ package convert
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -39,6 +38,7 @@ func (r *run) resolveBase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	r.base, err = image.Resolve(ctx, ref, image.ResolveOptions{
 		Platform: v1.Platform{OS: "linux", Architecture: r.info.Arch},
 		Insecure: r.opts.Insecure,
@@ -60,14 +60,18 @@ func (r *run) resolveBase(ctx context.Context) error {
 		}
 		b.Bytes += sz
 	}
-	r.opts.Logf("base image %s (%s, %s)", b.Ref, b.Transport, b.Digest)
-	r.baseDir = filepath.Join(r.work, "base")
-	if err := os.Mkdir(r.baseDir, 0o755); err != nil {
+	r.opts.Logf("base image %s (%s, %s) resolved in %s", b.Ref, b.Transport, b.Digest, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	r.baseDir, err = r.cachedRoot(ctx, "base-"+r.base.Digest.Hex, func(ctx context.Context, dir string) error {
+		if err := image.Unpack(ctx, r.base.Image, dir); err != nil {
+			return fmt.Errorf("unpacking base image: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	if err := image.Unpack(ctx, r.base.Image, r.baseDir); err != nil {
-		return fmt.Errorf("unpacking base image: %w", err)
-	}
+	r.opts.Logf("base unpacked (or found unpacked) in %s", time.Since(start).Round(time.Millisecond))
 	r.oldDir = r.baseDir
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/vm2image/vm2image/pkg/image"
 )
@@ -16,17 +17,28 @@ func aptArchiveCache() string {
 	return "/var/cache/vm2image/apt-archives"
 }
 
-// applyLayer applies the packages layer to the unpacked base, in place: from then on the
-// base directory holds base+packages, what the VM diff compares against.
-func (r *run) applyLayer(ctx context.Context, layerPath string) error {
-	f, err := os.Open(layerPath)
+// applyLayer sets the tree the VM diff compares against: the base with the packages layer
+// applied, cached by base and layer.
+func (r *run) applyLayer(ctx context.Context, layerPath, diffID string) error {
+	key := "pkg-" + r.base.Digest.Hex[:16] + "-" + strings.TrimPrefix(diffID, "sha256:")
+	dir, err := r.cachedRoot(ctx, key, func(ctx context.Context, dir string) error {
+		if err := copyTree(ctx, r.baseDir, dir); err != nil {
+			return err
+		}
+		f, err := os.Open(layerPath)
+		if err != nil {
+			return fmt.Errorf("reading the packages layer: %w", err)
+		}
+		defer f.Close()
+		if err := image.ApplyLayer(ctx, dir, f); err != nil {
+			return fmt.Errorf("applying the packages layer: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("reading the packages layer: %w", err)
+		return err
 	}
-	defer f.Close()
-	if err := image.ApplyLayer(ctx, r.baseDir, f); err != nil {
-		return fmt.Errorf("applying the packages layer: %w", err)
-	}
+	r.oldDir = dir
 	return nil
 }
 

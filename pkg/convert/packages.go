@@ -91,6 +91,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	p.LayerBytes, p.LayerDiffID, p.CacheHit, p.CacheKey = res.LayerSize, res.LayerDiffID, res.CacheHit, res.CacheKey
 	// The VM diff compares against what the image will hold: the base with the packages layer
 	// applied (the built root also holds what the layer leaves out: caches, lists, logs).
+	// r.baseDir is a cached, read-only tree: the layer is applied to a cached copy.
 	// Keep our own name for the cached layer file (a prune cannot take it from us), and let
 	// the build's mounts, scratch and cache lock go now.
 	layerPath := filepath.Join(r.work, "packages.layer.tar")
@@ -99,7 +100,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		err = cerr
 	}
 	if err == nil {
-		err = r.applyLayer(ctx, layerPath)
+		err = r.applyLayer(ctx, layerPath, res.LayerDiffID)
 	}
 	if err != nil {
 		return err

@@ -82,6 +82,7 @@ func Write(ctx context.Context, w io.Writer, res *diff.Result, content Content, 
 		return LayerStats{}, err
 	}
 	lw := newWriter(ctx, w, opts)
+	defer lw.digest.Close()
 	for _, p := range refused {
 		if err := lw.problem(p, fmt.Errorf("%w: %q", ErrWhiteoutName, p)); err != nil {
 			return lw.stats, err
@@ -106,7 +107,7 @@ type writer struct {
 	opts    Options
 	bw      *bufio.Writer
 	tw      *tar.Writer
-	digest  hash.Hash
+	digest  *asyncHash
 	count   *countWriter
 	content *contentReader
 	links   map[linkKey]string // first name written of each hard-linked inode
@@ -116,7 +117,7 @@ type writer struct {
 }
 
 func newWriter(ctx context.Context, w io.Writer, opts Options) *writer {
-	lw := &writer{ctx: ctx, opts: opts, digest: sha256.New(), count: &countWriter{},
+	lw := &writer{ctx: ctx, opts: opts, digest: newAsyncHash(), count: &countWriter{},
 		links: map[linkKey]string{}, lost: map[linkKey]bool{}}
 	lw.bw = bufio.NewWriterSize(io.MultiWriter(w, lw.digest, lw.count), 256<<10)
 	lw.tw = tar.NewWriter(lw.bw)
@@ -273,7 +274,7 @@ func (lw *writer) finish() (LayerStats, error) {
 		return lw.stats, fmt.Errorf("writing layer: %w", err)
 	}
 	lw.stats.Bytes = lw.count.n
-	lw.stats.DiffID = "sha256:" + hex.EncodeToString(lw.digest.Sum(nil))
+	lw.stats.DiffID = "sha256:" + hex.EncodeToString(lw.digest.Sum())
 	return lw.stats, nil
 }
 

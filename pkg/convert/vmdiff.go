@@ -35,7 +35,17 @@ func (r *run) vmDiff(ctx context.Context) error {
 	}
 	r.report.Diff, r.report.Problems = res.Stats, res.Problems
 	r.report.OriginalEntries = res.Stats.NewEntries
-	content := &countingContent{src: newTree}
+	var content interface {
+		layer.Content
+		wire() int64
+	} = &countingContent{src: newTree}
+	var local *localFirst
+	if r.opts.Transfer == TransferDiff {
+		if local, err = r.planContent(ctx, res, newTree); err != nil {
+			return err
+		}
+		content = local
+	}
 	path := filepath.Join(r.work, "vm.layer.tar")
 	f, err := os.Create(path)
 	if err != nil {
@@ -56,6 +66,9 @@ func (r *run) vmDiff(ctx context.Context) error {
 	r.report.DiffLayer = &ls
 	r.report.Problems = append(r.report.Problems, ls.Problems...)
 	r.report.BytesTransferred += content.wire()
+	if local != nil {
+		r.report.LocalContentBytes = local.localB.Load()
+	}
 	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff"})
 	r.roles = append(r.roles, "vm-diff")
 	return r.measureOriginal(ctx, newTree)

@@ -130,8 +130,3 @@ func printSummary(w io.Writer, r *convert.Report) {
 		fmt.Fprintf(w, "  %-9s %6.2fs\n", p.Name, p.Seconds)
 	}
 }
-
-// newProgress prints phases as plain lines (a terminal gets the same lines).
-func newProgress(w io.Writer) convert.Progress {
-	return &convert.LineProgress{W: w}
-}

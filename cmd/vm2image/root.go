@@ -18,7 +18,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVersionCmd())
+	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVerifyCmd(), newVersionCmd(), newExperimentCmd())
 	return root
 }
 

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/verify"
@@ -103,26 +104,29 @@ func runVerify(ctx context.Context, o verifyOptions, imageRef, spec string, out 
 }
 
 func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*verify.Report, error) {
-	base, err := image.Resolve(ctx, imageReference(imageRef), image.ResolveOptions{CacheDir: o.cacheDir})
+	target, err := openImage(ctx, imageRef, o.cacheDir)
 	if err != nil {
-		return nil, imageError(imageRef, err)
+		return nil, err
 	}
+	defer target.close()
 	src, err := o.open(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
 	opts := verify.Options{Excludes: o.excludes, KeepSELinux: o.keepSELinux, NoPackages: o.noPackages}
-	rep, err := verify.Image(ctx, base.Image, src, opts)
+	var rep *verify.Report
+	if target.engineRef != "" {
+		rep, err = verify.EngineImage(ctx, target.engine, target.engineRef, src, opts)
+	} else {
+		rep, err = verify.Image(ctx, target.img, src, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if o.run {
-		ro := verify.RunOptions{Timeout: o.runTimeout, ExecProbe: o.runExec}
-		if base.Transport == image.TransportDaemon {
-			ro.Ref = base.Ref
-		}
-		rr, err := verify.Run(ctx, base.Image, src, ro)
+		ro := verify.RunOptions{Ref: target.engineRef, Timeout: o.runTimeout, ExecProbe: o.runExec}
+		rr, err := verify.Run(ctx, target.img, src, ro)
 		if err != nil {
 			return nil, fmt.Errorf("running the image: %w", err)
 		}
@@ -131,11 +135,56 @@ func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*
 	return rep, nil
 }
 
+// imageTarget is the image to verify: in the Docker engine (read as it saves it, streaming),
+// or resolved to layers that can be read in order.
+type imageTarget struct {
+	img       v1.Image
+	engine    image.EngineClient
+	engineRef string
+}
+
+func (t *imageTarget) close() {
+	if c, ok := t.engine.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// openImage finds the image: docker-daemon:REF and plain references the engine holds are read
+// from the engine; the rest (and plain references it lacks) through image.Resolve.
+func openImage(ctx context.Context, ref, cacheDir string) (*imageTarget, error) {
+	ref = imageReference(ref)
+	daemonRef, isDaemon := strings.CutPrefix(ref, image.TransportDaemon+":")
+	if isDaemon || !hasTransport(ref) {
+		if !isDaemon {
+			daemonRef = ref
+		}
+		eng, err := image.NewEngine(ctx)
+		if err == nil {
+			t := &imageTarget{engine: eng, engineRef: daemonRef}
+			if _, err = eng.ImageInspect(ctx, daemonRef); err == nil {
+				return t, nil
+			}
+			t.close()
+		}
+		if isDaemon {
+			return nil, fmt.Errorf("reading image %s: %w", ref, err)
+		}
+	}
+	base, err := image.Resolve(ctx, ref, image.ResolveOptions{CacheDir: cacheDir})
+	if err != nil {
+		return nil, imageError(ref, err)
+	}
+	return &imageTarget{img: base.Image}, nil
+}
+
 // imageError says why the image could not be read, without Resolve's talk of base images.
 func imageError(ref string, err error) error {
 	var re *image.ResolveError
 	if !errors.As(err, &re) {
 		return err
+	}
+	if len(re.Attempts) == 1 {
+		return fmt.Errorf("reading image %s: %w", ref, re.Attempts[0].Err)
 	}
 	var tried []string
 	for _, a := range re.Attempts {
@@ -144,13 +193,23 @@ func imageError(ref string, err error) error {
 	return fmt.Errorf("reading image %s: %s", ref, strings.Join(tried, "; "))
 }
 
+// transports are the prefixes image.Resolve knows.
+var transports = []string{"docker-daemon:", "oci:", "docker-archive:", "registry://", "docker://", "http://", "https://"}
+
+func hasTransport(ref string) bool {
+	for _, t := range transports {
+		if strings.HasPrefix(ref, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // imageReference gives a bare path the transport it names: a file is a docker-archive, a
 // directory with an oci-layout file an OCI layout.
 func imageReference(ref string) string {
-	for _, t := range []string{"docker-daemon:", "oci:", "docker-archive:", "registry://", "docker://", "http://", "https://"} {
-		if strings.HasPrefix(ref, t) {
-			return ref
-		}
+	if hasTransport(ref) {
+		return ref
 	}
 	fi, err := os.Stat(ref)
 	switch {

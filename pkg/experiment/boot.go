@@ -1,0 +1,135 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// boot starts a fixture as a small VM on a writable overlay of its cached root: its own pid and
+// mount namespaces, /proc, /sys, a tmpfs /run and /dev inside, the recipe's services started by
+// its Start script (PORT_NAME holds the free port chosen for each of its Ports), and the agent
+// serving the VM from inside on a free port of 127.0.0.1.
+func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error {
+	bin, err := r.agentBinary()
+	if err != nil {
+		return err
+	}
+	merged, unmount, err := overlay(r.work, ps.spec.Name, ps.root)
+	if err != nil {
+		return err
+	}
+	ps.closers = append(ps.closers, unmount)
+	tok, _, err := r.newToken(ps.spec.Name)
+	if err != nil {
+		return err
+	}
+	ports := map[string]int{}
+	var exports []string
+	for _, name := range rec.Ports {
+		p, err := freePort()
+		if err != nil {
+			return err
+		}
+		ports[name] = p
+		exports = append(exports, fmt.Sprintf("export PORT_%s=%d", strings.ToUpper(name), p))
+	}
+	inside := strings.Join(exports, "\n") + "\nmount -t sysfs sysfs /sys 2>/dev/null || true\n" + rec.Start +
+		"\nexec /run/vm2image-agent --listen 127.0.0.1:0 --token-file /run/vm2image-token --quiet\n"
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--mount-proc="+filepath.Join(merged, "proc"),
+		"--kill-child", "/bin/sh", "-c", bootOutside)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "VMROOT=" + merged, "AGENT=" + bin,
+		"TOKEN=" + string(tok), "INSIDE=" + inside}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	addr, stop, err := startListening(cmd, 2*time.Minute)
+	if stop != nil {
+		ps.closers = append(ps.closers, stop)
+	}
+	if err != nil {
+		return fmt.Errorf("booting %s: %w", ps.spec.Name, err)
+	}
+	names := make([]string, 0, len(ports))
+	for n := range ports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", ports[n]), time.Minute); err != nil {
+			return fmt.Errorf("booting %s: service %s: %w", ps.spec.Name, n, err)
+		}
+	}
+	r.progressf("experiment:   %s booted: agent on %s, services on %v", ps.spec.Name, addr, ports)
+	ps.source, ps.opts.Token = addr, tok
+	return nil
+}
+
+// bootOutside runs in the VM's new namespaces, outside its root: it mounts what a booted system
+// has, puts the agent and its token on /run, and enters the root.
+const bootOutside = `set -e
+mount -t tmpfs -o mode=755 tmpfs "$VMROOT/run"
+mount -t tmpfs -o mode=755 tmpfs "$VMROOT/dev"
+mkdir -m 1777 "$VMROOT/dev/shm" "$VMROOT/run/lock"
+for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do set -- $n; mknod -m 666 "$VMROOT/dev/$1" c "$2" "$3"; done
+ln -s /proc/self/fd "$VMROOT/dev/fd"
+cp "$AGENT" "$VMROOT/run/vm2image-agent"
+printf '%s\n' "$TOKEN" > "$VMROOT/run/vm2image-token"
+exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C /bin/sh -ec "$INSIDE"`
+
+// overlay mounts a writable overlay of the read-only lower directory under work and returns
+// the merged directory and a function that unmounts and removes it.
+func overlay(work, name, lower string) (string, func(), error) {
+	base, err := os.MkdirTemp(work, "boot-"+name+"-")
+	if err != nil {
+		return "", nil, err
+	}
+	upper, wd, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
+	for _, d := range []string{upper, wd, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", nil, err
+		}
+	}
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + wd
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		os.RemoveAll(base)
+		return "", nil, fmt.Errorf("mounting an overlay of %s: %w", lower, err)
+	}
+	return merged, func() {
+		_ = unix.Unmount(merged, unix.MNT_DETACH)
+		_ = os.RemoveAll(base)
+	}, nil
+}
+
+// freePort returns a TCP port free at the time of the call.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitPort waits until addr accepts TCP connections.
+func waitPort(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s does not accept connections: %w", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

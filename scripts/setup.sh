@@ -21,6 +21,7 @@ want zstd zstd
 want getfattr attr
 want setcap libcap2-bin
 want pigz pigz
+want eatmydata eatmydata
 want curl curl
 want ip iproute2
 want unshare util-linux

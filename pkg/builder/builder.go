@@ -51,7 +51,8 @@ type Options struct {
 	CacheDir string
 	// StepTimeout bounds each command of the plan (default 30 minutes).
 	StepTimeout time.Duration
-	// Logf reports progress; Output receives the package manager's output. Both may be nil.
+	// Logf reports progress; Output receives the package manager's output (it must be safe
+	// for concurrent use when Builds share it). Both may be nil.
 	Logf   func(string, ...any)
 	Output io.Writer
 }
@@ -184,6 +185,8 @@ func (in *Input) check(opts Options) error {
 		return errors.New("building packages layer with docker: no base image")
 	case opts.Backend == Chroot && os.Geteuid() != 0:
 		return errors.New("building packages layer with chroot: needs root (mounts, chroot)")
+	case opts.Backend == Docker && os.Geteuid() != 0:
+		return errors.New("building packages layer with docker: needs root (the export is unpacked with its owners)")
 	}
 	fi, err := os.Stat(in.BaseRoot)
 	if err != nil {

@@ -202,19 +202,25 @@ func checkProcessTree(t *testing.T, name string) {
 
 func httpGet(t *testing.T, addr string) string {
 	t.Helper()
-	if err := testenv.WaitPort(context.Background(), addr, 10*time.Second); err != nil {
-		t.Fatal(err)
+	// docker-proxy accepts connections before the service in the container listens: retry
+	// until the service answers.
+	var lastErr error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		return string(b)
 	}
-	resp, err := http.Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	t.Fatalf("GET http://%s/: %v", addr, lastErr)
+	return ""
 }
 
 func docker(t *testing.T, args ...string) string {

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -117,7 +116,9 @@ exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh
 		"--kill-child", "/bin/sh", "-c", outside)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "VMROOT=" + root, "AGENT=" + agentBin,
 		"TOKEN=" + string(token), "INSIDE=" + inside}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the OS thread that forked dies, and Go retires threads (a
+	// goroutine that entered another network namespace ends locked to its thread), which
+	// killed VMs in the middle of tests. Stop kills the VM; unshare --kill-child takes the rest.
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -27,6 +27,7 @@ type BaselineReport struct {
 	PackagesLayer           string   `json:"packages_layer,omitempty"`
 	BaseRef                 string   `json:"base_ref,omitempty"`
 	BaseBytes               int64    `json:"base_bytes,omitempty"` // base layers, compressed
+	BaseLayers              int      `json:"base_layers,omitempty"`
 	BaseFilesBytes          int64    `json:"base_files_bytes,omitempty"`
 	BasePackagesFilesBytes  int64    `json:"base_packages_files_bytes,omitempty"`
 	PackagesLayerBytes      int64    `json:"packages_layer_bytes,omitempty"`

@@ -80,13 +80,16 @@ func metrics2014(b *BaselineReport) map[string]float64 {
 		"diff_deleted": float64(b.Deleted), "diff_deleted_bytes": float64(b.DeletedBytes),
 		"diff_layer_entries": float64(b.LayerEntries), "diff_layer_bytes": float64(b.LayerBytes),
 		"diff_layer_compressed": float64(b.LayerCompressed), "image_bytes": float64(b.ImageBytes),
-		"image_layers": 3, "build_image_bytes": float64(b.BuildImageBytes),
+		"image_layers": float64(b.BaseLayers + 1), "build_image_bytes": float64(b.BuildImageBytes),
+	}
+	if b.Deleted > 0 {
+		m["image_layers"]++
 	}
 	if b.Packages {
 		m["base_packages_files_bytes"] = float64(b.BasePackagesFilesBytes)
 		m["packages_layer_bytes"] = float64(b.PackagesLayerBytes)
 		m["packages_layer_compressed"] = float64(b.PackagesLayerCompressed)
-		m["image_layers"] = 4
+		m["image_layers"]++
 	}
 	return m
 }
@@ -132,6 +135,7 @@ func (r *runner) base2014(ctx context.Context, ps *preparedSource, c Cell, dir s
 	if err != nil {
 		return nil, err
 	}
+	b.BaseLayers = len(layers)
 	for _, l := range layers {
 		sz, err := l.Size()
 		if err != nil {

@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 )
 
@@ -77,12 +78,14 @@ func layersChart(res *Results) drawing {
 	}
 }
 
-// diffChart shows the diff each strategy makes: the layer's tar, and rdiff's block deltas.
+// diffChart shows the diff each strategy makes: added files, modified files (whole, or as
+// rdiff's block deltas: rdiffdir's measure), and the rest of the layer tar (headers, metadata
+// changes, directories, whiteouts).
 func diffChart(res *Results) drawing {
-	segs := []string{"diff layer (tar)", "rdiff block deltas"}
+	segs := []string{"added files", "modified files", "modified files as block deltas", "rest of the layer tar"}
 	seen := map[string]bool{}
 	return &barChart{
-		Title: "Diff size per strategy (uncompressed, median)", Unit: "MB", Scale: 1e6, Segments: segs,
+		Title: "Diff size per strategy (uncompressed, median; rdiff: added files plus block deltas)", Unit: "MB", Scale: 1e6, Segments: segs,
 		Groups: rowsBySource(res, func(c *CellResult) map[string]float64 {
 			if c.Kind == KindOneLayer {
 				return nil
@@ -92,10 +95,12 @@ func diffChart(res *Results) drawing {
 				return nil // transfer and compression do not change the diff
 			}
 			seen[key] = true
+			added, mod := med(c, "diff_added_bytes"), med(c, "diff_modified_bytes")
 			if c.Strategy == "rdiff" && c.Kind == KindConvert {
-				return map[string]float64{"rdiff block deltas": med(c, "diff_delta_bytes")}
+				return map[string]float64{"added files": added, "modified files as block deltas": med(c, "diff_delta_bytes")}
 			}
-			return map[string]float64{"diff layer (tar)": med(c, "diff_layer_bytes")}
+			return map[string]float64{"added files": added, "modified files": mod,
+				"rest of the layer tar": math.Max(med(c, "diff_layer_bytes")-added-mod, 0)}
 		}),
 	}
 }

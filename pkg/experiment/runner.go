@@ -45,7 +45,8 @@ type runner struct {
 	prepare time.Duration
 	spent   time.Duration // sum of the runs of this invocation
 	ranNow  int
-	build   bool // the 2014 pipeline builds its image in the engine
+	visited map[string]bool // sources whose runs have started
+	build   bool            // the 2014 pipeline builds its image in the engine
 }
 
 // Run runs every cell of the suite opts.Repeat times, persisting each run as it finishes, then
@@ -76,7 +77,7 @@ func newRunner(s *Suite, opts Options) (*runner, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	r := &runner{suite: s, opts: opts, repeat: opts.Repeat, start: time.Now(), done: map[string]*RunResult{}}
+	r := &runner{suite: s, opts: opts, repeat: opts.Repeat, start: time.Now(), done: map[string]*RunResult{}, visited: map[string]bool{}}
 	if r.repeat <= 0 {
 		r.repeat = max(s.Repeat, 1)
 	}
@@ -169,6 +170,7 @@ func (r *runner) runSource(ctx context.Context, spec SourceSpec) error {
 		return nil
 	}
 	t0 := time.Now()
+	r.visited[spec.Name] = true
 	r.progressf("experiment: preparing %s", spec.Name)
 	ps, perr := r.prepareSource(ctx, spec)
 	r.prepare += time.Since(t0)
@@ -271,7 +273,28 @@ func (r *runner) eta() string {
 		}
 		est += time.Duration(n) * r.meanSeconds(c)
 	}
-	return fmt.Sprintf("%d %s left, about %s", left, runs, est.Round(time.Second))
+	more := ""
+	if n := r.unpreparedSources(); n > 0 {
+		more = fmt.Sprintf(" plus preparing %d more source(s)", n)
+	}
+	return fmt.Sprintf("%d %s left, about %s%s", left, runs, est.Round(time.Second), more)
+}
+
+// unpreparedSources counts the sources with pending runs that are still to be prepared.
+func (r *runner) unpreparedSources() int {
+	n := 0
+	for _, spec := range r.suite.Sources {
+		if r.visited[spec.Name] {
+			continue
+		}
+		for _, c := range r.cells {
+			if c.Source == spec.Name && r.pendingRuns(c) > 0 {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // meanSeconds is the mean time of the finished runs most like c: the same cell, else the same

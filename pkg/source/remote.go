@@ -184,6 +184,17 @@ func (r *remote) tarCall(ctx context.Context, op string, args agent.TreeArgs) (T
 	if args.Compression == "" {
 		args.Compression = r.opts.Compression
 	}
+	s, err := r.streamCall(ctx, op, args, args.Compression)
+	if err != nil {
+		return nil, err
+	}
+	s.trailer = &s.res
+	return s, nil
+}
+
+// streamCall starts a request whose answer is a compressed stream, holding one connection
+// until the stream is closed.
+func (r *remote) streamCall(ctx context.Context, op string, args any, compression string) (*remoteStream, error) {
 	c, err := r.get(ctx)
 	if err != nil {
 		return nil, err
@@ -195,8 +206,7 @@ func (r *remote) tarCall(ctx context.Context, op string, args agent.TreeArgs) (T
 	}
 	s := &remoteStream{r: r, c: c, rc: rc, op: op}
 	s.counter.r = rc
-	s.dec, err = agent.NewDecompressor(&s.counter, args.Compression)
-	if err != nil {
+	if s.dec, err = agent.NewDecompressor(&s.counter, compression); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -222,6 +232,7 @@ type remoteStream struct {
 	counter countingReader
 	dec     io.ReadCloser
 	res     agent.TreeResult
+	trailer any // where the End frame's trailer is decoded (nil: ignored)
 	err     error
 }
 
@@ -234,7 +245,7 @@ func (s *remoteStream) Read(p []byte) (int, error) {
 		// The decompressor is done: the stream must end here too, with its status.
 		if _, err2 := io.Copy(io.Discard, &s.counter); err2 != nil {
 			err = err2
-		} else if err2 = decodeTrailer(s.rc, &s.res); err2 != nil {
+		} else if err2 = s.decodeTrailer(); err2 != nil {
 			err = err2
 		}
 	}
@@ -256,6 +267,13 @@ func (s *remoteStream) Close() error {
 		s.c.Close()
 	}
 	return nil
+}
+
+func (s *remoteStream) decodeTrailer() error {
+	if s.trailer == nil {
+		return nil
+	}
+	return decodeTrailer(s.rc, s.trailer)
 }
 
 func (s *remoteStream) Result() agent.TreeResult { return s.res }

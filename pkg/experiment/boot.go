@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,7 +48,9 @@ func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error
 		"--kill-child", "/bin/sh", "-c", bootOutside)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "VMROOT=" + merged, "AGENT=" + bin,
 		"TOKEN=" + string(tok), "INSIDE=" + inside}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the OS thread that forked exits, and Go retires threads (a
+	// goroutine that entered another namespace ends locked to its thread). The source's close
+	// kills the VM; unshare --kill-child takes the rest.
 	addr, stop, err := startListening(cmd, 2*time.Minute)
 	if stop != nil {
 		ps.closers = append(ps.closers, stop)

@@ -40,6 +40,8 @@ func smallSuite(t *testing.T) string {
 		t.Fatal(err)
 	}
 	writeTestFile(t, dir, "recipes.yaml", string(b))
+	broken := filepath.Join(testenv.CacheDir(), Recipe{Suite: "no-such-release"}.root().Key())
+	t.Cleanup(func() { os.RemoveAll(broken + ".building"); os.Remove(broken + ".lock") })
 	writeTestFile(t, dir, "token", "not-the-token\n")
 	base := "docker-daemon:" + testenv.EngineBase(t)
 	writeTestFile(t, dir, "suite.yaml", fmt.Sprintf(`name: small

@@ -88,7 +88,9 @@ func reportMetrics(r *convert.Report) map[string]float64 {
 		"image_bytes": float64(r.Image.Bytes), "image_layers": float64(len(r.Image.Layers)),
 	}
 	if p := r.Packages; p != nil {
-		m["packages_vm"], m["packages_base"] = float64(p.VM), float64(p.Base)
+		if p.VM > 0 {
+			m["packages_vm"], m["packages_base"] = float64(p.VM), float64(p.Base)
+		}
 		if p.Skipped == "" {
 			m["packages_roots_before"], m["packages_roots_after"] = float64(p.RootsBefore), float64(p.RootsAfter)
 			m["packages_installed"], m["packages_missing"] = float64(p.Installed), float64(len(p.Missing))

@@ -132,6 +132,9 @@ func (r *runner) loadRuns() error {
 		if err := json.Unmarshal(b, &run); err != nil {
 			return fmt.Errorf("reading run %s: %w", n, err)
 		}
+		if run.OK && run.Report != nil {
+			run.Metrics = reportMetrics(run.Report) // the report is the record: derive its figures anew
+		}
 		if run.OK || !r.opts.RetryFailed {
 			r.done[runName(run.Cell, run.Repeat)] = &run
 		}

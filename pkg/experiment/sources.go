@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vm2image/vm2image/internal/testenv"
@@ -143,8 +142,7 @@ func (r *runner) serveAgent(ps *preparedSource) error {
 		return err
 	}
 	cmd := exec.Command(bin, "--root", ps.root, "--listen", "127.0.0.1:0", "--token-file", tokFile, "--quiet")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	addr, stop, err := startListening(cmd, 30*time.Second)
+	addr, stop, err := startListening(cmd, 30*time.Second) // no Pdeathsig: see boot
 	if stop != nil {
 		ps.closers = append(ps.closers, stop)
 	}

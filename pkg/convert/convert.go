@@ -212,6 +212,6 @@ func (r *run) connect(ctx context.Context) error {
 	if r.procs, err = r.src.Processes(ctx, agent.ProcessArgs{Env: true}); err != nil {
 		return fmt.Errorf("listing processes: %w", err)
 	}
-	r.report.setSource(r.info, r.vmDB)
+	r.report.setSource(r.info)
 	return nil
 }

@@ -60,23 +60,22 @@ type Base struct {
 
 // Packages are the figures of the packages layer.
 type Packages struct {
-	VM             int              `json:"vm"`
-	Base           int              `json:"base"`
-	InstallSet     int              `json:"install_set"`
-	RootsBefore    int              `json:"roots_before"` // the journal's "183 -> 109"
-	RootsAfter     int              `json:"roots_after"`
-	Installed      int              `json:"installed"`
-	Missing        []string         `json:"missing,omitempty"`
-	VersionDiffers []pkgmgr.Change  `json:"version_differs,omitempty"`
-	LayerBytes     int64            `json:"layer_bytes"`
-	LayerDiffID    string           `json:"layer_diff_id,omitempty"`
-	CacheHit       bool             `json:"cache_hit"`
-	CacheKey       string           `json:"cache_key,omitempty"`
-	Errors         []string         `json:"errors,omitempty"`
-	Skipped        string           `json:"skipped,omitempty"` // why there is no packages layer
-	InstallSeconds float64          `json:"install_seconds"`
-	Manager        pkgmgr.Manager   `json:"manager,omitempty"`
-	Removed        []pkgmgr.Package `json:"-"`
+	VM             int             `json:"vm"`
+	Base           int             `json:"base"`
+	InstallSet     int             `json:"install_set"`
+	RootsBefore    int             `json:"roots_before"` // the journal's "183 -> 109"
+	RootsAfter     int             `json:"roots_after"`
+	Installed      int             `json:"installed"`
+	Missing        []string        `json:"missing,omitempty"`
+	VersionDiffers []pkgmgr.Change `json:"version_differs,omitempty"`
+	LayerBytes     int64           `json:"layer_bytes"`
+	LayerDiffID    string          `json:"layer_diff_id,omitempty"`
+	CacheHit       bool            `json:"cache_hit"`
+	CacheKey       string          `json:"cache_key,omitempty"`
+	Errors         []string        `json:"errors,omitempty"`
+	Skipped        string          `json:"skipped,omitempty"` // why there is no packages layer
+	InstallSeconds float64         `json:"install_seconds"`
+	Manager        pkgmgr.Manager  `json:"manager,omitempty"`
 }
 
 // ImageReport describes the written image.
@@ -110,7 +109,7 @@ func newReport(o Options) *Report {
 	return &Report{Source: o.Source, Strategy: string(o.Strategy), Transfer: o.Transfer, Services: []string{}}
 }
 
-func (r *Report) setSource(info *agent.Info, db *pkgmgr.DB) {
+func (r *Report) setSource(info *agent.Info) {
 	r.OS = info.OS.ID + " " + info.OS.VersionID
 	r.Arch = info.Arch
 	r.AgentVersion = info.AgentVersion

@@ -11,6 +11,7 @@ import (
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/proto"
 )
 
 // local runs the agent's code in-process on a directory.
@@ -72,16 +73,19 @@ func (l *local) Files(ctx context.Context, args agent.TreeArgs) (TarStream, erro
 	}), nil
 }
 
-// stream runs produce in a goroutine behind a pipe.
+// localRing buffers a local stream, so the producer (reading files) and the consumer overlap.
+const localRing = 4 << 20
+
+// stream runs produce in a goroutine behind a ring buffer.
 func (l *local) stream(ctx context.Context, produce func(context.Context, io.Writer) (agent.TreeResult, error)) TarStream {
 	ctx, cancel := context.WithCancel(ctx)
-	pr, pw := io.Pipe()
-	s := &localStream{pr: pr, cancel: cancel, done: make(chan struct{})}
+	ring := proto.NewRing(localRing)
+	s := &localStream{ring: ring, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		res, err := produce(ctx, pw)
+		res, err := produce(ctx, ring)
 		s.res = res
-		pw.CloseWithError(err)
+		ring.CloseWithError(err)
 	}()
 	return s
 }
@@ -94,17 +98,17 @@ func (l *local) Close() error {
 }
 
 type localStream struct {
-	pr     *io.PipeReader
+	ring   *proto.Ring
 	cancel context.CancelFunc
 	done   chan struct{}
 	res    agent.TreeResult
 }
 
-func (s *localStream) Read(p []byte) (int, error) { return s.pr.Read(p) }
+func (s *localStream) Read(p []byte) (int, error) { return s.ring.Read(p) }
 
 func (s *localStream) Close() error {
 	s.cancel()
-	s.pr.CloseWithError(context.Canceled)
+	s.ring.CloseRead(context.Canceled)
 	<-s.done
 	return nil
 }

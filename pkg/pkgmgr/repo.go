@@ -8,7 +8,8 @@ import (
 )
 
 // RepoConfigPaths returns the paths, absolute in the VM, of the repository configuration and
-// signing keys a build root needs to install the VM's packages from the VM's own repositories.
+// signing keys a build root needs to install the VM's packages from the VM's own repositories,
+// and the package manager's own options that change what an install writes.
 // A path ending in "/" is a directory to carry whole. For rpm the list covers dnf, yum and
 // zypper; paths a VM lacks are simply absent.
 func RepoConfigPaths(m Manager) []string {
@@ -20,6 +21,9 @@ func RepoConfigPaths(m Manager) []string {
 			"/etc/apt/preferences", "/etc/apt/preferences.d/",
 			"/etc/apt/apt.conf", "/etc/apt/apt.conf.d/",
 			"/usr/share/keyrings/",
+			// dpkg's own options, path-exclude among them: a VM that keeps no docs or
+			// locales gets none reinstalled only to be whited out again by its diff.
+			"/etc/dpkg/dpkg.cfg", "/etc/dpkg/dpkg.cfg.d/",
 		}
 	case RPM:
 		return []string{

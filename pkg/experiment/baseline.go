@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/ctxio"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/vm2image/vm2image/pkg/agent"
@@ -105,7 +107,7 @@ func exportCompressed(ctx context.Context, ps *preparedSource, compression, wire
 	if err != nil {
 		return err
 	}
-	if _, err := copyCtx(ctx, io.MultiWriter(raw, zw), ts); err != nil {
+	if _, err := ctxio.Copy(ctx, io.MultiWriter(raw, zw), ts); err != nil {
 		zw.Close()
 		return err
 	}
@@ -150,29 +152,4 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	}
 	c.n += int64(len(p))
 	return len(p), nil
-}
-
-// copyCtx copies src to dst, checking ctx between buffers.
-func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		k, rerr := src.Read(buf)
-		if k > 0 {
-			w, werr := dst.Write(buf[:k])
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
 }

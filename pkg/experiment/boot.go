@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,7 +65,7 @@ func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", ports[n]), time.Minute); err != nil {
+		if err := testenv.WaitPort(ctx, fmt.Sprintf("127.0.0.1:%d", ports[n]), time.Minute); err != nil {
 			return fmt.Errorf("booting %s: service %s: %w", ps.spec.Name, n, err)
 		}
 	}
@@ -117,20 +118,4 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitPort waits until addr accepts TCP connections.
-func waitPort(ctx context.Context, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s does not accept connections: %w", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

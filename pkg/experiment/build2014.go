@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/internal/ctxio"
 	"github.com/vm2image/vm2image/pkg/image"
 )
 
@@ -34,7 +35,7 @@ func tarLayer(ctx context.Context, out, layer string, deleted []string, b *Basel
 	if err != nil {
 		return err
 	}
-	n, err := copyCtx(ctx, zw, f)
+	n, err := ctxio.Copy(ctx, zw, f)
 	if cerr := zw.Close(); err == nil {
 		err = cerr
 	}

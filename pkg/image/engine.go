@@ -9,10 +9,11 @@ import (
 	"os"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/google/go-containerregistry/pkg/v1"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
+	"github.com/vm2image/vm2image/internal/ctxio"
 )
 
 // EngineClient is the part of the Docker engine's API this package uses. *client.Client of
@@ -71,7 +72,7 @@ func fromEngine(ctx context.Context, e EngineClient, ref string, st blobStore, p
 	if err != nil {
 		return nil, fmt.Errorf("saving %s from the engine: %w", ref, err)
 	}
-	_, err = copyCtx(ctx, tmp, rc)
+	_, err = ctxio.Copy(ctx, tmp, rc)
 	rc.Close()
 	if err == nil {
 		err = tmp.Close()

@@ -9,7 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/google/go-containerregistry/pkg/v1"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/internal/ctxio"
 )
 
 // blobStore is a content-addressed directory of compressed layer blobs:
@@ -75,7 +76,7 @@ func (s blobStore) compress(ctx context.Context, r io.Reader, c Compression, lev
 		return nil, err
 	}
 	diffID := newHashCounter()
-	if _, err := copyCtx(ctx, io.MultiWriter(diffID, zw), r); err != nil {
+	if _, err := ctxio.Copy(ctx, io.MultiWriter(diffID, zw), r); err != nil {
 		zw.Close()
 		return nil, fmt.Errorf("compressing layer: %w", err)
 	}
@@ -110,10 +111,10 @@ func (s blobStore) ingest(ctx context.Context, r io.Reader, want v1.Hash) (_ *fi
 		return nil, fmt.Errorf("ingesting layer blob: %w", err)
 	}
 	diffID := newHashCounter()
-	_, err = copyCtx(ctx, diffID, d)
+	_, err = ctxio.Copy(ctx, diffID, d)
 	d.Close()
 	if err == nil {
-		_, err = copyCtx(ctx, io.Discard, br) // bytes after the compressed stream belong to the blob
+		_, err = ctxio.Copy(ctx, io.Discard, br) // bytes after the compressed stream belong to the blob
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ingesting layer blob: %w", err)

@@ -3,14 +3,11 @@ package convert
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/pkg/image"
 )
-
-var lookPath = exec.LookPath
 
 // baseRef picks the base image reference: the one given, or the table's for the VM's OS.
 func (r *run) baseRef() (string, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -116,7 +117,7 @@ func FindInit() (string, error) {
 			return p, nil
 		}
 	}
-	if p, err := lookPath("vm2image-init"); err == nil {
+	if p, err := exec.LookPath("vm2image-init"); err == nil {
 		return p, nil
 	}
 	return "", errors.New("finding vm2image-init (the image's entrypoint): not beside vm2image nor on PATH; build it with `make build` or set VM2IMAGE_INIT")

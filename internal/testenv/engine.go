@@ -27,7 +27,7 @@ var Bookworm = Recipe{Suite: "bookworm"}
 var importMu sync.Mutex
 
 // EngineBase makes sure BaseTag in the engine holds the current Bookworm root and returns the
-// tag. The import is redone only when the root's recipe key changed.
+// tag. The import is redone when the root was rebuilt (RootID changed).
 func EngineBase(t testing.TB) string {
 	t.Helper()
 	RequireDocker(t)
@@ -35,11 +35,11 @@ func EngineBase(t testing.TB) string {
 	importMu.Lock()
 	defer importMu.Unlock()
 	out, _ := exec.Command("docker", "image", "inspect", "-f", "{{index .Config.Labels \""+RootKeyLabel+"\"}}", BaseTag).Output()
-	if strings.TrimSpace(string(out)) == Bookworm.Key() {
+	if strings.TrimSpace(string(out)) == RootID(Bookworm) {
 		return BaseTag
 	}
 	sh := fmt.Sprintf("tar -C %q --numeric-owner --xattrs -cf - . | docker import --change 'LABEL %s=%s' - %s",
-		root, RootKeyLabel, Bookworm.Key(), BaseTag)
+		root, RootKeyLabel, RootID(Bookworm), BaseTag)
 	if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
 		t.Fatalf("docker import: %v\n%s", err, out)
 	}

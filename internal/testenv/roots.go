@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // CacheDirEnv overrides where debootstrap roots are cached (outside the repository).
@@ -112,7 +113,23 @@ func BuildRoot(r Recipe, logf func(string, ...any)) (string, error) {
 	if err := os.Rename(tmp, final); err != nil {
 		return "", err
 	}
+	// The build's identity: a root rebuilt from the same recipe (another cache directory, a
+	// cache wiped) differs in mtimes, so whatever was made from the old one must not be reused.
+	stamp := fmt.Sprintf("%s.%d", r.Key(), time.Now().UnixNano())
+	if err := os.WriteFile(final+".id", []byte(stamp), 0o644); err != nil {
+		return "", err
+	}
 	return final, nil
+}
+
+// RootID identifies one build of a cached root (see BuildRoot): the recipe key and when the
+// root was built. Label what is made from a root (an engine image, a cache entry) with it.
+func RootID(r Recipe) string {
+	b, err := os.ReadFile(filepath.Join(CacheDir(), r.Key()+".id"))
+	if err != nil {
+		return r.Key() // a root built before build stamps existed
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // RunIn runs a shell script chrooted into root with /proc mounted in a private mount namespace.

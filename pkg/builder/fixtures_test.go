@@ -57,7 +57,7 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f.replan(t)
-	f.baseDigest = "sha256:" + baseRecipe.Key()
+	f.baseDigest = "sha256:" + testenv.RootID(baseRecipe)
 	return f
 }
 
@@ -173,7 +173,7 @@ func showAuto(t testing.TB, root string) []string {
 func importBase(t testing.TB, root string) string {
 	t.Helper()
 	testenv.RequireDocker(t)
-	ref := "vm2image-test/base:" + strings.ToLower(baseRecipe.Key())
+	ref := "vm2image-test/base:" + strings.ToLower(strings.ReplaceAll(testenv.RootID(baseRecipe), ".", "-"))
 	if exec.Command("docker", "image", "inspect", ref).Run() == nil {
 		return ref
 	}

@@ -119,12 +119,12 @@ func (r *runner) engineBase(ctx context.Context, rec Recipe, logf func(string, .
 	}
 	tag := baseTag + ":" + rec.Suite
 	out, _ := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{index .Config.Labels \""+baseKeyLabel+"\"}}", tag).Output()
-	if strings.TrimSpace(string(out)) == br.Key() {
+	if strings.TrimSpace(string(out)) == testenv.RootID(br) {
 		return "docker-daemon:" + tag, nil
 	}
 	logf("importing %s into the Docker engine as %s", root, tag)
 	sh := fmt.Sprintf("tar -C %s --numeric-owner --xattrs -cf - . | docker import --change %s - %s",
-		shellQuote(root), shellQuote("LABEL "+baseKeyLabel+"="+br.Key()), shellQuote(tag))
+		shellQuote(root), shellQuote("LABEL "+baseKeyLabel+"="+testenv.RootID(br)), shellQuote(tag))
 	if out, err := exec.CommandContext(ctx, "sh", "-c", sh).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("importing the base %s into the Docker engine: %w: %s", tag, err, tailString(out))
 	}

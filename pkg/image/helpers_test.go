@@ -127,10 +127,10 @@ func importBase(t *testing.T) {
 		return
 	}
 	out, _ := exec.Command("docker", "image", "inspect", "-f", "{{index .Config.Labels \""+rootKeyLabel+"\"}}", baseTag).Output()
-	if strings.TrimSpace(string(out)) != bookworm.Key() {
+	if strings.TrimSpace(string(out)) != testenv.RootID(bookworm) {
 		start := time.Now()
 		sh := fmt.Sprintf("tar -C %q --numeric-owner --xattrs -cf - . | docker import --change 'LABEL %s=%s' - %s",
-			root, rootKeyLabel, bookworm.Key(), baseTag)
+			root, rootKeyLabel, testenv.RootID(bookworm), baseTag)
 		if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
 			t.Fatalf("docker import: %v\n%s", err, out)
 		}

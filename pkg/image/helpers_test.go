@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,15 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/internal/testenv"
 )
 
 // baseTag is the Docker engine image the integration tests import from the bookworm root.
-const baseTag = "vm2image-test/debian:bookworm"
-
-// rootKeyLabel records which debootstrap root baseTag was imported from.
-const rootKeyLabel = "vm2image.test.root-key"
+const baseTag = testenv.BaseTag
 
 var bookworm = testenv.Recipe{Suite: "bookworm"}
 
@@ -37,23 +32,15 @@ var bookworm = testenv.Recipe{Suite: "bookworm"}
 var shared struct {
 	mu        sync.Mutex
 	cacheDir  string
-	imported  bool
 	base      *Base
 	rootTree  map[string]string
-	registry  *exec.Cmd
-	regAddr   string
-	regStore  string
 	engine    EngineClient
 	engineErr error
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.registry != nil {
-		shared.registry.Process.Kill()
-		shared.registry.Wait()
-	}
-	for _, d := range []string{shared.cacheDir, shared.regStore} {
+	for _, d := range []string{shared.cacheDir} {
 		if d != "" {
 			os.RemoveAll(d)
 		}
@@ -119,24 +106,7 @@ func debianRoot(t *testing.T) string {
 // process, and only when the image there was not imported from this very root.
 func importBase(t *testing.T) {
 	t.Helper()
-	root := debianRoot(t)
-	requireEngine(t)
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if shared.imported {
-		return
-	}
-	out, _ := exec.Command("docker", "image", "inspect", "-f", "{{index .Config.Labels \""+rootKeyLabel+"\"}}", baseTag).Output()
-	if strings.TrimSpace(string(out)) != testenv.RootID(bookworm) {
-		start := time.Now()
-		sh := fmt.Sprintf("tar -C %q --numeric-owner --xattrs -cf - . | docker import --change 'LABEL %s=%s' - %s",
-			root, rootKeyLabel, testenv.RootID(bookworm), baseTag)
-		if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
-			t.Fatalf("docker import: %v\n%s", err, out)
-		}
-		t.Logf("imported %s in %v", baseTag, time.Since(start))
-	}
-	shared.imported = true
+	testenv.EngineBase(t)
 }
 
 // engineBase resolves baseTag from the engine once per process.
@@ -256,55 +226,11 @@ func diffIDs(t *testing.T, img v1.Image) []v1.Hash {
 	return cfg.RootFS.DiffIDs
 }
 
-// startRegistry runs Debian's docker-registry on a free port of 127.0.0.1, once per process,
-// and returns its host:port.
+// startRegistry runs Debian's docker-registry on a free port of 127.0.0.1 for the test and
+// returns its host:port.
 func startRegistry(t *testing.T) string {
 	t.Helper()
-	testenv.RequireCommands(t, "docker-registry")
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if shared.regAddr != "" {
-		return shared.regAddr
-	}
-	store, err := os.MkdirTemp("", "vm2image-registry-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	shared.regStore = store
-	addr := freeAddr(t)
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(store, "data"), addr)
-	cfgPath := filepath.Join(store, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfgPath)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	shared.registry = cmd
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry on %s did not start: %v\n%s", addr, err, logs.String())
-		}
-	}
-	shared.regAddr = addr
-	return addr
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testenv.Registry(t)
 }
 
 // tarEntry is one entry of a tar built by buildTar.

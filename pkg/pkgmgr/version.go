@@ -142,22 +142,8 @@ func debianRuns(a, b string) int {
 // character; digit runs compare as numbers and beat letter runs; '~' sorts before everything,
 // even the end of the string; '^' sorts after the end of the string but before anything else.
 func CompareRPM(a, b string) int {
-	a, b = cString(a), cString(b)
-	if a == b {
-		return 0
-	}
-	ea, va, ra, hasRA := splitEVR(a)
-	eb, vb, rb, hasRB := splitEVR(b)
-	if ea == "" {
-		ea = "0"
-	}
-	if eb == "" {
-		eb = "0"
-	}
-	if c := rpmvercmp(ea, eb); c != 0 {
-		return c
-	}
-	if c := rpmvercmp(va, vb); c != 0 {
+	c, ra, hasRA, rb, hasRB := compareEV(a, b, rpmvercmp)
+	if c != 0 {
 		return c
 	}
 	switch {
@@ -283,25 +269,35 @@ func compareSegment(a, b string, i, j int) (int, int, int) {
 // characters between segments, and lets no leftover letters beat the end of a version
 // ("1.0a" < "1.0").
 func ComparePacman(a, b string) int {
-	a, b = cString(a), cString(b)
-	if a == b {
-		return 0
-	}
-	ea, va, ra, hasRA := splitEVR(a)
-	eb, vb, rb, hasRB := splitEVR(b)
-	if ea == "" {
-		ea = "0"
-	}
-	if eb == "" {
-		eb = "0"
-	}
-	if c := alpmVercmp(ea, eb); c != 0 {
-		return c
-	}
-	if c := alpmVercmp(va, vb); c != 0 || !hasRA || !hasRB {
+	c, ra, hasRA, rb, hasRB := compareEV(a, b, alpmVercmp)
+	if c != 0 || !hasRA || !hasRB {
 		return c
 	}
 	return alpmVercmp(ra, rb)
+}
+
+// compareEV compares the epochs (missing = 0), then the versions of two "[epoch:]version
+// [-release]" strings with cmp, and returns the releases for the caller's own release rule.
+// Equal strings compare equal with no releases returned.
+func compareEV(a, b string, cmp func(x, y string) int) (c int, ra string, hasRA bool, rb string, hasRB bool) {
+	a, b = cString(a), cString(b)
+	if a == b {
+		return 0, "", false, "", false
+	}
+	ea, va, ra, hasRA := splitEVR(a)
+	eb, vb, rb, hasRB := splitEVR(b)
+	if c := cmp(cmp0(ea), cmp0(eb)); c != 0 {
+		return c, ra, hasRA, rb, hasRB
+	}
+	return cmp(va, vb), ra, hasRA, rb, hasRB
+}
+
+// cmp0 is an epoch with "" read as "0".
+func cmp0(e string) string {
+	if e == "" {
+		return "0"
+	}
+	return e
 }
 
 // alpmVercmp is libalpm's rpmvercmp (lib/libalpm/version.c in pacman 6).

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/units"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/vm2image/vm2image/pkg/builder"
@@ -83,10 +85,10 @@ func runCacheLs(_ context.Context, o cacheLsOptions, out io.Writer) error {
 	for _, e := range entries {
 		total += e.Size
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Key[:min(12, len(e.Key))], e.Created.Local().Format("2006-01-02 15:04"),
-			cacheSize(e.Size), e.Packages, e.Manager, e.BaseDigest)
+			units.IEC(e.Size), e.Packages, e.Manager, e.BaseDigest)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "%d layers, %s in %s\n", len(entries), cacheSize(total), o.dir)
+	fmt.Fprintf(out, "%d layers, %s in %s\n", len(entries), units.IEC(total), o.dir)
 	return nil
 }
 
@@ -131,9 +133,9 @@ func runCachePrune(_ context.Context, o cachePruneOptions, out io.Writer) error 
 	var freed int64
 	for _, e := range removed {
 		freed += e.Size
-		fmt.Fprintf(out, "removed %s (%s, created %s)\n", e.Key[:min(12, len(e.Key))], cacheSize(e.Size), e.Created.Local().Format("2006-01-02 15:04"))
+		fmt.Fprintf(out, "removed %s (%s, created %s)\n", e.Key[:min(12, len(e.Key))], units.IEC(e.Size), e.Created.Local().Format("2006-01-02 15:04"))
 	}
-	fmt.Fprintf(out, "%d layers removed, %s freed\n", len(removed), cacheSize(freed))
+	fmt.Fprintf(out, "%d layers removed, %s freed\n", len(removed), units.IEC(freed))
 	return err
 }
 
@@ -173,18 +175,4 @@ func parseByteSize(s string) (int64, error) {
 		return 0, fmt.Errorf("parsing --max-size %q: want bytes, or a size like 500M or 20G", s)
 	}
 	return int64(n * float64(mult)), nil
-}
-
-// cacheSize prints a size in binary units.
-func cacheSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGT"[exp])
 }

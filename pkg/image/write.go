@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/vm2image/vm2image/internal/units"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -228,11 +230,11 @@ func outputError(what, dir string, img v1.Image, err error) error {
 	}
 	need := "?"
 	if n, e := imageSize(img); e == nil {
-		need = humanBytes(n)
+		need = units.IEC(n)
 	}
 	free := "?"
 	if n, e := freeBytes(dir); e == nil {
-		free = humanBytes(n)
+		free = units.IEC(n)
 	}
 	return fmt.Errorf("%s: no space left on device in %s (%s free, the image needs about %s): %w", what, dir, free, need, err)
 }
@@ -251,19 +253,6 @@ func imageSize(img v1.Image) (int64, error) {
 		n += s
 	}
 	return n, nil
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // syncDir makes a rename in dir durable; errors are ignored (not every filesystem can).

@@ -67,8 +67,9 @@ while read -r cmd pkg; do
 	[ -n "$cmd" ] || continue
 	command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done <<<"$tools"
-# What building the oracle needs besides gcc: libalpm's header, which includes libarchive's
-# (Debian's libalpm-dev does not depend on libarchive-dev).
+# What building the oracle needs besides gcc: the C library's headers (only a recommendation of
+# gcc's), libalpm's, and libarchive's, which alpm.h includes (libalpm-dev does not depend on it).
+[ -e /usr/include/stdint.h ] || need_pkgs+=(libc6-dev)
 [ -e /usr/include/alpm.h ] || need_pkgs+=(libalpm-dev)
 [ -e /usr/include/archive.h ] || need_pkgs+=(libarchive-dev)
 

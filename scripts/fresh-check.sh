@@ -63,6 +63,7 @@ mkdir -p "$cache/apt-archives/partial" "$cache/apt-lists/partial"
 
 exec 9>"$cache/lock"
 flock 9
+rm -rf "$cache"/run.* # left by a run that was killed; none runs now
 start=$(date +%s)
 if [ ! -e "$base/etc/os-release" ]; then
 	echo "fresh-check: building the clean root: $recipe (cached in $base)"

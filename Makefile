@@ -8,7 +8,7 @@ LDFLAGS   := -s -w -X github.com/vm2image/vm2image/pkg/agent.Version=$(VERSION)
 FUZZTIME  ?= 3s
 TESTFLAGS ?=
 
-.PHONY: all build agents setup test unit fuzz lint bench demo clean
+.PHONY: all build agents setup fresh-check test unit fuzz lint bench demo clean
 
 all: build
 
@@ -27,8 +27,12 @@ agents:
 setup:
 	./scripts/setup.sh
 
+# setup.sh, run in a clean debootstrap bookworm root, gives it every tool the tests need.
+fresh-check: setup
+	./scripts/fresh-check.sh
+
 # Every test: unit and integration (root, debootstrap, Docker engine), then a short fuzz run.
-test: setup build lint
+test: setup fresh-check build lint
 	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./...
 	./scripts/fuzz.sh $(FUZZTIME)
 

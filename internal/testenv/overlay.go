@@ -1,11 +1,9 @@
 package testenv
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // Overlay mounts a writable overlay on top of the read-only root lower and returns the merged
@@ -14,17 +12,10 @@ import (
 func Overlay(t testing.TB, lower string) string {
 	t.Helper()
 	RequireRoot(t)
-	base := t.TempDir()
-	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
-	for _, d := range []string{upper, work, merged} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	merged, unmount, err := fixture.MountOverlay(t.TempDir(), "test", lower)
+	if err != nil {
+		Skip(t, err.Error())
 	}
-	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		Skip(t, "mounting an overlay: "+err.Error())
-	}
-	t.Cleanup(func() { _ = unix.Unmount(merged, unix.MNT_DETACH) })
+	t.Cleanup(unmount)
 	return merged
 }

@@ -3,16 +3,13 @@ package experiment
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/vm2image/vm2image/internal/testenv"
-	"golang.org/x/sys/unix"
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // boot starts a fixture as a small VM on a writable overlay of its cached root: its own pid and
@@ -24,7 +21,7 @@ func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error
 	if err != nil {
 		return err
 	}
-	merged, unmount, err := overlay(r.work, ps.spec.Name, ps.root)
+	merged, unmount, err := fixture.MountOverlay(r.work, "boot-"+ps.spec.Name, ps.root)
 	if err != nil {
 		return err
 	}
@@ -36,7 +33,7 @@ func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error
 	ports := map[string]int{}
 	var exports []string
 	for _, name := range rec.Ports {
-		p, err := freePort()
+		p, err := fixture.FreePort()
 		if err != nil {
 			return err
 		}
@@ -65,7 +62,7 @@ func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := testenv.WaitPort(ctx, fmt.Sprintf("127.0.0.1:%d", ports[n]), time.Minute); err != nil {
+		if err := fixture.WaitPort(ctx, fmt.Sprintf("127.0.0.1:%d", ports[n]), time.Minute); err != nil {
 			return fmt.Errorf("booting %s: service %s: %w", ps.spec.Name, n, err)
 		}
 	}
@@ -85,37 +82,3 @@ ln -s /proc/self/fd "$VMROOT/dev/fd"
 cp "$AGENT" "$VMROOT/run/vm2image-agent"
 printf '%s\n' "$TOKEN" > "$VMROOT/run/vm2image-token"
 exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C /bin/sh -ec "$INSIDE"`
-
-// overlay mounts a writable overlay of the read-only lower directory under work and returns
-// the merged directory and a function that unmounts and removes it.
-func overlay(work, name, lower string) (string, func(), error) {
-	base, err := os.MkdirTemp(work, "boot-"+name+"-")
-	if err != nil {
-		return "", nil, err
-	}
-	upper, wd, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
-	for _, d := range []string{upper, wd, merged} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return "", nil, err
-		}
-	}
-	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + wd
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		os.RemoveAll(base)
-		return "", nil, fmt.Errorf("mounting an overlay of %s: %w", lower, err)
-	}
-	return merged, func() {
-		_ = unix.Unmount(merged, unix.MNT_DETACH)
-		_ = os.RemoveAll(base)
-	}, nil
-}
-
-// freePort returns a TCP port free at the time of the call.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}

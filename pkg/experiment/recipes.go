@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // Recipe is a fixture VM built from Debian's packages: debootstrap of a release, then scripts
@@ -63,17 +63,17 @@ func LoadRecipes(path string) (map[string]Recipe, error) {
 }
 
 // root is the testenv recipe that builds the fixture's root.
-func (r Recipe) root() testenv.Recipe {
+func (r Recipe) root() fixture.Recipe {
 	script := strings.Join(r.Scripts, "\n")
 	if r.Hostname != "" {
 		script = fmt.Sprintf("echo %s > /etc/hostname\n%s", shellQuote(r.Hostname), script)
 	}
-	return testenv.Recipe{Suite: r.Suite, Variant: r.Variant, Packages: r.Packages, Script: script, Mirror: r.Mirror}
+	return fixture.Recipe{Suite: r.Suite, Variant: r.Variant, Packages: r.Packages, Script: script, Mirror: r.Mirror}
 }
 
 // base is the recipe of the fixture's base image: a minbase root of the same release.
-func (r Recipe) base() testenv.Recipe {
-	return testenv.Recipe{Suite: r.Suite, Mirror: r.Mirror}
+func (r Recipe) base() fixture.Recipe {
+	return fixture.Recipe{Suite: r.Suite, Mirror: r.Mirror}
 }
 
 // shellQuote quotes s for /bin/sh.

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/internal/fixture"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -88,8 +88,8 @@ func (r *runner) prepareFixture(ctx context.Context, ps *preparedSource) error {
 	rec := r.suite.recipes[ps.spec.Fixture]
 	logf := func(format string, args ...any) { r.progressf("experiment:   "+format, args...) }
 	tr := rec.root()
-	r.progressf("experiment:   fixture %s: root %s (debootstrap %s and its scripts; cached in %s)", ps.spec.Fixture, tr.Key(), rec.Suite, testenv.CacheDir())
-	root, err := testenv.BuildRoot(tr, logf)
+	r.progressf("experiment:   fixture %s: root %s (debootstrap %s and its scripts; cached in %s)", ps.spec.Fixture, tr.Key(), rec.Suite, fixture.CacheDir())
+	root, err := fixture.BuildRoot(tr, logf)
 	if err != nil {
 		return fmt.Errorf("building fixture %s: %w", ps.spec.Fixture, err)
 	}
@@ -113,18 +113,18 @@ func (r *runner) prepareFixture(ctx context.Context, ps *preparedSource) error {
 // and returns its reference. The import is redone only when the root's recipe changed.
 func (r *runner) engineBase(ctx context.Context, rec Recipe, logf func(string, ...any)) (string, error) {
 	br := rec.base()
-	root, err := testenv.BuildRoot(br, logf)
+	root, err := fixture.BuildRoot(br, logf)
 	if err != nil {
 		return "", fmt.Errorf("building the base root of %s: %w", rec.Suite, err)
 	}
 	tag := baseTag + ":" + rec.Suite
 	out, _ := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{index .Config.Labels \""+baseKeyLabel+"\"}}", tag).Output()
-	if strings.TrimSpace(string(out)) == testenv.RootID(br) {
+	if strings.TrimSpace(string(out)) == fixture.RootID(br) {
 		return "docker-daemon:" + tag, nil
 	}
 	logf("importing %s into the Docker engine as %s", root, tag)
 	sh := fmt.Sprintf("tar -C %s --numeric-owner --xattrs -cf - . | docker import --change %s - %s",
-		shellQuote(root), shellQuote("LABEL "+baseKeyLabel+"="+testenv.RootID(br)), shellQuote(tag))
+		shellQuote(root), shellQuote("LABEL "+baseKeyLabel+"="+fixture.RootID(br)), shellQuote(tag))
 	if out, err := exec.CommandContext(ctx, "sh", "-c", sh).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("importing the base %s into the Docker engine: %w: %s", tag, err, tailString(out))
 	}

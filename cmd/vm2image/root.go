@@ -46,7 +46,7 @@ func (o *sourceOptions) options() (source.Options, error) {
 			return opts, err
 		}
 		opts.Token = tok
-	} else if tok := os.Getenv("VM2IMAGE_TOKEN"); tok != "" {
+	} else if tok := os.Getenv(envToken); tok != "" {
 		opts.Token = []byte(tok)
 	}
 	if o.verbose {

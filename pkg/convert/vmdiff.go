@@ -69,6 +69,7 @@ func (r *run) vmDiff(ctx context.Context) error {
 	if local != nil {
 		r.report.LocalContentBytes = local.localB.Load()
 	}
+	r.scanSecrets(path, "vm-diff")
 	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff"})
 	r.roles = append(r.roles, "vm-diff")
 	return r.measureOriginal(ctx, newTree)

@@ -61,7 +61,7 @@ matrix:
 options:
   packages_cache: %[2]s
   work_dir: %[3]s
-`, base, filepath.Join(testenv.CacheDir(), "layers"), t.TempDir()))
+`, base, testenv.CacheDir(), t.TempDir()))
 	return filepath.Join(dir, "suite.yaml")
 }
 

@@ -89,7 +89,7 @@ func newRunner(s *Suite, opts Options) (*runner, error) {
 	}
 	switch pc := s.Options.PackagesCache; pc {
 	case "", "suite":
-		r.cache = filepath.Join(r.work, "layers")
+		r.cache = filepath.Join(r.work, "cache")
 	case "shared":
 		r.cache = ""
 	default:

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	pkgcache "github.com/vm2image/vm2image/pkg/cache"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,8 @@ func Root(t testing.TB, r Recipe) string {
 // BuildRoot builds (or finds) the recipe's root in the cache and returns its path.
 func BuildRoot(r Recipe, logf func(string, ...any)) (string, error) {
 	cache := CacheDir()
-	if err := os.MkdirAll(cache, 0o755); err != nil {
+	// Private, as the converter's caches: fixture roots hold set-id files and device nodes.
+	if err := pkgcache.MkdirPrivate(cache, logf); err != nil {
 		return "", err
 	}
 	final := filepath.Join(cache, r.Key())

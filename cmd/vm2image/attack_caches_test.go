@@ -3,7 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -265,6 +264,177 @@ func waitForSetuid(t *testing.T, dir, base string, done chan error) string {
 	}
 }
 
-var _ = json.Marshal
-var _ = context.Background
-var _ convert.Report
+// secretVM boots the WebVM fixture with secrets: its busybox httpd service runs with
+// DB_PASSWORD and API_KEY in its environment (values made at boot, in no file of the VM), and
+// its files hold a PEM private key, an OpenSSH private key and a shadow file with a real hash.
+func secretVM(t *testing.T) *testenv.VM {
+	t.Helper()
+	root := testenv.Overlay(t, testenv.Root(t, testenv.WebVM))
+	bb := filepath.Join(root, "usr/bin/busybox")
+	must(t, os.Rename(bb, bb+".real"))
+	writeFile(t, bb, "#!/bin/sh\nexport DB_PASSWORD=\"pw-$(cat /proc/sys/kernel/random/uuid)\" API_KEY=\"key-$(cat /proc/sys/kernel/random/uuid)\"\n"+
+		"exec /usr/bin/busybox.real \"$@\"\n")
+	must(t, os.Chmod(bb, 0o755))
+	must(t, os.MkdirAll(filepath.Join(root, "etc/ssl/private"), 0o700))
+	writeFile(t, filepath.Join(root, "etc/ssl/private/site.key"), "-----BEGIN PRIVATE KEY-----\n"+keyMaterial+"\n-----END PRIVATE KEY-----\n")
+	must(t, os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700))
+	writeFile(t, filepath.Join(root, "root/.ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----\n"+keyMaterial+"\n-----END OPENSSH PRIVATE KEY-----\n")
+	shadow, err := os.ReadFile(filepath.Join(root, "etc/shadow"))
+	must(t, err)
+	lines := strings.SplitN(string(shadow), "\n", 2)
+	f := strings.Split(lines[0], ":")
+	f[1] = "$6$" + hashMaterial
+	writeFile(t, filepath.Join(root, "etc/shadow"), strings.Join(f, ":")+"\n"+lines[1])
+	vm, err := testenv.BootWebVM(root, testenv.AgentBinary(t), []byte("secret-vm-token-"+fmt.Sprint(os.Getpid())), "127.0.0.1:0", io.Discard)
+	if vm != nil {
+		t.Cleanup(vm.Stop)
+	}
+	must(t, err)
+	return vm
+}
+
+const (
+	keyMaterial  = "MC4CAQAwBQYDK2VwBCIEIKeyMaterialThatMustNeverLeaveTheImage"
+	hashMaterial = "saltsalt$HashMaterialThatMustNeverBePrinted0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"
+)
+
+type convertRun struct {
+	out, report, stdout, stderr string
+	rep                         convert.Report
+}
+
+// convertVM converts vm with the real vm2image and the given extra flags.
+func convertVM(t *testing.T, vm *testenv.VM, extra ...string) convertRun {
+	t.Helper()
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	writeFile(t, tok, string(vm.Token))
+	r := convertRun{out: filepath.Join(dir, "img.tar"), report: filepath.Join(dir, "report.json")}
+	args := append([]string{"convert", vm.Addr, "--token-file", tok, "--base", "docker-daemon:" + testenv.EngineBase(t), "--no-packages",
+		"-o", r.out, "--report", r.report, "--cache-dir", convertCacheDir()}, extra...)
+	cmd := exec.Command(vm2imageBinary(t), args...)
+	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("vm2image %q: %v\n%s%s", args, err, so.String(), se.String())
+	}
+	r.stdout, r.stderr = so.String(), se.String()
+	b, err := os.ReadFile(r.report)
+	must(t, err)
+	must(t, json.Unmarshal(b, &r.rep))
+	return r
+}
+
+// imageFiles returns what a push publishes and a user reads: every layer (uncompressed), the
+// image config, services.yaml from the image, and the build context beside the archive.
+func imageFiles(t *testing.T, archive string) map[string][]byte {
+	t.Helper()
+	img, err := tarball.ImageFromPath(archive, nil)
+	must(t, err)
+	files := map[string][]byte{}
+	cfg, err := img.RawConfigFile()
+	must(t, err)
+	files["config"] = cfg
+	layers, err := img.Layers()
+	must(t, err)
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		must(t, err)
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		must(t, err)
+		files[fmt.Sprintf("layer %d", i)] = b
+		tr := tar.NewReader(bytes.NewReader(b))
+		for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+			if strings.TrimPrefix(h.Name, "./") == ".vm2image/services.yaml" {
+				files["image services.yaml"], _ = io.ReadAll(tr)
+			}
+		}
+	}
+	for _, n := range []string{"Dockerfile", "services.yaml", "compose.yaml"} {
+		b, err := os.ReadFile(filepath.Join(archive+".context", n))
+		must(t, err)
+		files["context "+n] = b
+	}
+	return files
+}
+
+// TestAttackSecretsInImage: a VM whose service holds DB_PASSWORD and API_KEY in its environment
+// is converted by the real vm2image: by default neither the values (anywhere in the image or
+// beside it) nor the names (in services.yaml, the Dockerfile, compose.yaml, the config) are
+// there; the report and a warning name them without values; --keep-service-env keeps them.
+// The VM's private keys and password hash are listed by path and kind, never by content.
+func TestAttackSecretsInImage(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireRoot(t)
+	testenv.RequireDocker(t)
+	vm := secretVM(t)
+	def := convertVM(t, vm)
+	kept := convertVM(t, vm, "--keep-service-env")
+
+	// The values, as the VM's service held them: from the run that keeps them.
+	keptYAML := string(imageFiles(t, kept.out)["image services.yaml"])
+	var values []string
+	for _, name := range []string{"DB_PASSWORD", "API_KEY"} {
+		i := strings.Index(keptYAML, name+"=")
+		if i < 0 {
+			t.Fatalf("--keep-service-env: %s not in the image's services.yaml:\n%s", name, keptYAML)
+		}
+		v, _, _ := strings.Cut(keptYAML[i+len(name)+1:], "\n")
+		values = append(values, strings.Trim(v, `"' `))
+	}
+	t.Logf("the service's secrets: %q", values)
+
+	for what, b := range imageFiles(t, def.out) {
+		for _, v := range values {
+			if bytes.Contains(b, []byte(v)) {
+				t.Errorf("%s of the default image holds the secret value %q", what, v)
+			}
+		}
+		if what == "config" || strings.Contains(what, "services.yaml") || strings.Contains(what, "Dockerfile") || strings.Contains(what, "compose") {
+			for _, n := range []string{"DB_PASSWORD", "API_KEY"} {
+				if bytes.Contains(b, []byte(n)) {
+					t.Errorf("%s of the default image names %s", what, n)
+				}
+			}
+		}
+	}
+	var left []string
+	for _, e := range def.rep.ServiceEnvLeftOut {
+		left = append(left, e.Names...)
+	}
+	if !strings.Contains(strings.Join(left, " "), "API_KEY") || !strings.Contains(strings.Join(left, " "), "DB_PASSWORD") {
+		t.Errorf("the report's left-out names are %q, want DB_PASSWORD and API_KEY", left)
+	}
+	if !strings.Contains(def.stderr, "service environment variables left out") || !strings.Contains(def.stderr, "--keep-service-env") {
+		t.Errorf("no warning about the left-out variables:\n%s", def.stderr)
+	}
+	if len(kept.rep.ServiceEnvLeftOut) != 0 || strings.Contains(kept.stderr, "left out of the image") {
+		t.Errorf("--keep-service-env still left out %+v", kept.rep.ServiceEnvLeftOut)
+	}
+
+	// Secret files: paths and kinds in the report and a warning, never contents.
+	want := map[string]string{"/etc/ssl/private/site.key": convert.SecretPrivateKey, "/root/.ssh/id_ed25519": convert.SecretOpenSSHPrivateKey,
+		"/etc/shadow": convert.SecretPasswordHashes}
+	for _, f := range def.rep.SecretFiles {
+		if want[f.Path] == f.Kind {
+			delete(want, f.Path)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("the report does not list %v; it lists %+v", want, def.rep.SecretFiles)
+	}
+	if !strings.Contains(def.stderr, "files with private keys or password hashes") {
+		t.Errorf("no warning about secret files:\n%s", def.stderr)
+	}
+	report, _ := os.ReadFile(def.report)
+	for _, out := range []string{def.stdout, def.stderr, string(report)} {
+		for _, secret := range append([]string{keyMaterial, "HashMaterial"}, values...) {
+			if strings.Contains(out, secret) {
+				t.Errorf("the output or report shows secret material %q", secret)
+			}
+		}
+	}
+	t.Logf("warnings:\n%s", def.stderr)
+}

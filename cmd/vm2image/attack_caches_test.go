@@ -218,6 +218,9 @@ func TestAttackSetuidInCachesUnreachable(t *testing.T) {
 				t.Fatalf("vm2image %s: %v\n%s", cmdName, err, out.String())
 			}
 			t.Logf("vm2image %s:\n%s", cmdName, out.String())
+			if cmdName == "convert" && !strings.Contains(out.String(), "note: cache directory "+cacheRoot+" had mode 0755: now 0700") {
+				t.Errorf("no note that the 0755 cache root was made private")
+			}
 		})
 	}
 	// The base's set-uid file is in the roots cache; every set-uid file under the cache root

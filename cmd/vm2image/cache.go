@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -80,6 +81,9 @@ type kindTotal struct {
 
 func runCacheLs(_ context.Context, o cacheLsOptions, out io.Writer) error {
 	root := cache.RootOrDefault(o.dir)
+	if err := root.Tighten(noteTo(os.Stderr)); err != nil {
+		return err
+	}
 	entries, err := root.List()
 	if err != nil {
 		return err
@@ -186,7 +190,11 @@ func runCachePrune(_ context.Context, o cachePruneOptions, out io.Writer) error 
 	if err != nil {
 		return err
 	}
-	removed, err := cache.RootOrDefault(o.dir).Prune(cache.PruneOptions{OlderThan: age, MaxSize: size})
+	root := cache.RootOrDefault(o.dir)
+	if err := root.Tighten(noteTo(os.Stderr)); err != nil {
+		return err
+	}
+	removed, err := root.Prune(cache.PruneOptions{OlderThan: age, MaxSize: size})
 	var freed int64
 	for _, e := range removed {
 		freed += e.Size

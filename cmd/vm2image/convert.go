@@ -74,7 +74,7 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		Push: o.push, Insecure: o.insecure, Base: o.base, NoPackages: o.noPackages, Builder: o.builder,
 		Strategy: diff.Strategy(o.strategy), Transfer: o.transfer, Excludes: o.excludes,
 		Compression: image.Compression(o.compression), WorkDir: o.workDir, CacheDir: o.cacheDir,
-		KeepServiceEnv: o.keepServiceEnv, InitBinary: os.Getenv(envInit), Progress: newProgress(stderr),
+		KeepServiceEnv: o.keepServiceEnv, InitBinary: os.Getenv(envInit), Progress: newProgress(stderr), Notef: noteTo(stderr),
 	}
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }

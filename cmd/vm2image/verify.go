@@ -107,7 +107,7 @@ func runVerify(ctx context.Context, o verifyOptions, imageRef, spec string, out 
 func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*verify.Report, error) {
 	// The image store is held while verify reads blobs from it: a prune leaves it alone.
 	root := cache.RootOrDefault(o.cacheDir)
-	hold, err := root.UseStore(ctx, cache.Images, nil)
+	hold, err := root.UseStore(ctx, cache.Images, noteTo(os.Stderr))
 	if err != nil {
 		return nil, err
 	}

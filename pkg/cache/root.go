@@ -78,6 +78,21 @@ func (r Root) UseStore(ctx context.Context, k Kind, notef func(string, ...any)) 
 	return l, nil
 }
 
+// Tighten makes the root and the kinds' directories that exist private, telling notef about
+// each one it changes; it creates nothing.
+func (r Root) Tighten(notef func(string, ...any)) error {
+	for _, p := range append([]string{string(r)}, r.Path(Layers), r.Path(Roots), r.Path(Images), r.Path(AptArchives)) {
+		fi, err := os.Stat(p)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := tighten(p, fi, notef); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil

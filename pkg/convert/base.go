@@ -38,7 +38,7 @@ func (r *run) resolveBase(ctx context.Context) error {
 	}
 	// The image store stays in use until the conversion ends: the base's blobs are read again
 	// when the image is written.
-	hold, err := r.cacheRoot().UseStore(ctx, cache.Images, r.opts.Logf)
+	hold, err := r.cacheRoot().UseStore(ctx, cache.Images, r.opts.Notef)
 	if err != nil {
 		return err
 	}

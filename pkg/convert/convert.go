@@ -68,7 +68,10 @@ type Options struct {
 	KeepServiceEnv bool
 	Created        time.Time
 	Logf           func(format string, args ...any)
-	Progress       Progress
+	// Notef hears what the operator must see even when Logf is quiet: a cache directory found
+	// with a loose mode and made private (default Logf).
+	Notef    func(format string, args ...any)
+	Progress Progress
 }
 
 func (o *Options) applyDefaults() error {
@@ -95,6 +98,9 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
+	}
+	if o.Notef == nil {
+		o.Notef = o.Logf
 	}
 	if o.Progress == nil {
 		o.Progress = nopProgress{}

@@ -70,11 +70,11 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	p := r.report.Packages
 	in := builder.Input{BaseRoot: r.baseDir, BaseDigest: r.base.Digest.String(), VM: r.vmDB, Base: baseDB, Plan: plan, RepoFiles: repo}
 	root := r.cacheRoot()
-	layers, err := root.Open(cache.Layers, r.opts.Logf)
+	layers, err := root.Open(cache.Layers, r.opts.Notef)
 	if err != nil {
 		return err
 	}
-	archives, err := root.Open(cache.AptArchives, r.opts.Logf)
+	archives, err := root.Open(cache.AptArchives, r.opts.Notef)
 	if err != nil {
 		return err
 	}

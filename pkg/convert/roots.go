@@ -25,7 +25,7 @@ func (r *run) cacheRoot() cache.Root { return cache.RootOrDefault(r.opts.CacheDi
 // cachedRoot returns the cached tree named key, creating it with fill (given a fresh private
 // directory) when absent. The entry stays in use until the conversion ends.
 func (r *run) cachedRoot(ctx context.Context, key string, fill func(ctx context.Context, dir string) error) (string, error) {
-	d, err := r.cacheRoot().Dir(cache.Roots, nil, r.opts.Logf)
+	d, err := r.cacheRoot().Dir(cache.Roots, nil, r.opts.Notef)
 	if err != nil {
 		return "", err
 	}

@@ -87,7 +87,7 @@ func (r *run) newTree(ctx context.Context) (source.Source, error) {
 	}
 	defer ts.Close()
 	dir := filepath.Join(r.work, "vm")
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
 	if err := source.Unpack(ctx, ts, dir, r.opts.Logf); err != nil {

@@ -155,6 +155,10 @@ func (d Dir) cleanTemps() {
 	des, _ := os.ReadDir(d.Path)
 	for _, de := range des {
 		name := de.Name()
+		if key, ok := strings.CutSuffix(name, ".complete"); ok && ValidKey(key) && de.Type().IsRegular() {
+			_ = os.Remove(filepath.Join(d.Path, name)) // a marker of roots made before this scheme
+			continue
+		}
 		if key, ok := strings.CutSuffix(name, ".lock"); ok && ValidKey(key) {
 			if _, err := os.Lstat(d.entry(key)); os.IsNotExist(err) {
 				if l, err := TryLock(d.lockPath(key)); err == nil && l != nil {

@@ -73,6 +73,12 @@ type tarEntry struct {
 func writeTar(t *testing.T, w io.Writer, es []tarEntry) {
 	t.Helper()
 	tw := tar.NewWriter(w)
+	addEntries(t, tw, es)
+	must(t, tw.Close())
+}
+
+func addEntries(t *testing.T, tw *tar.Writer, es []tarEntry) {
+	t.Helper()
 	for _, e := range es {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Size: int64(len(e.body)), Devmajor: e.maj, Devminor: e.min,
 			ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
@@ -80,7 +86,6 @@ func writeTar(t *testing.T, w io.Writer, es []tarEntry) {
 		_, err := tw.Write(e.body)
 		must(t, err)
 	}
-	must(t, tw.Close())
 }
 
 // hostileEntries is a root holding a set-uid-root copy of id(1) at bin and a world-writable
@@ -188,37 +193,12 @@ func TestAttackSetuidInCachesUnreachable(t *testing.T) {
 				args = append(args, "--base", "docker-archive:"+base, "--cache-dir", cacheRoot, "-o", filepath.Join(t.TempDir(), "img.tar"),
 					"--report", filepath.Join(t.TempDir(), "r.json"))
 			}
-			cmd := exec.Command(bin, args...)
-			cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			must(t, cmd.Start())
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			// Feed the VM's tar up to its set-uid file, then hold the rest until nobody tried.
-			w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-			must(t, err)
-			vm := append(hostileEntries(t, "usr/bin/vmroot"),
-				tarEntry{name: "etc/os-release", typ: tar.TypeReg, mode: 0o644, body: []byte("ID=debian\nVERSION_ID=12\n")})
-			var head, rest bytes.Buffer
-			writeTar(t, &head, vm)
-			raw := head.Bytes()
-			cut := bytes.Index(raw, []byte("etc/os-release")) - 512 // the PAX header before it, roughly
-			cut -= cut % 512
-			_, err = w.Write(raw[:cut])
-			must(t, err)
-			found := waitForSetuid(t, work, "vmroot", done)
-			t.Logf("the VM's set-uid file is unpacked at %s", found)
-			attackPath(t, found)
-			rest.Write(raw[cut:])
-			_, err = w.Write(rest.Bytes())
-			must(t, err)
-			must(t, w.Close())
-			if err := <-done; err != nil && cmdName == "convert" {
-				t.Fatalf("vm2image %s: %v\n%s", cmdName, err, out.String())
+			out, err := attackWhileUnpacking(t, bin, args, fifo, work)
+			if err != nil && cmdName == "convert" {
+				t.Fatalf("vm2image %s: %v\n%s", cmdName, err, out)
 			}
-			t.Logf("vm2image %s:\n%s", cmdName, out.String())
-			if cmdName == "convert" && !strings.Contains(out.String(), "note: cache directory "+cacheRoot+" had mode 0755: now 0700") {
+			t.Logf("vm2image %s:\n%s", cmdName, out)
+			if cmdName == "convert" && !strings.Contains(out, "note: cache directory "+cacheRoot+" had mode 0755: now 0700") {
 				t.Errorf("no note that the 0755 cache root was made private")
 			}
 		})
@@ -243,6 +223,39 @@ func TestAttackSetuidInCachesUnreachable(t *testing.T) {
 			t.Errorf("%s: mode %v, %v; want 0700", p, fi.Mode().Perm(), err)
 		}
 	}
+}
+
+// attackWhileUnpacking runs vm2image with args on a tar: source read from fifo, feeds it a VM
+// tar up to and with a set-uid file, has nobody attack that file once it is unpacked under work,
+// then feeds the rest and returns the command's output and error.
+func attackWhileUnpacking(t *testing.T, bin string, args []string, fifo, work string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	must(t, err)
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	addEntries(t, tw, hostileEntries(t, "usr/bin/vmroot"))
+	must(t, tw.Flush())
+	cut := raw.Len()
+	addEntries(t, tw, []tarEntry{{name: "etc/os-release", typ: tar.TypeReg, mode: 0o644, body: []byte("ID=debian\nVERSION_ID=12\n")}})
+	must(t, tw.Close())
+	_, err = w.Write(raw.Bytes()[:cut])
+	must(t, err)
+	found := waitForSetuid(t, work, "vmroot", done)
+	t.Logf("the VM's set-uid file is unpacked at %s", found)
+	attackPath(t, found)
+	_, err = w.Write(raw.Bytes()[cut:])
+	must(t, err)
+	must(t, w.Close())
+	err = <-done
+	return out.String(), err
 }
 
 // waitForSetuid waits until a set-uid file named base appears under dir (the conversion

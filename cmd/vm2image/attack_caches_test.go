@@ -213,6 +213,9 @@ func TestAttackSetuidInCachesUnreachable(t *testing.T) {
 		attackPath(t, p)
 	}
 	devs, _ := filepath.Glob(filepath.Join(cacheRoot, "roots", "*", "dev", "mem0"))
+	if len(devs) == 0 {
+		t.Errorf("the base's device node is not in the roots cache")
+	}
 	for _, d := range devs {
 		if out, err := asNobody("/bin/dd", "if="+d, "of=/dev/null", "bs=1", "count=1"); err == nil || !strings.Contains(out, "Permission denied") {
 			t.Errorf("nobody opened the device %s: %v %s", d, err, out)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,31 +23,15 @@ import (
 	"github.com/vm2image/vm2image/pkg/convert"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// vm2imageBinary builds the real vm2image command once per test process.
+// vm2imageBinary builds the real vm2image command for the test (the build cache makes the
+// second build of a run a link).
 func vm2imageBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vm2image-cmd-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "vm2image")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("building vm2image: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	p := filepath.Join(t.TempDir(), "vm2image")
+	if out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", p, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building vm2image: %v\n%s", err, out)
 	}
-	return binPath
+	return p
 }
 
 // openDir makes a directory that every user may traverse (0755), as /var/tmp or /srv are: the
@@ -323,7 +306,7 @@ type convertRun struct {
 }
 
 // convertVM converts vm with the real vm2image and the given extra flags.
-func convertVM(t *testing.T, vm *testenv.VM, extra ...string) convertRun {
+func convertVM(t *testing.T, bin string, vm *testenv.VM, extra ...string) convertRun {
 	t.Helper()
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "token")
@@ -331,7 +314,7 @@ func convertVM(t *testing.T, vm *testenv.VM, extra ...string) convertRun {
 	r := convertRun{out: filepath.Join(dir, "img.tar"), report: filepath.Join(dir, "report.json")}
 	args := append([]string{"convert", vm.Addr, "--token-file", tok, "--base", "docker-daemon:" + testenv.EngineBase(t), "--no-packages",
 		"-o", r.out, "--report", r.report, "--cache-dir", convertCacheDir()}, extra...)
-	cmd := exec.Command(vm2imageBinary(t), args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -389,8 +372,9 @@ func TestAttackSecretsInImage(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireDocker(t)
 	vm := secretVM(t)
-	def := convertVM(t, vm)
-	kept := convertVM(t, vm, "--keep-service-env")
+	bin := vm2imageBinary(t)
+	def := convertVM(t, bin, vm)
+	kept := convertVM(t, bin, vm, "--keep-service-env")
 
 	// The values, as the VM's service held them: from the run that keeps them.
 	keptYAML := string(imageFiles(t, kept.out)["image services.yaml"])

@@ -48,6 +48,8 @@ type Report struct {
 	// ServiceEnvLeftOut names (never the values of) the service environment variables left out
 	// of the image: only allowed ones enter it unless Options.KeepServiceEnv.
 	ServiceEnvLeftOut []services.EnvLeftOut `json:"service_env_left_out,omitempty"`
+	// ServiceEnvKept says every service's whole environment is in the image (KeepServiceEnv).
+	ServiceEnvKept bool `json:"service_env_kept,omitempty"`
 	// SecretFiles are the files the image's own layers hold that carry private keys or
 	// password hashes: what a push publishes.
 	SecretFiles []SecretFile `json:"secret_files,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/vm2image/vm2image/pkg/builder"
+	"github.com/vm2image/vm2image/pkg/cache"
 )
 
 // cacheOptions are the flags of the cache commands.
@@ -22,17 +23,19 @@ type cacheOptions struct {
 	dir string
 }
 
-func (o *cacheOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.dir, "cache-dir", builder.DefaultCacheDir, "the packages layer cache")
-}
+func (o *cacheOptions) AddFlags(fs *pflag.FlagSet) { addCacheDirFlag(fs, &o.dir) }
 
 func newCacheCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cache",
-		Short: "List and prune the cache of packages layers",
-		Long: `The cache holds the packages layers that conversions built, keyed by base image, package
-manager, package set and repository configuration: conversions of VMs with the same packages
-reuse one layer. Concurrent conversions share it safely.`,
+		Short: "List and prune the caches: packages layers, unpacked roots, base image blobs, apt archives",
+		Long: `One cache root (--cache-dir, default /var/cache/vm2image) holds every cache kind in a
+subdirectory: layers (packages layers, keyed by base image, package set and repository
+configuration), roots (unpacked base images, and bases with a packages layer applied), images
+(base image layer blobs and downloaded root filesystems) and apt-archives (downloaded .deb
+files). Concurrent conversions share them safely; an entry a conversion uses is in use until it
+ends and is never pruned. The root and its kinds are private (0700): unpacked roots hold set-id
+files and device nodes that no other user may reach.`,
 		Example: `  vm2image cache ls
   vm2image cache prune --older-than 30d --max-size 20G`,
 	}
@@ -49,9 +52,9 @@ func newCacheLsCmd() *cobra.Command {
 	var o cacheLsOptions
 	cmd := &cobra.Command{
 		Use:   "ls",
-		Short: "List the cached packages layers",
+		Short: "List the entries of every cache kind: size, last use, in use",
 		Example: `  vm2image cache ls
-  vm2image cache ls --cache-dir /srv/vm2image/layers --json`,
+  vm2image cache ls --cache-dir /srv/vm2image --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCacheLs(cmd.Context(), o, cmd.OutOrStdout())
@@ -62,34 +65,91 @@ func newCacheLsCmd() *cobra.Command {
 	return cmd
 }
 
+// cacheListing is what `cache ls --json` prints.
+type cacheListing struct {
+	Root    string        `json:"root"`
+	Kinds   []kindTotal   `json:"kinds"`
+	Entries []cache.Entry `json:"entries"`
+}
+
+type kindTotal struct {
+	Kind    cache.Kind `json:"kind"`
+	Path    string     `json:"path"`
+	Entries int        `json:"entries"`
+	Size    int64      `json:"size"`
+}
+
 func runCacheLs(_ context.Context, o cacheLsOptions, out io.Writer) error {
-	entries, err := builder.List(o.dir)
+	root := cache.RootOrDefault(o.dir)
+	if err := root.Tighten(noteTo(os.Stderr)); err != nil {
+		return err
+	}
+	entries, err := root.List()
 	if err != nil {
 		return err
 	}
-	if o.json {
-		if entries == nil {
-			entries = []builder.Entry{}
+	l := cacheListing{Root: string(root), Entries: entries}
+	if l.Entries == nil {
+		l.Entries = []cache.Entry{}
+	}
+	for _, k := range cache.Kinds {
+		t := kindTotal{Kind: k, Path: root.Path(k)}
+		for _, e := range entries {
+			if e.Kind == k {
+				t.Entries++
+				t.Size += e.Size
+			}
 		}
+		l.Kinds = append(l.Kinds, t)
+	}
+	if o.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
+		return enc.Encode(l)
 	}
-	if len(entries) == 0 {
-		fmt.Fprintf(out, "no packages layers in %s\n", o.dir)
-		return nil
+	now := time.Now()
+	if len(entries) > 0 {
+		tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "KIND\tKEY\tSIZE\tLAST USED\tIN USE")
+		for _, e := range entries {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", e.Kind, shortKey(e.Key), units.IEC(e.Size), age(now.Sub(e.LastUsed)), yesNo(e.InUse))
+		}
+		tw.Flush()
 	}
-	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tCREATED\tSIZE\tPACKAGES\tMANAGER\tBASE")
 	var total int64
-	for _, e := range entries {
-		total += e.Size
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Key[:min(12, len(e.Key))], e.Created.Local().Format("2006-01-02 15:04"),
-			units.IEC(e.Size), e.Packages, e.Manager, e.BaseDigest)
+	for _, t := range l.Kinds {
+		total += t.Size
+		fmt.Fprintf(out, "%-13s %4d entries, %s\n", t.Kind+":", t.Entries, units.IEC(t.Size))
 	}
-	tw.Flush()
-	fmt.Fprintf(out, "%d layers, %s in %s\n", len(entries), units.IEC(total), o.dir)
+	fmt.Fprintf(out, "%d entries, %s in %s\n", len(entries), units.IEC(total), root)
 	return nil
+}
+
+func shortKey(k string) string {
+	if len(k) > 40 {
+		return k[:40] + "…"
+	}
+	return k
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// age prints a duration the way people say it: 45s, 12m, 5h, 3d.
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 type cachePruneOptions struct {
@@ -102,21 +162,22 @@ func newCachePruneCmd() *cobra.Command {
 	var o cachePruneOptions
 	cmd := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove old packages layers, or the oldest until the cache fits a size",
-		Long: `Prune removes the layers created longer ago than --older-than, then the oldest layers until
-the cache holds at most --max-size. A layer that a conversion is building or using is never
-removed. Without either flag, prune removes only what dead builds left behind.`,
+		Short: "Remove cache entries unused for a while, or the least recently used until the cache fits a size",
+		Long: `Prune removes the entries of every kind not used for longer than --older-than, then the least
+recently used entries, of any kind, until the whole cache holds at most --max-size. An entry a
+conversion is building or using (or a store it holds) is never removed. Without either flag,
+prune removes only what dead builds left behind.`,
 		Example: `  vm2image cache prune --older-than 30d
   vm2image cache prune --max-size 20G
-  vm2image cache prune --older-than 12h --max-size 500M --cache-dir /srv/vm2image/layers`,
+  vm2image cache prune --older-than 12h --max-size 500M --cache-dir /srv/vm2image`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCachePrune(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
 	o.AddFlags(cmd.Flags())
-	cmd.Flags().StringVar(&o.olderThan, "older-than", "", "remove layers older than this (90m, 12h, 30d)")
-	cmd.Flags().StringVar(&o.maxSize, "max-size", "", "then remove the oldest layers until the cache holds at most this (bytes, or 500M, 20G)")
+	cmd.Flags().StringVar(&o.olderThan, "older-than", "", "remove entries not used for longer than this (90m, 12h, 30d)")
+	cmd.Flags().StringVar(&o.maxSize, "max-size", "", "then remove the least recently used entries until the cache holds at most this (bytes, or 500M, 20G)")
 	return cmd
 }
 
@@ -129,13 +190,17 @@ func runCachePrune(_ context.Context, o cachePruneOptions, out io.Writer) error 
 	if err != nil {
 		return err
 	}
-	removed, err := builder.Prune(o.dir, age, size)
+	root := cache.RootOrDefault(o.dir)
+	if err := root.Tighten(noteTo(os.Stderr)); err != nil {
+		return err
+	}
+	removed, err := root.Prune(cache.PruneOptions{OlderThan: age, MaxSize: size})
 	var freed int64
 	for _, e := range removed {
 		freed += e.Size
-		fmt.Fprintf(out, "removed %s (%s, created %s)\n", e.Key[:min(12, len(e.Key))], units.IEC(e.Size), e.Created.Local().Format("2006-01-02 15:04"))
+		fmt.Fprintf(out, "removed %s %s (%s, last used %s)\n", e.Kind, shortKey(e.Key), units.IEC(e.Size), e.LastUsed.Local().Format("2006-01-02 15:04"))
 	}
-	fmt.Fprintf(out, "%d layers removed, %s freed\n", len(removed), units.IEC(freed))
+	fmt.Fprintf(out, "%d entries removed, %s freed\n", len(removed), units.IEC(freed))
 	return err
 }
 

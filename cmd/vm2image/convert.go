@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ type convertOptions struct {
 	sourceOptions
 	output, format, tag, push, base, builder, strategy, transfer, compression string
 	configFile, report, cacheDir                                              string
-	load, noPackages, insecure                                                bool
+	load, noPackages, insecure, keepServiceEnv                                bool
 	excludes                                                                  []string
 }
 
@@ -58,7 +59,8 @@ Dockerfile, services.yaml and compose.yaml. Outputs are written atomically.`,
 	f.StringVar(&o.compression, "compression", "gzip", "layer compression: gzip or zstd (Docker 20.10 cannot load zstd)")
 	f.StringVar(&o.configFile, "config", "", "YAML config file (base image table, ...)")
 	f.StringVar(&o.report, "report", "", "write the conversion report (JSON) here")
-	f.StringVar(&o.cacheDir, "cache-dir", "", "packages layer cache (default /var/cache/vm2image/layers)")
+	addCacheDirFlag(f, &o.cacheDir)
+	f.BoolVar(&o.keepServiceEnv, "keep-service-env", false, "put each service's whole environment in the image (by default only PATH, LANG, LC_*, HOME, USER, TZ and the like: the rest can hold secrets)")
 	return cmd
 }
 
@@ -72,7 +74,7 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		Push: o.push, Insecure: o.insecure, Base: o.base, NoPackages: o.noPackages, Builder: o.builder,
 		Strategy: diff.Strategy(o.strategy), Transfer: o.transfer, Excludes: o.excludes,
 		Compression: image.Compression(o.compression), WorkDir: o.workDir, CacheDir: o.cacheDir,
-		Progress: newProgress(stderr),
+		KeepServiceEnv: o.keepServiceEnv, InitBinary: os.Getenv(envInit), Progress: newProgress(stderr), Notef: noteTo(stderr),
 	}
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
@@ -96,7 +98,32 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		return err
 	}
 	printSummary(stdout, rep)
+	printWarnings(stderr, rep)
 	return nil
+}
+
+// printWarnings says what the image holds or lacks that the operator must know before a push.
+func printWarnings(w io.Writer, r *convert.Report) {
+	if n := r.EnvLeftOutCount(); n > 0 {
+		var names []string
+		for _, e := range r.ServiceEnvLeftOut {
+			names = append(names, e.Service+": "+strings.Join(e.Names, " "))
+		}
+		fmt.Fprintf(w, "warning: %d service environment variables left out of the image, they can hold secrets (%s); --keep-service-env keeps them all\n",
+			n, strings.Join(names, "; "))
+	}
+	if len(r.SecretFiles) > 0 {
+		var list []string
+		for i, f := range r.SecretFiles {
+			if i == 5 {
+				list = append(list, fmt.Sprintf("and %d more, see the report", len(r.SecretFiles)-i))
+				break
+			}
+			list = append(list, f.Path+" ("+f.Kind+")")
+		}
+		fmt.Fprintf(w, "warning: the image holds %d files with private keys or password hashes, a push publishes them: %s\n",
+			len(r.SecretFiles), strings.Join(list, ", "))
+	}
 }
 
 func printSummary(w io.Writer, r *convert.Report) {

@@ -166,7 +166,7 @@ func TestConvertAgentDiesMidTransfer(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "vm.tar")
 	_, err := convert.Run(context.Background(), convert.Options{
 		Source: vm.Addr, Output: out, Base: "docker-daemon:" + testenv.EngineBase(t), Transfer: convert.TransferFull,
-		SourceOptions: sourceToken(vm.Token), CacheDir: convertCacheDir(),
+		SourceOptions: sourceToken(vm.Token), CacheDir: convertCacheDir(), InitBinary: testenv.InitBinary(t),
 		Progress: killAt{phase: convert.PhaseDiff, vm: vm},
 	})
 	if err == nil {

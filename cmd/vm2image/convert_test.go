@@ -54,8 +54,9 @@ func convertFixture(t *testing.T, vm *testenv.VM, o convertOptions) *convert.Rep
 	return &rep
 }
 
-// convertCacheDir is the packages layer cache the conversion tests share (outside the repo).
-func convertCacheDir() string { return filepath.Join(testenv.CacheDir(), "layers") }
+// convertCacheDir is the cache root the conversion tests share (outside the repo): its layers,
+// roots and apt-archives are those of the other tests.
+func convertCacheDir() string { return testenv.CacheDir() }
 
 // snapshotForCompare records what the conversion promises to keep of every path: type, mode,
 // owner, size, contents and link target (mtimes are not promised: checksum ignores them).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -58,7 +59,8 @@ func runExperiment(ctx context.Context, o experimentOptions, suitePath string, s
 	if err != nil {
 		return err
 	}
-	opts := experiment.Options{OutDir: o.output, Repeat: o.repeat, Resume: o.resume, RetryFailed: o.retry, KeepImages: o.keepImages, Progress: stderr}
+	opts := experiment.Options{OutDir: o.output, Repeat: o.repeat, Resume: o.resume, RetryFailed: o.retry, KeepImages: o.keepImages, Progress: stderr,
+		AgentBinary: os.Getenv(envAgent), InitBinary: os.Getenv(envInit)}
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
 	}

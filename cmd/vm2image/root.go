@@ -46,7 +46,7 @@ func (o *sourceOptions) options() (source.Options, error) {
 			return opts, err
 		}
 		opts.Token = tok
-	} else if tok := os.Getenv("VM2IMAGE_TOKEN"); tok != "" {
+	} else if tok := os.Getenv(envToken); tok != "" {
 		opts.Token = []byte(tok)
 	}
 	if o.verbose {
@@ -55,11 +55,37 @@ func (o *sourceOptions) options() (source.Options, error) {
 	return opts, nil
 }
 
-// open opens the source named by spec with these options.
+// open opens the source named by spec with these options. Its scratch space (a tar: source's
+// unpacked root, with set-id files and device nodes) is a private directory (0700) under
+// --work-dir, removed when the source is closed.
 func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, error) {
 	opts, err := o.options()
 	if err != nil {
 		return nil, err
 	}
-	return source.Open(ctx, spec, opts)
+	work, err := os.MkdirTemp(o.workDir, "vm2image-")
+	if err != nil {
+		return nil, fmt.Errorf("making a work directory: %w", err)
+	}
+	opts.WorkDir = work
+	src, err := source.Open(ctx, spec, opts)
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, err
+	}
+	return privateWork{src, work}, nil
+}
+
+// privateWork is a source whose work directory goes with it.
+type privateWork struct {
+	source.Source
+	dir string
+}
+
+func (p privateWork) Close() error {
+	err := p.Source.Close()
+	if rerr := os.RemoveAll(p.dir); err == nil {
+		err = rerr
+	}
+	return err
 }

@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/verify"
 )
@@ -70,7 +71,7 @@ Exit status: 0 when equal, 1 when different, 2 on error.`,
 	f.IntVar(&o.maxDiffs, "max-diffs", 20, "differences to print (all with --json)")
 	f.BoolVar(&o.keepSELinux, "keep-selinux", false, "compare security.selinux labels too")
 	f.BoolVar(&o.noPackages, "no-packages", false, "do not compare the installed packages")
-	f.StringVar(&o.cacheDir, "cache-dir", "", "where image layers are cached (default the converter's)")
+	addCacheDirFlag(f, &o.cacheDir)
 	return cmd
 }
 
@@ -104,7 +105,14 @@ func runVerify(ctx context.Context, o verifyOptions, imageRef, spec string, out 
 }
 
 func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*verify.Report, error) {
-	target, err := openImage(ctx, imageRef, o.cacheDir)
+	// The image store is held while verify reads blobs from it: a prune leaves it alone.
+	root := cache.RootOrDefault(o.cacheDir)
+	hold, err := root.UseStore(ctx, cache.Images, noteTo(os.Stderr))
+	if err != nil {
+		return nil, err
+	}
+	defer hold.Release()
+	target, err := openImage(ctx, imageRef, root.Path(cache.Images))
 	if err != nil {
 		return nil, err
 	}

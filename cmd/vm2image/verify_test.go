@@ -57,7 +57,7 @@ func newVerifyEnv(t *testing.T) *verifyEnv {
 
 func resolveImage(t *testing.T, ref string) v1.Image {
 	t.Helper()
-	b, err := image.Resolve(context.Background(), ref, image.ResolveOptions{CacheDir: convertCacheDir()})
+	b, err := image.Resolve(context.Background(), ref, image.ResolveOptions{CacheDir: filepath.Join(convertCacheDir(), "images")})
 	if err != nil {
 		t.Fatal(err)
 	}

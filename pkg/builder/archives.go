@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/vm2image/vm2image/pkg/cache"
 )
 
 // The apt archive cache is shared between builds without a lock: each build gets a private
@@ -19,9 +23,14 @@ import (
 // seedArchives fills dir (created) with links to the .deb files of shared (created if missing).
 // Where links cannot be made (another filesystem) the files are copied.
 func seedArchives(shared, dir string, aptUID int) error {
-	if err := os.MkdirAll(shared, 0o755); err != nil {
+	if err := cache.MkdirPrivate(shared, nil); err != nil {
 		return fmt.Errorf("creating apt archive cache: %w", err)
 	}
+	l, err := holdArchives(shared)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
 	partial := filepath.Join(dir, "partial")
 	if err := os.MkdirAll(partial, 0o700); err != nil {
 		return err
@@ -34,7 +43,20 @@ func seedArchives(shared, dir string, aptUID int) error {
 
 // publishArchives links the .deb files of dir that shared lacks into shared.
 func publishArchives(dir, shared string) error {
+	l, err := holdArchives(shared)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
 	return linkDebs(dir, shared)
+}
+
+// holdArchives holds the shared archive directory while files are linked in or out of it, so
+// that a prune (pkg/cache) leaves it alone meanwhile.
+func holdArchives(shared string) (*cache.Lock, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return cache.LockShared(ctx, filepath.Join(shared, cache.StoreLock))
 }
 
 // linkDebs links (or copies) every complete .deb of from that to lacks into to, atomically.

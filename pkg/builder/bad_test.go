@@ -88,7 +88,7 @@ func TestBuildMissingVersions(t *testing.T) {
 		}
 	}
 	// Packages gone from the repository give the same answer next time: the layer is cached.
-	if entries, _ := List(opts.CacheDir); len(entries) != 1 {
+	if entries, _ := listEntries(opts.CacheDir); len(entries) != 1 {
 		t.Errorf("cache holds %d entries, want 1", len(entries))
 	}
 }
@@ -134,7 +134,7 @@ func TestBuildUnreachableRepository(t *testing.T) {
 	if got, want := len(res.Missing), len(f.vm.Packages)-len(f.base.Packages); got != want {
 		t.Errorf("%d packages missing, want %d", got, want)
 	}
-	if entries, _ := List(opts.CacheDir); len(entries) != 0 {
+	if entries, _ := listEntries(opts.CacheDir); len(entries) != 0 {
 		t.Errorf("a build whose repository did not answer was cached")
 	}
 	if _, err := os.Stat(res.LayerPath); err != nil {

@@ -107,7 +107,7 @@ func TestChrootBuildMatchesVM(t *testing.T) {
 	if built.LayerDiffID != waited.LayerDiffID || built.LayerPath != waited.LayerPath {
 		t.Errorf("the waiting build got %s at %s, the building one %s at %s", waited.LayerDiffID, waited.LayerPath, built.LayerDiffID, built.LayerPath)
 	}
-	if entries, err := List(opts.CacheDir); err != nil || len(entries) != 1 {
+	if entries, err := listEntries(opts.CacheDir); err != nil || len(entries) != 1 {
 		t.Errorf("cache holds %d entries (%v), want 1", len(entries), err)
 	}
 	if len(built.Errors) > 0 {

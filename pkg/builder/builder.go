@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
@@ -148,7 +149,7 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, func() error, 
 		return nil, nil, err
 	}
 	key := CacheKey(in)
-	if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
+	if err := cache.MkdirPrivate(opts.CacheDir, opts.Logf); err != nil {
 		return nil, nil, fmt.Errorf("creating layer cache: %w", err)
 	}
 	start := time.Now()

@@ -33,12 +33,21 @@ func makeEntry(t *testing.T, dir, key string, created time.Time, size int) {
 	}
 }
 
-func keys(es []Entry) string {
-	var k []string
-	for _, e := range es {
-		k = append(k, e.Key)
+// listEntries returns the keys of the valid entries of the layer cache dir.
+func listEntries(dir string) ([]string, error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
-	return strings.Join(k, " ")
+	var out []string
+	for _, de := range des {
+		if de.IsDir() && validKey(de.Name()) {
+			if _, err := readMeta(filepath.Join(dir, de.Name())); err == nil {
+				out = append(out, de.Name())
+			}
+		}
+	}
+	return out, nil
 }
 
 // TestAcquireBuildsOnce: many callers of one key at once; exactly one gets the miss and builds,
@@ -96,79 +105,6 @@ func TestAcquireWaitEndsWithContext(t *testing.T) {
 	defer cancel()
 	if _, _, err := acquire(ctx, dir, "k"); err == nil || !strings.Contains(err.Error(), "waiting for cache entry") {
 		t.Fatalf("err = %v, want a wait that ended", err)
-	}
-}
-
-func TestListAndPrune(t *testing.T) {
-	dir := t.TempDir()
-	now := time.Now()
-	makeEntry(t, dir, "old1", now.Add(-72*time.Hour), 1000)
-	makeEntry(t, dir, "old2", now.Add(-48*time.Hour), 1000)
-	makeEntry(t, dir, "inuse", now.Add(-96*time.Hour), 1000)
-	makeEntry(t, dir, "new1", now.Add(-time.Hour), 1000)
-	makeEntry(t, dir, "new2", now, 1000)
-	// Not entries: a build in progress, a broken entry, a stray file.
-	if err := os.MkdirAll(filepath.Join(dir, "new3.tmp-abc"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "broken"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "README"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	es, err := List(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := keys(es), "inuse old1 old2 new1 new2"; got != want {
-		t.Fatalf("List = %q, want %q (oldest first)", got, want)
-	}
-	// An entry in use holds its shared lock: Prune leaves it.
-	m, l, err := acquire(context.Background(), dir, "inuse")
-	if err != nil || m == nil {
-		t.Fatalf("acquire of an existing entry: %v, %v", m, err)
-	}
-	removed, err := Prune(dir, 24*time.Hour, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := keys(removed), "old1 old2"; got != want {
-		t.Errorf("Prune by age removed %q, want %q", got, want)
-	}
-	l.release()
-	// By size: the oldest go first until the rest fit.
-	entrySize := es[0].Size
-	removed, err = Prune(dir, 0, 2*entrySize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := keys(removed), "inuse"; got != want {
-		t.Errorf("Prune by size removed %q, want %q", got, want)
-	}
-	es, _ = List(dir)
-	if got, want := keys(es), "new1 new2"; got != want {
-		t.Errorf("left %q, want %q", got, want)
-	}
-	for _, gone := range []string{"old1", "old1.lock", "new3.tmp-abc"} {
-		if _, err := os.Stat(filepath.Join(dir, gone)); err == nil {
-			t.Errorf("%s is still there", gone)
-		}
-	}
-}
-
-// TestPruneSkipsBuildInProgress: an entry whose exclusive lock is held is being rebuilt.
-func TestPruneSkipsBuildInProgress(t *testing.T) {
-	dir := t.TempDir()
-	makeEntry(t, dir, "k", time.Now().Add(-time.Hour), 10)
-	l, err := tryLock(lockPath(dir, "k"))
-	if err != nil || l == nil {
-		t.Fatalf("tryLock: %v %v", l, err)
-	}
-	defer l.release()
-	removed, err := Prune(dir, time.Minute, 0)
-	if err != nil || len(removed) != 0 {
-		t.Fatalf("Prune removed %v (%v), want nothing", keys(removed), err)
 	}
 }
 

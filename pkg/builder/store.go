@@ -42,9 +42,9 @@ func (b *build) store(ctx context.Context, key string, lock *fileLock) error {
 			b.opts.Logf("sharing downloaded packages: %v", err)
 		}
 	}
-	tmp := filepath.Join(b.opts.CacheDir, key+".tmp-"+randomSuffix())
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		return fmt.Errorf("creating cache entry: %w", err)
+	tmp, err := newTemp(b.opts.CacheDir, key)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	st, err := writeLayer(ctx, b.in.BaseRoot, tree, filepath.Join(tmp, layerFile), b.opts.Logf)

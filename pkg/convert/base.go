@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/image"
 )
 
@@ -35,8 +36,16 @@ func (r *run) resolveBase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The image store stays in use until the conversion ends: the base's blobs are read again
+	// when the image is written.
+	hold, err := r.cacheRoot().UseStore(ctx, cache.Images, r.opts.Notef)
+	if err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, func() error { hold.Release(); return nil })
 	start := time.Now()
 	r.base, err = image.Resolve(ctx, ref, image.ResolveOptions{
+		CacheDir: r.cacheRoot().Path(cache.Images),
 		Platform: v1.Platform{OS: "linux", Architecture: r.info.Arch},
 		Insecure: r.opts.Insecure,
 		Progress: func(done, total int64) { r.opts.Progress.Bytes(PhaseBase, done, total) },

@@ -57,11 +57,21 @@ type Options struct {
 	Excludes    []string
 	Compression image.Compression
 	WorkDir     string
-	CacheDir    string // packages layers (default the builder's)
-	InitBinary  string // the static vm2image-init put in the runtime layer
-	Created     time.Time
-	Logf        func(format string, args ...any)
-	Progress    Progress
+	// CacheDir is the cache root (default /var/cache/vm2image): packages layers, unpacked roots,
+	// base image blobs and apt archives, each kind in a subdirectory (see pkg/cache). It and
+	// its subdirectories are made private (0700).
+	CacheDir string
+	// InitBinary is the static vm2image-init put in the runtime layer (default: FindInit).
+	InitBinary string
+	// KeepServiceEnv puts every service's whole environment in the image; by default only the
+	// variables of services.EnvAllowed enter it, and the report names the others.
+	KeepServiceEnv bool
+	Created        time.Time
+	Logf           func(format string, args ...any)
+	// Notef hears what the operator must see even when Logf is quiet: a cache directory found
+	// with a loose mode and made private (default Logf).
+	Notef    func(format string, args ...any)
+	Progress Progress
 }
 
 func (o *Options) applyDefaults() error {
@@ -89,6 +99,9 @@ func (o *Options) applyDefaults() error {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
+	if o.Notef == nil {
+		o.Notef = o.Logf
+	}
 	if o.Progress == nil {
 		o.Progress = nopProgress{}
 	}
@@ -105,12 +118,9 @@ func (o *Options) applyDefaults() error {
 	return nil
 }
 
-// FindInit looks for the vm2image-init binary: $VM2IMAGE_INIT, beside the running executable,
-// then on PATH.
+// FindInit looks for the vm2image-init binary beside the running executable, then on PATH.
+// (The command line reads $VM2IMAGE_INIT into Options.InitBinary.)
 func FindInit() (string, error) {
-	if p := os.Getenv("VM2IMAGE_INIT"); p != "" {
-		return p, nil
-	}
 	if exe, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(exe), "vm2image-init")
 		if _, err := os.Stat(p); err == nil {

@@ -9,14 +9,6 @@ import (
 	"github.com/vm2image/vm2image/pkg/image"
 )
 
-// aptArchiveCache is where downloaded .deb files are kept between conversions.
-func aptArchiveCache() string {
-	if d := os.Getenv("VM2IMAGE_APT_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/vm2image/apt-archives"
-}
-
 // applyLayer sets the tree the VM diff compares against: the base with the packages layer
 // applied, cached by base and layer.
 func (r *run) applyLayer(ctx context.Context, layerPath, diffID string) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/builder"
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
@@ -68,8 +69,17 @@ func (r *run) packages(ctx context.Context) error {
 func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, repo map[string][]byte) error {
 	p := r.report.Packages
 	in := builder.Input{BaseRoot: r.baseDir, BaseDigest: r.base.Digest.String(), VM: r.vmDB, Base: baseDB, Plan: plan, RepoFiles: repo}
-	opts := builder.Options{Backend: r.opts.Builder, WorkDir: r.work, CacheDir: r.opts.CacheDir, Logf: r.opts.Logf,
-		AptArchiveCache: aptArchiveCache()}
+	root := r.cacheRoot()
+	layers, err := root.Open(cache.Layers, r.opts.Notef)
+	if err != nil {
+		return err
+	}
+	archives, err := root.Open(cache.AptArchives, r.opts.Notef)
+	if err != nil {
+		return err
+	}
+	opts := builder.Options{Backend: r.opts.Builder, WorkDir: r.work, CacheDir: layers, Logf: r.opts.Logf,
+		AptArchiveCache: archives}
 	if r.opts.Builder == builder.Docker {
 		ref, err := r.baseInEngine(ctx)
 		if err != nil {
@@ -105,6 +115,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err != nil {
 		return err
 	}
+	r.scanSecrets(layerPath, "packages")
 	r.layers = append(r.layers, image.LayerFile{Path: layerPath, Comment: "vm2image: packages"})
 	r.roles = append(r.roles, "packages")
 	return nil

@@ -5,6 +5,7 @@ import (
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/layer"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/services"
 )
 
 // Phases of a conversion, in order.
@@ -44,6 +45,14 @@ type Report struct {
 
 	Services []string `json:"services"`
 	Ports    []string `json:"ports,omitempty"`
+	// ServiceEnvLeftOut names (never the values of) the service environment variables left out
+	// of the image: only allowed ones enter it unless Options.KeepServiceEnv.
+	ServiceEnvLeftOut []services.EnvLeftOut `json:"service_env_left_out,omitempty"`
+	// ServiceEnvKept says every service's whole environment is in the image (KeepServiceEnv).
+	ServiceEnvKept bool `json:"service_env_kept,omitempty"`
+	// SecretFiles are the files the image's own layers hold that carry private keys or
+	// password hashes: what a push publishes.
+	SecretFiles []SecretFile `json:"secret_files,omitempty"`
 
 	Image  ImageReport `json:"image"`
 	Phases []PhaseTime `json:"phases"`
@@ -113,4 +122,13 @@ func (r *Report) setSource(info *agent.Info) {
 	r.OS = info.OS.ID + " " + info.OS.VersionID
 	r.Arch = info.Arch
 	r.AgentVersion = info.AgentVersion
+}
+
+// EnvLeftOutCount is how many service environment variables were left out of the image.
+func (r *Report) EnvLeftOutCount() int {
+	n := 0
+	for _, e := range r.ServiceEnvLeftOut {
+		n += len(e.Names)
+	}
+	return n
 }

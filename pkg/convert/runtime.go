@@ -28,6 +28,9 @@ func (r *run) selectServices() services.Config {
 	svcs := services.Select(r.procs, services.SelectOptions{AgentPID: agentPID, IncludeEnv: true,
 		Notef: func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }})
 	cfg := services.Config{Version: services.ConfigVersion, Services: svcs, Notes: notes}
+	if r.report.ServiceEnvKept = r.opts.KeepServiceEnv; !r.opts.KeepServiceEnv {
+		r.report.ServiceEnvLeftOut = cfg.FilterEnv()
+	}
 	for _, s := range svcs {
 		r.report.Services = append(r.report.Services, s.Name)
 	}

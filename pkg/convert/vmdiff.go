@@ -69,6 +69,7 @@ func (r *run) vmDiff(ctx context.Context) error {
 	if local != nil {
 		r.report.LocalContentBytes = local.localB.Load()
 	}
+	r.scanSecrets(path, "vm-diff")
 	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff"})
 	r.roles = append(r.roles, "vm-diff")
 	return r.measureOriginal(ctx, newTree)
@@ -86,7 +87,7 @@ func (r *run) newTree(ctx context.Context) (source.Source, error) {
 	}
 	defer ts.Close()
 	dir := filepath.Join(r.work, "vm")
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
 	if err := source.Unpack(ctx, ts, dir, r.opts.Logf); err != nil {

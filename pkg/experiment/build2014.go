@@ -132,7 +132,7 @@ func (r *runner) build2014(ctx context.Context, ps *preparedSource, c Cell, base
 	}
 	tag := "vm2image-experiment/pipeline-2014:" + strings.ToLower(c.Source) + "-" + pkgWord(c.Packages)
 	cmd := exec.CommandContext(ctx, "docker", "build", "--no-cache", "--rm", "-q", "-t", tag, dir)
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	cmd.Env = append(cmd.Environ(), "DOCKER_BUILDKIT=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("docker build: %w: %s", err, tailString(out))
 	}

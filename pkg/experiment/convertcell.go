@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vm2image/vm2image/pkg/builder"
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -64,11 +64,7 @@ func (r *runner) packagesLayer(source string) (path string, err error) {
 			if p.Skipped != "" {
 				return "", nil
 			}
-			cache := r.cache
-			if cache == "" {
-				cache = builder.DefaultCacheDir
-			}
-			path := filepath.Join(cache, p.CacheKey, "layer.tar")
+			path := filepath.Join(cache.RootOrDefault(r.cache).Path(cache.Layers), p.CacheKey, "layer.tar")
 			if _, err := os.Stat(path); err == nil {
 				return path, nil
 			}

@@ -61,7 +61,7 @@ matrix:
 options:
   packages_cache: %[2]s
   work_dir: %[3]s
-`, base, filepath.Join(testenv.CacheDir(), "layers"), t.TempDir()))
+`, base, testenv.CacheDir(), t.TempDir()))
 	return filepath.Join(dir, "suite.yaml")
 }
 
@@ -73,14 +73,13 @@ func TestSmallSuite(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommands(t, "rsync", "tar", "unshare", "chroot")
 	testenv.Root(t, testenv.WebVM)
-	t.Setenv("VM2IMAGE_INIT", testenv.InitBinary(t))
 	s, err := LoadSuite(smallSuite(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
 	var progress bytes.Buffer
-	opts := Options{OutDir: out, Progress: &progress, KeepImages: true, AgentBinary: testenv.AgentBinary(t)}
+	opts := Options{OutDir: out, Progress: &progress, KeepImages: true, AgentBinary: testenv.AgentBinary(t), InitBinary: testenv.InitBinary(t)}
 	res, err := Run(context.Background(), s, opts)
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vm2image/vm2image/pkg/cache"
 	"io"
 	"os"
 	"path/filepath"
@@ -89,17 +90,19 @@ func newRunner(s *Suite, opts Options) (*runner, error) {
 	}
 	switch pc := s.Options.PackagesCache; pc {
 	case "", "suite":
-		r.cache = filepath.Join(r.work, "layers")
+		r.cache = filepath.Join(r.work, "cache")
 	case "shared":
 		r.cache = ""
 	default:
 		r.cache = pc
 	}
 	r.runsDir = filepath.Join(opts.OutDir, "runs")
-	for _, d := range []string{r.runsDir, r.work} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("making %s: %w", d, err)
-		}
+	if err := os.MkdirAll(r.runsDir, 0o755); err != nil {
+		return nil, fmt.Errorf("making %s: %w", r.runsDir, err)
+	}
+	// The work directory holds booted fixture roots and caches: set-id files, device nodes.
+	if err := cache.MkdirPrivate(r.work, opts.Logf); err != nil {
+		return nil, fmt.Errorf("making %s: %w", r.work, err)
 	}
 	if err := r.loadRuns(); err != nil {
 		return nil, err

@@ -211,7 +211,8 @@ func startListening(cmd *exec.Cmd, timeout time.Duration) (addr string, stop fun
 	}
 }
 
-// agentBinary finds the static agent: the option, $VM2IMAGE_AGENT, beside the executable, PATH.
+// agentBinary finds the static agent: the option (the command line fills it from
+// $VM2IMAGE_AGENT), beside the executable, PATH.
 func (r *runner) agentBinary() (string, error) {
 	if r.opts.AgentBinary != "" {
 		return r.opts.AgentBinary, nil
@@ -219,12 +220,8 @@ func (r *runner) agentBinary() (string, error) {
 	return FindAgent()
 }
 
-// FindAgent looks for the vm2image-agent binary: $VM2IMAGE_AGENT, beside the running
-// executable, then on PATH.
+// FindAgent looks for the vm2image-agent binary beside the running executable, then on PATH.
 func FindAgent() (string, error) {
-	if p := os.Getenv("VM2IMAGE_AGENT"); p != "" {
-		return p, nil
-	}
 	if exe, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(exe), "vm2image-agent")
 		if _, err := os.Stat(p); err == nil {

@@ -60,9 +60,9 @@ type Baselines struct {
 // SuiteOptions are settings shared by every conversion of the suite.
 type SuiteOptions struct {
 	Builder string `yaml:"builder"` // chroot (default) or docker
-	// PackagesCache is where packages layers are cached: "suite" (default: a cache of this
-	// suite's own, so each VM's first conversion with packages builds its layer), "shared" (the
-	// converter's cache), or a directory.
+	// PackagesCache is the cache root of the conversions (packages layers, unpacked roots, base
+	// blobs): "suite" (default: a cache of this suite's own, so each VM's first conversion with
+	// packages builds its layer), "shared" (the converter's cache root), or a directory.
 	PackagesCache   string `yaml:"packages_cache"`
 	WorkDir         string `yaml:"work_dir"`         // scratch space (default /var/tmp/vm2image-experiment/NAME)
 	WireCompression string `yaml:"wire_compression"` // zstd (default), gzip or none

@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/internal/ctxio"
+	"github.com/vm2image/vm2image/pkg/cache"
 )
 
 // blobStore is a content-addressed directory of compressed layer blobs:
@@ -33,11 +34,21 @@ func (s blobStore) metaPath(diffID v1.Hash, c Compression) string {
 }
 
 func (s blobStore) tempFile(pattern string) (*os.File, error) {
-	dir := filepath.Join(s.dir, "tmp")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating blob store: %w", err)
+	if err := s.mkdir("tmp"); err != nil {
+		return nil, err
 	}
-	return os.CreateTemp(dir, pattern)
+	return os.CreateTemp(filepath.Join(s.dir, "tmp"), pattern)
+}
+
+// mkdir makes the store's subdirectory sub: the store and what it holds are private (pkg/cache).
+func (s blobStore) mkdir(sub string) error {
+	if err := cache.MkdirPrivate(s.dir, nil); err != nil {
+		return fmt.Errorf("creating blob store: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(s.dir, sub), cache.PrivateMode); err != nil {
+		return fmt.Errorf("creating blob store: %w", err)
+	}
+	return nil
 }
 
 // lookup returns the stored layer of diffID compressed with c, if there is one.
@@ -133,8 +144,8 @@ func (s blobStore) ingest(ctx context.Context, r io.Reader, want v1.Hash) (_ *fi
 // commit renames a finished temp blob into place and records its metadata.
 func (s blobStore) commit(tmp string, m layerMeta) (*fileLayer, error) {
 	final := s.blobPath(m.Digest)
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return nil, fmt.Errorf("creating blob store: %w", err)
+	if err := s.mkdir(filepath.Join("blobs", m.Digest.Algorithm)); err != nil {
+		return nil, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return nil, fmt.Errorf("storing layer blob: %w", err)
@@ -148,7 +159,7 @@ func (s blobStore) commit(tmp string, m layerMeta) (*fileLayer, error) {
 
 // writeFileAtomic writes b to a temp file beside path and renames it over path.
 func writeFileAtomic(path string, b []byte) (err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), cache.PrivateMode); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")

@@ -43,17 +43,25 @@ func usageArgs(cmd *cobra.Command) {
 	if args := cmd.Args; args != nil {
 		cmd.Args = func(c *cobra.Command, a []string) error {
 			if err := args(c, a); err != nil {
-				return usage(fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath()))
+				return usage(fmt.Errorf("%s%w (see '%s --help')", subPath(c), err, c.CommandPath()))
 			}
 			return nil
 		}
 	}
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usage(fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath()))
+		return usage(fmt.Errorf("%s%w (see '%s --help')", subPath(c), err, c.CommandPath()))
 	})
 	for _, sub := range cmd.Commands() {
 		usageArgs(sub)
 	}
+}
+
+// subPath is "convert: " for vm2image convert, "" for the root (its name starts each message).
+func subPath(c *cobra.Command) string {
+	if !c.HasParent() {
+		return ""
+	}
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ") + ": "
 }
 
 // rootRun prints the help without arguments and refuses an unknown command (with cobra's
@@ -62,6 +70,7 @@ func rootRun(cmd *cobra.Command, args []string) error {
 	if len(args) == 0 {
 		return cmd.Help()
 	}
+	cmd.SuggestionsMinimumDistance = 2
 	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += "; did you mean " + strings.Join(s, " or ") + "?"

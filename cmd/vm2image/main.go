@@ -30,7 +30,9 @@ func (e *exitError) Unwrap() error { return e.err }
 // interrupted is the cause of the context's end when a signal stopped the run.
 type interrupted struct{ sig os.Signal }
 
-func (i interrupted) Error() string { return "interrupted by " + unix.SignalName(i.sig.(syscall.Signal)) }
+func (i interrupted) Error() string {
+	return "interrupted by " + unix.SignalName(i.sig.(syscall.Signal))
+}
 
 func main() {
 	ctx, cancel := context.WithCancelCause(context.Background())

@@ -62,7 +62,7 @@ func (o *Options) applyDefaults() error {
 		return err
 	}
 	if o.Output == "" && !o.Load && o.Push == "" {
-		return fmt.Errorf("%w: nothing to write: give -o FILE, --load or --push REF", ErrInvalidOption)
+		return optionError("nothing to write: give -o FILE, --load or --push REF")
 	}
 	if o.Base == "" {
 		o.Base = "auto"
@@ -138,10 +138,6 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 			r.report.fail(err, time.Since(start))
 		}
 	}()
-	if err := r.prepareOutput(); err != nil {
-		r.report.FailedPhase = PhaseOutput
-		return r.report, err
-	}
 	defer func() {
 		for i := len(r.cleanup) - 1; i >= 0; i-- {
 			if cerr := r.cleanup[i](); cerr != nil && err == nil {
@@ -149,6 +145,10 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 			}
 		}
 	}()
+	if err := r.prepareOutput(); err != nil {
+		r.report.FailedPhase = PhaseOutput
+		return r.report, err
+	}
 	for _, ph := range []struct {
 		name string
 		fn   func(context.Context) error

@@ -58,8 +58,14 @@ func oneOf[T ~string](flag string, v T, allowed ...T) (T, error) {
 	for i, a := range allowed {
 		names[i] = string(a)
 	}
-	return v, fmt.Errorf("%w: unknown %s %q: want %s", ErrInvalidOption, flag, string(v), strings.Join(names, ", "))
+	return v, optionError(fmt.Sprintf("unknown %s %q: want %s", flag, string(v), strings.Join(names, ", ")))
 }
+
+// optionError is an error about an option's value: errors.Is(err, ErrInvalidOption).
+type optionError string
+
+func (e optionError) Error() string        { return string(e) }
+func (e optionError) Is(target error) bool { return target == ErrInvalidOption }
 
 // ParseFormat checks an output format name ("" is docker-archive).
 func ParseFormat(s string) (Format, error) {
@@ -131,7 +137,7 @@ func (o *Options) validate() error {
 		return err
 	}
 	if o.Format == FormatOCI && o.Output == "" {
-		return fmt.Errorf("%w: --format oci needs -o DIR", ErrInvalidOption)
+		return optionError("--format oci needs -o DIR")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -183,5 +184,69 @@ func TestOutputLock(t *testing.T) {
 	// Once the first is gone, the lock is free and its file removed.
 	if left, _ := filepath.Glob(filepath.Join(dir, ".*lock")); len(left) != 0 {
 		t.Errorf("lock files left behind: %v", left)
+	}
+}
+
+// TestDiffDefaultStrategyMatchesConvert: diff and convert share one --strategy default, and it
+// sees an edit that kept the file's size and mtime (rsync's quick check would not).
+func TestDiffDefaultStrategyMatchesConvert(t *testing.T) {
+	root := newRootCmd()
+	def := map[string]string{}
+	for _, name := range []string{"diff", "convert"} {
+		c, _, err := root.Find([]string{name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		def[name] = c.Flags().Lookup("strategy").DefValue
+	}
+	if def["diff"] != def["convert"] || def["diff"] != "checksum" {
+		t.Errorf("--strategy defaults: %v, want checksum for both", def)
+	}
+	old, nw := t.TempDir(), t.TempDir()
+	stamp := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	for dir, content := range map[string]string{old: "aaaa", nw: "bbbb"} {
+		p := filepath.Join(dir, "file")
+		writeFile(t, p, content)
+		if err := os.Chtimes(p, stamp, stamp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dir, stamp, stamp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := execute(context.Background(), []string{"diff", "dir:" + old, "dir:" + nw, "--json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("diff: exit %d: %s", code, stderr.String())
+	}
+	var rep DiffReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Strategy != "checksum" || rep.Stats.Modified != 1 {
+		t.Errorf("default diff: strategy %s, %d modified; want checksum and 1", rep.Strategy, rep.Stats.Modified)
+	}
+}
+
+// TestInspectDirSystemUnknown: inspect of a dir: source does not give the converter's own
+// kernel, CPUs and memory as the VM's.
+func TestInspectDirSystemUnknown(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "etc"), 0o755))
+	writeFile(t, filepath.Join(root, "etc/os-release"), "ID=debian\nVERSION_ID=12\n")
+	var stdout, stderr bytes.Buffer
+	if code := execute(context.Background(), []string{"inspect", "dir:" + root, "--json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, stderr.String())
+	}
+	var rep InspectReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Info.Kernel != "" || rep.Info.CPUs != 0 || rep.Info.MemoryBytes != 0 || rep.SystemUnknown == "" {
+		t.Errorf("inspect dir: reports kernel %q, %d CPUs, %d bytes of memory (unknown: %q)", rep.Info.Kernel, rep.Info.CPUs, rep.Info.MemoryBytes, rep.SystemUnknown)
+	}
+	stdout.Reset()
+	execute(context.Background(), []string{"inspect", "dir:" + root}, &stdout, &stderr)
+	if !strings.Contains(stdout.String(), "kernel, CPUs and memory unknown") {
+		t.Errorf("inspect text output:\n%s", stdout.String())
 	}
 }

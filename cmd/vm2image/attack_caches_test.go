@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,15 +24,6 @@ import (
 
 // vm2imageBinary builds the real vm2image command for the test (the build cache makes the
 // second build of a run a link).
-func vm2imageBinary(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "vm2image")
-	if out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", p, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building vm2image: %v\n%s", err, out)
-	}
-	return p
-}
-
 // openDir makes a directory that every user may traverse (0755), as /var/tmp or /srv are: the
 // protection under it must come from vm2image's own directories.
 func openDir(t *testing.T) string {

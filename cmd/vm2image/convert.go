@@ -3,23 +3,26 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/internal/units"
 	"github.com/vm2image/vm2image/pkg/convert"
-	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
 )
 
 type convertOptions struct {
 	sourceOptions
-	output, format, tag, push, base, builder, strategy, transfer, compression string
-	configFile, report, cacheDir                                              string
-	load, noPackages, insecure, keepServiceEnv                                bool
-	excludes                                                                  []string
+	output, format, tag, push, base, builder, strategy, transfer, compression   string
+	configFile, report, cacheDir                                                string
+	load, noPackages, insecure, keepServiceEnv, force, noContext, contextLayers bool
+	excludes                                                                    []string
 }
 
 func newConvertCmd() *cobra.Command {
@@ -32,7 +35,18 @@ reinstalls the VM's packages in a layer of their own, adds the VM's remaining di
 second layer and a small runtime layer whose init starts the services the VM was running, and
 writes the image: a docker-archive (-o), an OCI layout (--format oci -o DIR), into the Docker
 engine (--load) or to a registry (--push). Beside -o it writes FILE.context/ with an equivalent
-Dockerfile, services.yaml and compose.yaml. Outputs are written atomically.`,
+Dockerfile and its build context: services.yaml, compose.yaml, vm2image-init and the layer tars
+the Dockerfile ADDs (reflinked or hard-linked from the conversion's own files where the
+filesystem allows, else copied; --context-layers=false leaves them out), so that
+"docker build FILE.context" rebuilds an equivalent image. Outputs are written atomically.
+
+Every flag and output path is checked before the source is opened. An existing -o or
+FILE.context/ is not replaced without --force, and --force replaces only the files vm2image
+writes: other files in FILE.context/ are left alone. Two conversions to the same -o at once:
+the second fails at once.
+
+The diff strategy is checksum by default, as in "vm2image diff": content digests decide
+whether a file changed (an mtime-only difference is no change).`,
 		Example: `  vm2image convert 10.0.0.5:49153 --token-file token -o web.tar --tag web:converted
   vm2image convert 10.0.0.5:49153 --token-file token --load --report report.json
   vm2image convert dir:/srv/vm --base docker-daemon:debian:bookworm --format oci -o web.oci
@@ -53,7 +67,10 @@ Dockerfile, services.yaml and compose.yaml. Outputs are written atomically.`,
 	f.StringVar(&o.base, "base", "auto", "base image: auto (from the VM's os-release) or a reference (docker-daemon:, oci:, docker-archive:, registry://, http(s)://)")
 	f.BoolVar(&o.noPackages, "no-packages", false, "do not reinstall the VM's packages in a layer of their own")
 	f.StringVar(&o.builder, "builder", "chroot", "where packages are installed: chroot or docker")
-	f.StringVar(&o.strategy, "strategy", "checksum", "diff strategy: rsync, checksum or rdiff")
+	f.StringVar(&o.strategy, "strategy", string(convert.DefaultStrategy), "diff strategy: rsync, checksum or rdiff")
+	f.BoolVar(&o.force, "force", false, "replace an existing -o and the files vm2image writes in FILE.context/")
+	f.BoolVar(&o.noContext, "no-context", false, "write no FILE.context/ beside -o")
+	f.BoolVar(&o.contextLayers, "context-layers", true, "write the layer tars the Dockerfile names into FILE.context/ (reflinks or hard links where possible)")
 	f.StringVar(&o.transfer, "transfer", "diff", "diff (only what the converter lacks) or full (the whole filesystem once)")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "anchored glob of VM paths to leave out (repeatable; added to the defaults)")
 	f.StringVar(&o.compression, "compression", "gzip", "layer compression: gzip or zstd (Docker 20.10 cannot load zstd)")
@@ -65,24 +82,9 @@ Dockerfile, services.yaml and compose.yaml. Outputs are written atomically.`,
 }
 
 func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stderr io.Writer) error {
-	so, err := o.sourceOptions.options()
+	opts, err := o.convertOptions(spec, stderr)
 	if err != nil {
 		return err
-	}
-	opts := convert.Options{
-		Source: spec, SourceOptions: so, Output: o.output, Format: o.format, Tag: o.tag, Load: o.load,
-		Push: o.push, Insecure: o.insecure, Base: o.base, NoPackages: o.noPackages, Builder: o.builder,
-		Strategy: diff.Strategy(o.strategy), Transfer: o.transfer, Excludes: o.excludes,
-		Compression: image.Compression(o.compression), WorkDir: o.workDir, CacheDir: o.cacheDir,
-		KeepServiceEnv: o.keepServiceEnv, InitBinary: os.Getenv(envInit), Progress: newProgress(stderr), Notef: noteTo(stderr),
-	}
-	if o.verbose {
-		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
-	}
-	if o.configFile != "" {
-		if opts.Config, err = image.LoadConfig(o.configFile); err != nil {
-			return err
-		}
 	}
 	rep, err := convert.Run(ctx, opts)
 	if rep != nil && o.report != "" {
@@ -95,7 +97,7 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		}
 	}
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	printSummary(stdout, rep)
 	printWarnings(stderr, rep)
@@ -126,34 +128,105 @@ func printWarnings(w io.Writer, r *convert.Report) {
 	}
 }
 
+// convertOptions checks every flag and output path, before any work or connection, and turns
+// them into the conversion's options.
+func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.Options, error) {
+	var opts convert.Options
+	if err := o.sourceOptions.check(); err != nil {
+		return opts, err
+	}
+	if err := checkSourceSpec(spec); err != nil {
+		return opts, err
+	}
+	var err error
+	for _, parse := range []func() error{
+		func() (err error) { opts.Format, err = convert.ParseFormat(o.format); return },
+		func() (err error) { opts.Builder, err = convert.ParseBuilder(o.builder); return },
+		func() (err error) { opts.Strategy, err = convert.ParseStrategy(o.strategy); return },
+		func() (err error) { opts.Transfer, err = convert.ParseTransfer(o.transfer); return },
+		func() (err error) { opts.Compression, err = convert.ParseCompression(o.compression); return },
+	} {
+		if err := parse(); err != nil {
+			return opts, asUsage(err)
+		}
+	}
+	if o.output == "" && !o.load && o.push == "" {
+		return opts, usage(errors.New("nothing to write: give -o FILE, --load or --push REF"))
+	}
+	for flag, p := range map[string]string{"-o": o.output, "--report": o.report} {
+		if err := checkOutputDir(flag, p); err != nil {
+			return opts, err
+		}
+	}
+	if opts.SourceOptions, err = o.sourceOptions.options(); err != nil {
+		return opts, err
+	}
+	opts.Source, opts.Output, opts.Tag, opts.Load, opts.Push, opts.Insecure = spec, o.output, o.tag, o.load, o.push, o.insecure
+	opts.Base, opts.NoPackages, opts.Excludes, opts.WorkDir, opts.CacheDir = o.base, o.noPackages, o.excludes, o.workDir, o.cacheDir
+	opts.Force, opts.NoContext, opts.ContextLayers = o.force, o.noContext, o.contextLayers
+	opts.KeepServiceEnv, opts.InitBinary, opts.Notef = o.keepServiceEnv, os.Getenv(envInit), noteTo(stderr)
+	opts.Progress = newProgress(stderr)
+	if o.verbose {
+		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
+	}
+	if o.configFile != "" {
+		if opts.Config, err = image.LoadConfig(o.configFile); err != nil {
+			return opts, err
+		}
+	}
+	return opts, nil
+}
+
 func printSummary(w io.Writer, r *convert.Report) {
 	fmt.Fprintf(w, "converted %s (%s, %s) in %.1fs\n", r.Source, r.OS, r.Arch, r.Seconds)
-	fmt.Fprintf(w, "  original filesystem: %s in %d entries\n", mb(r.OriginalBytes), r.OriginalEntries)
-	fmt.Fprintf(w, "  base image:          %s (%s, %s compressed)\n", r.Base.Ref, r.Base.Transport, mb(r.Base.Bytes))
+	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(tw, "  %s:\t%s\n", label, fmt.Sprintf(format, args...))
+	}
+	row("original filesystem", "%s in %d entries", units.IEC(r.OriginalBytes), r.OriginalEntries)
+	row("base image", "%s (%s, %s compressed)", r.Base.Ref, r.Base.Transport, units.IEC(r.Base.Bytes))
 	if p := r.Packages; p != nil {
 		if p.Skipped != "" {
-			fmt.Fprintf(w, "  packages layer:      none (%s)\n", p.Skipped)
+			row("packages layer", "none (%s)", p.Skipped)
 		} else {
 			hit := ""
 			if p.CacheHit {
 				hit = ", from the cache"
 			}
-			fmt.Fprintf(w, "  packages:            %d in the VM, %d in the base, install set %d -> %d roots; layer %s%s\n",
-				p.VM, p.Base, p.RootsBefore, p.RootsAfter, mb(p.LayerBytes), hit)
+			row("packages", "%d in the VM (%d roots, as inspect counts them), %d in the base", p.VM, p.VMRoots, p.Base)
+			row("packages layer", "%d to install, named by %d roots; %s%s", p.RootsBefore, p.RootsAfter, units.IEC(p.LayerBytes), hit)
 			if len(p.Missing) > 0 {
-				fmt.Fprintf(w, "  not in the repository (left to the diff layer): %s\n", strings.Join(p.Missing, " "))
+				row("not in the repository", "%s (left to the diff layer)", strings.Join(p.Missing, " "))
 			}
 		}
 	}
 	d := r.Diff
-	fmt.Fprintf(w, "  vm diff (%s):    +%d (%s) M%d (%s) -%d (%s) m%d\n", r.Strategy, d.Added, mb(d.AddedBytes), d.Modified, mb(d.ModifiedBytes), d.Deleted, mb(d.DeletedBytes), d.Metadata)
+	row("vm diff ("+r.Strategy+")", "+%d (%s) M%d (%s) -%d (%s) m%d", d.Added, units.IEC(d.AddedBytes), d.Modified, units.IEC(d.ModifiedBytes), d.Deleted, units.IEC(d.DeletedBytes), d.Metadata)
 	if r.DiffLayer != nil {
-		fmt.Fprintf(w, "  diff layer:          %s uncompressed\n", mb(r.DiffLayer.Bytes))
+		row("diff layer", "%s uncompressed", units.IEC(r.DiffLayer.Bytes))
 	}
-	fmt.Fprintf(w, "  transferred:         %s over the wire (%s mode)\n", mb(r.BytesTransferred), r.Transfer)
-	fmt.Fprintf(w, "  services:            %s (ports %s)\n", strings.Join(r.Services, ", "), strings.Join(r.Ports, ", "))
-	fmt.Fprintf(w, "  image:               %s %s, %s compressed in %d layers\n", r.Image.Tag, r.Image.Digest, mb(r.Image.Bytes), len(r.Image.Layers))
+	if hasWire(r.Source) {
+		row("transferred", "%s over the wire (%s mode)", units.IEC(r.BytesTransferred), r.Transfer)
+	}
+	row("services", "%s (ports %s)", orNoneList(r.Services), orNoneList(r.Ports))
+	row("image", "%s, %s compressed in %d layers", r.Image.Tag, units.IEC(r.Image.Bytes), len(r.Image.Layers))
+	row("image ID", "%s (as docker images shows it)", r.Image.ID)
+	row("manifest digest", "%s (as a registry shows it)", r.Image.Digest)
+	if r.Image.Output != "" {
+		row("written", "%s", r.Image.Output)
+	}
+	if len(r.Image.ContextFiles) > 0 {
+		row("build context", "%s (docker build %s)", filepath.Dir(r.Image.ContextFiles[0]), filepath.Dir(r.Image.ContextFiles[0]))
+	}
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "  %-9s %6.2fs\n", p.Name, p.Seconds)
+		row("phase "+p.Name, "%6.2fs", p.Seconds)
 	}
+	tw.Flush()
+}
+
+func orNoneList(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
 }

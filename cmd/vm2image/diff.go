@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/internal/units"
+	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/layer"
 )
@@ -36,8 +38,9 @@ modified, deleted and metadata-only, the layer's size and, with the rdiff strate
 size of the block deltas. With -o it writes the layer: an uncompressed OCI layer tar with
 whiteouts for deletions and opaque directories for replaced ones, written atomically.
 
-Strategies: rsync (rsync's quick check: type, size, mtime), checksum (content digests: an
-mtime-only difference is no change), rdiff (checksum plus librsync-compatible block deltas).
+Strategies: checksum, the default as in convert (content digests: an mtime-only difference is
+no change, a same-size edit that kept its mtime is one), rsync (rsync's quick check: type, size,
+mtime; faster, blind to such edits), rdiff (checksum plus librsync-compatible block deltas).
 
 Change lines: "+" added, "M" modified, "m" metadata only, "-" deleted, "T" type changed,
 "R" directory replaced (opaque).`,
@@ -50,7 +53,7 @@ Change lines: "+" added, "M" modified, "m" metadata only, "-" deleted, "T" type 
 	}
 	o.AddFlags(cmd.Flags())
 	f := cmd.Flags()
-	f.StringVar(&o.strategy, "strategy", "rsync", "rsync, checksum or rdiff")
+	f.StringVar(&o.strategy, "strategy", string(convert.DefaultStrategy), "checksum, rsync or rdiff")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "anchored glob of paths to leave out of both trees (repeatable)")
 	f.BoolVar(&o.json, "json", false, "print the changes, statistics and layer figures as JSON")
 	f.StringVarP(&o.output, "output", "o", "", "write the OCI layer tar to this file")
@@ -73,6 +76,21 @@ type DiffReport struct {
 }
 
 func runDiff(ctx context.Context, o diffOptions, oldSpec, newSpec string, out io.Writer) error {
+	strategy, err := convert.ParseStrategy(o.strategy)
+	if err != nil {
+		return asUsage(err)
+	}
+	if err := o.check(); err != nil {
+		return err
+	}
+	for _, spec := range []string{oldSpec, newSpec} {
+		if err := checkSourceSpec(spec); err != nil {
+			return err
+		}
+	}
+	if err := checkOutputDir("-o", o.output); err != nil {
+		return err
+	}
 	start := time.Now()
 	old, err := o.open(ctx, oldSpec)
 	if err != nil {
@@ -85,7 +103,7 @@ func runDiff(ctx context.Context, o diffOptions, oldSpec, newSpec string, out io
 	}
 	defer nw.Close()
 	res, err := diff.Trees(ctx, old, nw, diff.Options{
-		Strategy: diff.Strategy(o.strategy), Excludes: o.excludes, Strict: o.strict, KeepSELinux: o.keepSELinux,
+		Strategy: strategy, Excludes: o.excludes, Strict: o.strict, KeepSELinux: o.keepSELinux,
 	})
 	if err != nil {
 		return fmt.Errorf("comparing %s with %s: %w", oldSpec, newSpec, err)
@@ -131,23 +149,21 @@ var changeMark = map[diff.Kind]string{
 func printDiffStats(w io.Writer, r *DiffReport) {
 	s := r.Stats
 	fmt.Fprintf(w, "\n%s diff of %s (%d entries) -> %s (%d entries) in %.2fs\n", r.Strategy, r.Old, s.OldEntries, r.New, s.NewEntries, r.Seconds)
-	fmt.Fprintf(w, "  added:         %8d entries  %s\n", s.Added, mb(s.AddedBytes))
-	fmt.Fprintf(w, "  modified:      %8d entries  %s\n", s.Modified, mb(s.ModifiedBytes))
-	fmt.Fprintf(w, "  metadata only: %8d entries  %s rewritten\n", s.Metadata, mb(s.MetadataBytes))
-	fmt.Fprintf(w, "  deleted:       %8d entries  %s\n", s.Deleted, mb(s.DeletedBytes))
+	fmt.Fprintf(w, "  added:         %8d entries  %s\n", s.Added, units.IEC(s.AddedBytes))
+	fmt.Fprintf(w, "  modified:      %8d entries  %s\n", s.Modified, units.IEC(s.ModifiedBytes))
+	fmt.Fprintf(w, "  metadata only: %8d entries  %s rewritten\n", s.Metadata, units.IEC(s.MetadataBytes))
+	fmt.Fprintf(w, "  deleted:       %8d entries  %s\n", s.Deleted, units.IEC(s.DeletedBytes))
 	fmt.Fprintf(w, "  type changed:  %8d   directories replaced: %d   sockets skipped: %d\n", s.TypeChanged, s.DirReplaced, s.SocketsSkipped)
 	if r.Strategy == diff.Rdiff {
-		fmt.Fprintf(w, "  block deltas:  %s\n", mb(s.DeltaBytes))
+		fmt.Fprintf(w, "  block deltas:  %s\n", units.IEC(s.DeltaBytes))
 	}
 	if r.Layer != nil {
-		fmt.Fprintf(w, "  layer:         %s, %d entries (%d whiteouts, %d opaque), %s\n", mb(r.Layer.Bytes), r.Layer.Entries, r.Layer.Whiteouts, r.Layer.Opaques, r.Layer.DiffID)
+		fmt.Fprintf(w, "  layer:         %s, %d entries (%d whiteouts, %d opaque), %s\n", units.IEC(r.Layer.Bytes), r.Layer.Entries, r.Layer.Whiteouts, r.Layer.Opaques, r.Layer.DiffID)
 	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintf(w, "  problems:      %d (first: %s: %s)\n", max(s.Problems, int64(len(r.Problems))), displayPath(r.Problems[0].Path), r.Problems[0].Err)
 	}
 }
-
-func mb(b int64) string { return fmt.Sprintf("%.2f MB", float64(b)/1e6) }
 
 // displayPath prints a path as is when that is unambiguous, quoted (Go syntax) when it holds
 // newlines, control characters or bytes that are not UTF-8.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/internal/units"
 	"github.com/vm2image/vm2image/pkg/agent"
 )
 
@@ -26,7 +28,7 @@ func newExportCmd() *cobra.Command {
 		Long: `Export streams the source's whole filesystem (pseudo and network filesystems left out, /proc,
 /sys, /dev and /run kept as empty directories) into an uncompressed tar archive: the whole VM
 as one layer, the baseline every conversion is measured against. The archive is written
-atomically; "-" writes to standard output.`,
+atomically; "-" (the default) writes to standard output, unless it is a terminal.`,
 		Example: `  vm2image export 10.0.0.5:49153 --token-file token -o vm.tar
   vm2image export dir:/srv/vm-root --exclude '/var/cache/apt/*' -o - | docker import - vm:flat`,
 		Args: cobra.ExactArgs(1),
@@ -40,7 +42,23 @@ atomically; "-" writes to standard output.`,
 	return cmd
 }
 
+// errTerminal: export refuses to write a tar archive to a terminal.
+var errTerminal = errors.New("refusing to write a tar archive to a terminal: give -o FILE or redirect standard output")
+
 func runExport(ctx context.Context, o exportOptions, spec string, stdout, stderr io.Writer) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if err := checkSourceSpec(spec); err != nil {
+		return err
+	}
+	if o.output == "-" {
+		if f, ok := stdout.(*os.File); ok && isTerminal(f) {
+			return usage(errTerminal)
+		}
+	} else if err := checkOutputDir("-o", o.output); err != nil {
+		return err
+	}
 	src, err := o.open(ctx, spec)
 	if err != nil {
 		return err
@@ -58,8 +76,12 @@ func runExport(ctx context.Context, o exportOptions, spec string, stdout, stderr
 	}
 	res := ts.Result()
 	el := time.Since(start)
-	fmt.Fprintf(stderr, "exported %d entries, %d bytes of tar in %s (%.1f MB/s); %d bytes over the wire; %d problems\n",
-		res.Stats.Entries, n, el.Round(time.Millisecond), float64(n)/el.Seconds()/1e6, ts.WireBytes(), res.ProblemsTotal)
+	wire := ""
+	if hasWire(spec) {
+		wire = fmt.Sprintf("; %s over the wire", units.IEC(ts.WireBytes()))
+	}
+	fmt.Fprintf(stderr, "exported %d entries, %s of tar in %s (%s/s)%s; %d problems\n",
+		res.Stats.Entries, units.IEC(n), el.Round(time.Millisecond), units.IEC(int64(float64(n)/max(el.Seconds(), 1e-9))), wire, res.ProblemsTotal)
 	for _, p := range res.Problems {
 		fmt.Fprintf(stderr, "  %s: %s\n", p.Path, p.Err)
 	}

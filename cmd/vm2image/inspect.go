@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/internal/units"
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
@@ -29,7 +30,11 @@ func newInspectCmd() *cobra.Command {
 		Long: `Inspect reads a VM through its agent (HOST:PORT or agent://HOST:PORT), a directory holding
 a VM's root (dir:PATH) or a root-filesystem archive (tar:PATH[.gz|.zst]) and prints its OS,
 architecture, package manager, package count, how many packages are roots of the dependency
-graph, and the processes that listen on the network.`,
+graph (packages no other installed package depends on; Recommends are not counted as edges, as
+in convert, which prints the same figure), and the processes that listen on the network.
+
+Kernel, CPUs and memory are those of a running system: for dir: and tar: sources they are
+unknown (the converter's own are not reported as the VM's).`,
 		Example: `  vm2image inspect 10.0.0.5:49153 --token-file token
   vm2image inspect dir:/srv/vm-root --json
   vm2image inspect tar:rootfs.tar.zst`,
@@ -40,7 +45,7 @@ graph, and the processes that listen on the network.`,
 	}
 	o.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
-	cmd.Flags().BoolVar(&o.recommends, "recommends", true, "count Recommends as edges when finding roots (apt's default)")
+	cmd.Flags().BoolVar(&o.recommends, "recommends", false, "count Recommends as edges when finding roots (convert does not)")
 	return cmd
 }
 
@@ -55,9 +60,17 @@ type InspectReport struct {
 	Packages       []pkgmgr.Package `json:"packages,omitempty"`
 	PackagesError  string           `json:"packages_error,omitempty"`
 	Services       []procs.Process  `json:"services"`
+	// SystemUnknown says why kernel, CPUs and memory are not reported (a dir: or tar: source).
+	SystemUnknown string `json:"system_unknown,omitempty"`
 }
 
 func runInspect(ctx context.Context, o inspectOptions, spec string, out io.Writer) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if err := checkSourceSpec(spec); err != nil {
+		return err
+	}
 	src, err := o.open(ctx, spec)
 	if err != nil {
 		return err
@@ -66,6 +79,13 @@ func runInspect(ctx context.Context, o inspectOptions, spec string, out io.Write
 	rep, err := inspect(ctx, src, o.recommends)
 	if err != nil {
 		return err
+	}
+	if !hasWire(spec) {
+		// The local reader answers with the converter's own kernel, CPUs and memory.
+		info := *rep.Info
+		info.Kernel, info.CPUs, info.MemoryBytes = "", 0, 0
+		rep.Info = &info
+		rep.SystemUnknown = "not a running system: " + strings.SplitN(spec, ":", 2)[0] + ": source"
 	}
 	if o.json {
 		enc := json.NewEncoder(out)
@@ -113,10 +133,15 @@ func printInspect(out io.Writer, r *InspectReport) {
 	if r.Info.Hostname != "" {
 		fmt.Fprintf(out, "Hostname:  %s\n", r.Info.Hostname)
 	}
+	if r.SystemUnknown != "" {
+		fmt.Fprintf(out, "System:    kernel, CPUs and memory unknown (%s)\n", r.SystemUnknown)
+	} else {
+		fmt.Fprintf(out, "System:    kernel %s, %d CPUs, %s memory\n", orDash(r.Info.Kernel), r.Info.CPUs, units.IEC(r.Info.MemoryBytes))
+	}
 	if r.PackagesError != "" {
 		fmt.Fprintf(out, "Packages:  none read (%s)\n", r.PackagesError)
 	} else {
-		fmt.Fprintf(out, "Packages:  %d installed (%s), %d roots of the dependency graph\n", r.PackageCount, r.PackageManager, r.RootCount)
+		fmt.Fprintf(out, "Packages:  %d installed (%s), %d roots of the dependency graph (as convert counts them)\n", r.PackageCount, r.PackageManager, r.RootCount)
 	}
 	if len(r.Services) == 0 {
 		fmt.Fprintln(out, "Services:  none listening")

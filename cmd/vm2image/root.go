@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
 )
@@ -17,8 +18,11 @@ func newRootCmd() *cobra.Command {
 		Short:         "Turn a live Linux VM into a small, layered, runnable Docker/OCI image",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          rootRun,
 	}
 	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVerifyCmd(), newVersionCmd(), newExperimentCmd())
+	usageArgs(root)
 	return root
 }
 
@@ -35,6 +39,12 @@ func (o *sourceOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.compression, "wire-compression", "zstd", "compression of streams from the agent: zstd, gzip or none")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for temporary files (default: the system's)")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log per-path problems")
+}
+
+// check validates the flags before any work or connection.
+func (o *sourceOptions) check() error {
+	_, err := convert.ParseWireCompression(o.compression)
+	return asUsage(err)
 }
 
 // options turns the flags into source options.

@@ -85,6 +85,9 @@ func runVerify(ctx context.Context, o verifyOptions, imageRef, spec string, out 
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
+	if err := checkVerifyArgs(o, imageRef, spec); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	rep, err := verifyImage(ctx, o, imageRef, spec)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -141,6 +144,60 @@ func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*
 		rep.AddRun(rr)
 	}
 	return rep, nil
+}
+
+// checkVerifyArgs checks the flags, the source and an image given as a file path before any
+// work: a path that does not exist is said so, not looked up in a registry.
+func checkVerifyArgs(o verifyOptions, imageRef, spec string) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if err := checkSourceSpec(spec); err != nil {
+		return err
+	}
+	if looksLikePath(imageRef) {
+		if _, err := os.Stat(imageRef); err != nil {
+			return fmt.Errorf("reading image %s: %w", imageRef, noSuchFile(imageRef, err))
+		}
+	}
+	for _, t := range []string{image.TransportArchive + ":", image.TransportOCI + ":"} {
+		if rest, ok := strings.CutPrefix(imageRef, t); ok && !existsWithOrWithoutRef(rest) {
+			return fmt.Errorf("reading image %s: %s does not exist", imageRef, rest)
+		}
+	}
+	return nil
+}
+
+// existsWithOrWithoutRef says whether FILE[:REF] names an existing file or directory: the
+// whole of it, or the part before its last colon.
+func existsWithOrWithoutRef(s string) bool {
+	if _, err := os.Stat(s); err == nil {
+		return true
+	}
+	if i := strings.LastIndex(s, ":"); i > 0 {
+		_, err := os.Stat(s[:i])
+		return err == nil
+	}
+	return false
+}
+
+// looksLikePath says whether an image argument without a transport is a file path rather than
+// an image reference: it starts with / . or ~, or ends like an archive.
+func looksLikePath(ref string) bool {
+	if hasTransport(ref) {
+		return false
+	}
+	for _, p := range []string{"/", "./", "../", "~"} {
+		if strings.HasPrefix(ref, p) {
+			return true
+		}
+	}
+	for _, s := range []string{".tar", ".tar.gz", ".tgz", ".tar.zst"} {
+		if strings.HasSuffix(ref, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // imageTarget is the image to verify: in the Docker engine (read as it saves it, streaming),

@@ -18,18 +18,6 @@ import (
 	"github.com/vm2image/vm2image/pkg/source"
 )
 
-// Output formats.
-const (
-	FormatDockerArchive = "docker-archive"
-	FormatOCI           = "oci"
-)
-
-// Transfer modes.
-const (
-	TransferDiff = "diff" // manifest first, then only the content the converter does not hold
-	TransferFull = "full" // the whole filesystem once, compressed (the 2014 way; a baseline)
-)
-
 // DefaultExcludes are left out of every conversion (anchored): scratch space, package caches
 // and lists that a container rebuilds, and files a container runtime provides.
 var DefaultExcludes = []string{
@@ -42,21 +30,26 @@ type Options struct {
 	Source        string
 	SourceOptions source.Options
 
-	Output      string // -o: a docker-archive file, or an OCI layout directory with Format oci
-	Format      string // docker-archive (default) or oci
-	Tag         string // image name:tag (default vm2image/HOSTNAME:latest)
-	Load        bool   // load into the Docker engine
-	Push        string // push to this registry reference
-	Insecure    bool   // plain-http registries (127.0.0.1 and localhost always)
-	Base        string // "auto" (default): from os-release through the table; else a reference
-	Config      *image.Config
-	NoPackages  bool
-	Builder     string // chroot (default) or docker
-	Strategy    diff.Strategy
-	Transfer    string // diff (default) or full
-	Excludes    []string
-	Compression image.Compression
-	WorkDir     string
+	Output    string // -o: a docker-archive file, or an OCI layout directory with Format oci
+	Format    Format // docker-archive (default) or oci
+	Force     bool   // replace an existing -o and the files vm2image writes in FILE.context/
+	NoContext bool   // write no FILE.context/ beside -o
+	// ContextLayers: the layer tars the Dockerfile names are written into FILE.context/ too
+	// (reflinked, hard-linked or copied from the conversion's own), so `docker build` works.
+	ContextLayers bool
+	Tag           string // image name:tag (default vm2image/HOSTNAME:latest)
+	Load          bool   // load into the Docker engine
+	Push          string // push to this registry reference
+	Insecure      bool   // plain-http registries (127.0.0.1 and localhost always)
+	Base          string // "auto" (default): from os-release through the table; else a reference
+	Config        *image.Config
+	NoPackages    bool
+	Builder       Builder // chroot (default) or docker
+	Strategy      diff.Strategy
+	Transfer      Transfer // diff (default) or full
+	Excludes      []string
+	Compression   image.Compression
+	WorkDir       string
 	// CacheDir is the cache root (default /var/cache/vm2image): packages layers, unpacked roots,
 	// base image blobs and apt archives, each kind in a subdirectory (see pkg/cache). It and
 	// its subdirectories are made private (0700).
@@ -75,23 +68,11 @@ type Options struct {
 }
 
 func (o *Options) applyDefaults() error {
-	if o.Format == "" {
-		o.Format = FormatDockerArchive
-	}
-	if o.Format != FormatDockerArchive && o.Format != FormatOCI {
-		return fmt.Errorf("unknown output format %q: want docker-archive or oci", o.Format)
+	if err := o.validate(); err != nil {
+		return err
 	}
 	if o.Output == "" && !o.Load && o.Push == "" {
-		return errors.New("nothing to write: give -o FILE, --load or --push REF")
-	}
-	if o.Transfer == "" {
-		o.Transfer = TransferDiff
-	}
-	if o.Transfer != TransferDiff && o.Transfer != TransferFull {
-		return fmt.Errorf("unknown transfer mode %q: want diff or full", o.Transfer)
-	}
-	if o.Strategy == "" {
-		o.Strategy = diff.Checksum
+		return optionError("nothing to write: give -o FILE, --load or --push REF")
 	}
 	if o.Base == "" {
 		o.Base = "auto"
@@ -161,6 +142,12 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return nil, err
 	}
 	r := &run{opts: opts, report: newReport(opts)}
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			r.report.fail(err, time.Since(start))
+		}
+	}()
 	defer func() {
 		for i := len(r.cleanup) - 1; i >= 0; i-- {
 			if cerr := r.cleanup[i](); cerr != nil && err == nil {
@@ -168,7 +155,10 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 			}
 		}
 	}()
-	start := time.Now()
+	if err := r.prepareOutput(); err != nil {
+		r.report.FailedPhase = PhaseOutput
+		return r.report, err
+	}
 	for _, ph := range []struct {
 		name string
 		fn   func(context.Context) error
@@ -181,6 +171,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		{PhaseAssemble, r.assembleAndWrite},
 	} {
 		if err := r.phase(ctx, ph.name, ph.fn); err != nil {
+			r.report.FailedPhase = ph.name
 			return r.report, err
 		}
 	}

@@ -3,12 +3,15 @@ package convert
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -77,18 +80,9 @@ func (r *run) assembleAndWrite(ctx context.Context) error {
 	}
 	tag := r.tag()
 	ir := &r.report.Image
-	ir.Tag, ir.Format = tag, r.opts.Format
+	ir.Tag, ir.Format = tag, string(r.opts.Format)
 	if r.opts.Output != "" {
-		ir.Output = r.opts.Output
-		if r.opts.Format == FormatOCI {
-			err = image.WriteOCILayout(ctx, r.opts.Output, img, layoutTag(tag))
-		} else {
-			err = image.WriteDockerArchive(ctx, r.opts.Output, img, tag)
-		}
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", r.opts.Output, err)
-		}
-		if ir.ContextFiles, err = r.writeContext(r.opts.Output+".context", tag); err != nil {
+		if err := r.writeOutput(ctx, img, tag); err != nil {
 			return err
 		}
 	}
@@ -119,6 +113,11 @@ func (r *run) describe(img v1.Image) error {
 	}
 	ir := &r.report.Image
 	ir.Digest = d.String()
+	id, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	ir.ID = id.String()
 	m, err := img.Manifest()
 	if err != nil {
 		return err
@@ -147,48 +146,6 @@ func (r *run) describe(img v1.Image) error {
 	return nil
 }
 
-// writeContext writes, beside the image, an equivalent Dockerfile, services.yaml and
-// compose.yaml into dir (replaced as a whole, atomically).
-func (r *run) writeContext(dir, tag string) ([]string, error) {
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
-	}
-	var layerNames []string
-	for i, role := range r.roles {
-		if role != "runtime" {
-			layerNames = append(layerNames, fmt.Sprintf("%d-%s.tar", i+1, role))
-		}
-	}
-	df := services.Dockerfile(r.report.Base.Ref, layerNames, r.services, services.ImageConfig{
-		Env: []string{"PATH=" + services.DefaultPath}, Labels: r.imageConfig().Labels,
-	})
-	compose, err := services.Compose(tag, r.services)
-	if err != nil {
-		return nil, err
-	}
-	files := map[string][]byte{"Dockerfile": []byte(df), "services.yaml": r.servicesYAML, "compose.yaml": compose}
-	var names []string
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
-			return nil, err
-		}
-		names = append(names, filepath.Join(dir, name))
-	}
-	sort.Strings(names)
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, err
-	}
-	return names, nil
-}
-
 // layoutTag is the name an OCI layout knows the image by: the tag of name:tag ("latest"), as
 // skopeo's oci:DIR:TAG and umoci's DIR:TAG expect.
 func layoutTag(ref string) string {
@@ -196,4 +153,140 @@ func layoutTag(ref string) string {
 		return ref[i+1:]
 	}
 	return "latest"
+}
+
+// Errors about the output paths, checked before any work.
+var (
+	// ErrOutputExists: -o (or its FILE.context/) exists and Force is off.
+	ErrOutputExists = errors.New("output exists")
+	// ErrOutputBusy: another conversion holds the lock of the same -o.
+	ErrOutputBusy = errors.New("output in use by another conversion")
+)
+
+// prepareOutput checks -o before any work: its directory exists and is writable, it and its
+// FILE.context/ are absent (or Force), and no other conversion writes it: the lock taken here is
+// held until the conversion ends.
+func (r *run) prepareOutput() error {
+	out := r.opts.Output
+	if out == "" {
+		return nil
+	}
+	dir := filepath.Dir(out)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("checking -o %s: directory %s does not exist", out, dir)
+	case err != nil:
+		return fmt.Errorf("checking -o %s: %w", out, err)
+	case !fi.IsDir():
+		return fmt.Errorf("checking -o %s: %s is not a directory", out, dir)
+	}
+	if err := unix.Access(dir, unix.W_OK); err != nil {
+		return fmt.Errorf("checking -o %s: directory %s is not writable: %w", out, dir, err)
+	}
+	unlock, err := lockOutput(out)
+	if err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, unlock)
+	return r.checkReplace()
+}
+
+// checkReplace refuses to replace an existing -o or FILE.context/ without Force, and what
+// Force cannot replace: a directory for a docker-archive, a file for an OCI layout.
+func (r *run) checkReplace() error {
+	out := r.opts.Output
+	paths := []string{out}
+	if !r.opts.NoContext {
+		paths = append(paths, contextDir(out))
+	}
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("checking %s: %w", p, err)
+		}
+		if !r.opts.Force {
+			return fmt.Errorf("%w: %s (give --force to replace it)", ErrOutputExists, p)
+		}
+		wantDir := p != out || r.opts.Format == FormatOCI
+		if fi.IsDir() != wantDir {
+			return fmt.Errorf("%w: %s is a %s, --force does not replace it", ErrOutputExists, p, kindOf(fi))
+		}
+	}
+	return nil
+}
+
+func kindOf(fi fs.FileInfo) string {
+	if fi.IsDir() {
+		return "directory"
+	}
+	return "file (" + fi.Mode().Type().String() + ")"
+}
+
+// contextDir is where the Dockerfile and its build context go beside -o.
+func contextDir(out string) string { return out + ".context" }
+
+// lockOutput takes an exclusive lock on -o through a hidden lock file beside it, and returns
+// the function that removes the file and lets the lock go. A second conversion to the same -o
+// fails at once with ErrOutputBusy.
+func lockOutput(out string) (func() error, error) {
+	lockPath := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".vm2image-lock")
+	for {
+		f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("locking -o %s: %w", out, err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w: another vm2image is writing %s (lock %s)", ErrOutputBusy, out, lockPath)
+			}
+			return nil, fmt.Errorf("locking -o %s: %w", out, err)
+		}
+		// The holder before us removes the file before it lets go: a lock on a file no longer
+		// at lockPath protects nothing, so take the one that is there.
+		var held, now unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(lockPath, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			return func() error {
+				err := os.Remove(lockPath)
+				f.Close()
+				return err
+			}, nil
+		}
+		f.Close()
+	}
+}
+
+// writeOutput writes FILE.context/ and then the image at -o; when the image cannot be
+// written, the context files this run created are removed again (and only those).
+func (r *run) writeOutput(ctx context.Context, img v1.Image, tag string) error {
+	out := r.opts.Output
+	ir := &r.report.Image
+	var cw *contextWriter
+	if !r.opts.NoContext {
+		cw = &contextWriter{dir: contextDir(out)}
+		if err := r.writeContext(ctx, cw, tag); err != nil {
+			cw.rollback()
+			return fmt.Errorf("writing %s: %w", cw.dir, err)
+		}
+		ir.ContextFiles = cw.written
+	}
+	var err error
+	if r.opts.Format == FormatOCI {
+		err = image.WriteOCILayout(ctx, out, img, layoutTag(tag))
+	} else {
+		err = image.WriteDockerArchive(ctx, out, img, tag)
+	}
+	if err != nil {
+		if cw != nil {
+			cw.rollback()
+		}
+		ir.ContextFiles = nil
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	ir.Output = out
+	return nil
 }

@@ -42,6 +42,7 @@ func (r *run) packages(ctx context.Context) error {
 		return skip(fmt.Sprintf("the base uses %s, the VM %s", baseDB.Manager, r.vmDB.Manager))
 	}
 	p.Manager, p.VM, p.Base = r.vmDB.Manager, len(r.vmDB.Packages), len(baseDB.Packages)
+	p.VMRoots = len(pkgmgr.NewGraph(r.vmDB, pkgmgr.GraphOptions{}).RootNames())
 	repo, err := r.fetchFiles(ctx, pkgmgr.RepoConfigPaths(r.vmDB.Manager))
 	if err != nil {
 		return fmt.Errorf("reading the VM's repository configuration: %w", err)
@@ -78,7 +79,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err != nil {
 		return err
 	}
-	opts := builder.Options{Backend: r.opts.Builder, WorkDir: r.work, CacheDir: layers, Logf: r.opts.Logf,
+	opts := builder.Options{Backend: string(r.opts.Builder), WorkDir: r.work, CacheDir: layers, Logf: r.opts.Logf,
 		AptArchiveCache: archives}
 	if r.opts.Builder == builder.Docker {
 		ref, err := r.baseInEngine(ctx)

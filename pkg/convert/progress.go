@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/vm2image/vm2image/internal/units"
 )
 
 // Progress hears about phases and bytes.
@@ -58,8 +60,8 @@ func (p *LineProgress) Bytes(name string, done, total int64) {
 	}
 	p.last = time.Now()
 	if total > 0 {
-		fmt.Fprintf(p.W, "vm2image: %s: %.1f of %.1f MB\n", name, float64(done)/1e6, float64(total)/1e6)
+		fmt.Fprintf(p.W, "vm2image: %s: %s of %s\n", name, units.IEC(done), units.IEC(total))
 	} else {
-		fmt.Fprintf(p.W, "vm2image: %s: %.1f MB\n", name, float64(done)/1e6)
+		fmt.Fprintf(p.W, "vm2image: %s: %s\n", name, units.IEC(done))
 	}
 }

@@ -1,6 +1,8 @@
 package convert
 
 import (
+	"time"
+
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/layer"
@@ -16,6 +18,8 @@ const (
 	PhaseDiff     = "diff"
 	PhaseRuntime  = "runtime"
 	PhaseAssemble = "assemble"
+	// PhaseOutput is the check and lock of the output paths, before any other phase.
+	PhaseOutput = "output"
 )
 
 // Report holds every figure of a conversion: those of the 2014 journal's tables and more.
@@ -27,6 +31,11 @@ type Report struct {
 	Strategy     string  `json:"strategy"`
 	Transfer     string  `json:"transfer"`
 	Seconds      float64 `json:"seconds"`
+
+	// Error and FailedPhase say why and where a failed conversion stopped; the figures of the
+	// phases after it are zero.
+	Error       string `json:"error,omitempty"`
+	FailedPhase string `json:"failed_phase,omitempty"`
 
 	OriginalBytes   int64 `json:"original_bytes"`   // regular files of the VM's tree (after excludes)
 	OriginalEntries int64 `json:"original_entries"` // entries of the VM's tree
@@ -69,10 +78,13 @@ type Base struct {
 
 // Packages are the figures of the packages layer.
 type Packages struct {
-	VM             int             `json:"vm"`
-	Base           int             `json:"base"`
-	InstallSet     int             `json:"install_set"`
-	RootsBefore    int             `json:"roots_before"` // the journal's "183 -> 109"
+	VM         int `json:"vm"`
+	VMRoots    int `json:"vm_roots"` // roots of the VM's graph (Recommends not edges): inspect's figure
+	Base       int `json:"base"`
+	InstallSet int `json:"install_set"`
+	// RootsBefore is the install set (the VM's packages the base lacks), RootsAfter the names
+	// the installer is given (the set's roots in the VM's graph): the journal's "183 -> 109".
+	RootsBefore    int             `json:"roots_before"`
 	RootsAfter     int             `json:"roots_after"`
 	Installed      int             `json:"installed"`
 	Missing        []string        `json:"missing,omitempty"`
@@ -89,8 +101,11 @@ type Packages struct {
 
 // ImageReport describes the written image.
 type ImageReport struct {
-	Tag          string       `json:"tag"`
+	Tag string `json:"tag"`
+	// Digest is the manifest's digest (what a registry and `docker images --digests` show);
+	// ID is the config's digest, the image ID `docker images` shows.
 	Digest       string       `json:"digest"`
+	ID           string       `json:"id"`
 	Bytes        int64        `json:"bytes"` // compressed: config + every layer
 	Layers       []LayerSizes `json:"layers"`
 	Output       string       `json:"output,omitempty"`
@@ -115,7 +130,7 @@ type PhaseTime struct {
 }
 
 func newReport(o Options) *Report {
-	return &Report{Source: o.Source, Strategy: string(o.Strategy), Transfer: o.Transfer, Services: []string{}}
+	return &Report{Source: o.Source, Strategy: string(o.Strategy), Transfer: string(o.Transfer), Services: []string{}}
 }
 
 func (r *Report) setSource(info *agent.Info) {
@@ -131,4 +146,10 @@ func (r *Report) EnvLeftOutCount() int {
 		n += len(e.Names)
 	}
 	return n
+}
+
+// fail records why and after how long the conversion stopped.
+func (r *Report) fail(err error, took time.Duration) {
+	r.Error = err.Error()
+	r.Seconds = took.Seconds()
 }

@@ -31,10 +31,10 @@ func (r *runner) runConvert(ctx context.Context, ps *preparedSource, c Cell, run
 	opts := convert.Options{
 		Source: ps.source, SourceOptions: ps.opts, Output: out,
 		Tag:  "vm2image-experiment/" + strings.ToLower(c.Source) + ":latest",
-		Base: ps.base, NoPackages: !c.Packages, Builder: r.suite.Options.Builder,
-		Strategy: diff.Strategy(c.Strategy), Transfer: c.Transfer, Excludes: ps.spec.Excludes,
+		Base: ps.base, NoPackages: !c.Packages, Builder: convert.Builder(r.suite.Options.Builder),
+		Strategy: diff.Strategy(c.Strategy), Transfer: convert.Transfer(c.Transfer), Excludes: ps.spec.Excludes,
 		Compression: image.Compression(c.Compression), WorkDir: r.work, CacheDir: r.cache,
-		InitBinary: r.opts.InitBinary, Logf: r.opts.Logf,
+		InitBinary: r.opts.InitBinary, Logf: r.opts.Logf, Force: true, // its own outputs, named per run
 	}
 	rep, err := convert.Run(ctx, opts)
 	if rep != nil {

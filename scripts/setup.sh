@@ -25,6 +25,8 @@ want eatmydata eatmydata
 want curl curl
 want ip iproute2
 want unshare util-linux
+# The builder's attack tests publish a hostile .deb as a local apt repository.
+want dpkg-scanpackages dpkg-dev
 # Debian's docker.io provides the engine (dockerd) and the client.
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 

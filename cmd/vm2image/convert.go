@@ -113,6 +113,9 @@ func printSummary(w io.Writer, r *convert.Report) {
 			}
 			fmt.Fprintf(w, "  packages:            %d in the VM, %d in the base, install set %d -> %d roots; layer %s%s\n",
 				p.VM, p.Base, p.RootsBefore, p.RootsAfter, mb(p.LayerBytes), hit)
+			if len(p.ConfigDropped) > 0 {
+				fmt.Fprintf(w, "  warning: VM configuration not carried into the build: %s\n", strings.Join(p.ConfigDropped, ", "))
+			}
 			if len(p.Missing) > 0 {
 				fmt.Fprintf(w, "  not in the repository (left to the diff layer): %s\n", strings.Join(p.Missing, " "))
 			}

@@ -23,8 +23,14 @@ type fakeInstaller struct {
 var _ backend = (*fakeInstaller)(nil)
 
 func (f *fakeInstaller) run(_ context.Context, argv, _ []string, out io.Writer) error {
+	download := len(argv) > 2 && argv[2] == "--download-only"
+	if download {
+		argv = append(argv[:2:2], argv[3:]...)
+	}
 	specs := argv[3:]
-	f.lines = append(f.lines, strings.Join(specs, " "))
+	if !download {
+		f.lines = append(f.lines, strings.Join(specs, " "))
+	}
 	failed := false
 	for _, s := range specs {
 		if f.gone[s] {
@@ -40,10 +46,12 @@ func (f *fakeInstaller) run(_ context.Context, argv, _ []string, out io.Writer) 
 		return &exitError{argv: argv, code: 100}
 	}
 	for _, s := range specs {
-		f.installed[s] = true
+		f.installed[s] = !download || f.installed[s]
 	}
 	return nil
 }
+
+func (f *fakeInstaller) setNetwork(context.Context, bool) error { return nil }
 
 func (f *fakeInstaller) writeFile(context.Context, string, []byte, fs.FileMode) error { return nil }
 func (f *fakeInstaller) rename(context.Context, string, string) error                 { return nil }

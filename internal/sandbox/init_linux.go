@@ -23,7 +23,7 @@ func Main() {
 	runtime.LockOSThread()
 	err := initSandbox()
 	errPipe := os.NewFile(4, "setup errors")
-	fmt.Fprintf(errPipe, "%v", err)
+	fmt.Fprintf(errPipe, "%v", err) // after a ready byte: the exec failed
 	os.Exit(125)
 }
 
@@ -65,6 +65,10 @@ func initSandbox() error {
 	}
 	if err := dropPrivileges(); err != nil {
 		return err
+	}
+	// The byte that tells Run the sandbox is set up; the pipe closes at the exec.
+	if _, err := os.NewFile(4, "setup errors").Write([]byte{ready}); err != nil {
+		return fmt.Errorf("reporting the sandbox ready: %w", err)
 	}
 	err = syscall.Exec(spec.Path, spec.Argv, spec.Env)
 	return fmt.Errorf("executing %s: %w", spec.Path, err)

@@ -49,6 +49,10 @@ func (e *ExitError) Error() string {
 // ErrSetup marks a sandbox that could not be set up: the command did not run.
 var ErrSetup = errors.New("setting up the sandbox")
 
+// ready is the byte the init writes on fd 4 just before it execs the command: a binary that
+// does not call Main never writes it, and its exit status means nothing.
+const ready = 0
+
 // Run runs spec in a new sandbox with stdout and stderr going to out, and waits for it. A
 // cancelled ctx kills the sandbox's init, and with it, the kernel kills every process of its
 // pid namespace. A non-zero exit is an *ExitError; a sandbox that could not be set up wraps
@@ -89,8 +93,10 @@ func Run(ctx context.Context, spec Spec, out io.Writer) error {
 	_, _ = io.Copy(&setup, io.LimitReader(errR, 64<<10)) // EOF at the command's exec, or the init's exit
 	err = cmd.Wait()
 	switch {
-	case setup.Len() > 0:
-		return fmt.Errorf("%w: %s", ErrSetup, strings.TrimSpace(setup.String()))
+	case setup.Len() == 0 && ctx.Err() == nil:
+		return fmt.Errorf("%w: %s did not set a sandbox up: its main must call sandbox.Main first", ErrSetup, os.Args[0])
+	case setup.Len() > 1 || (setup.Len() == 1 && setup.Bytes()[0] != ready):
+		return fmt.Errorf("%w: %s", ErrSetup, strings.TrimSpace(strings.TrimPrefix(setup.String(), "\x00")))
 	case werr != nil && err == nil:
 		return fmt.Errorf("%w: sending the spec: %v", ErrSetup, werr)
 	case ctx.Err() != nil:

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -56,46 +54,6 @@ const hostileAptConf = `APT::Update::Pre-Invoke { "echo pwned >/proc/1/root@DIR@
 DPkg::Pre-Invoke { "echo pwned >/proc/1/root@DIR@/marker"; };
 `
 
-// evilRepo builds the hostile package and serves it as an apt repository on addr; it returns
-// the repository's URL.
-func evilRepo(t *testing.T, repl *strings.Replacer, addr string) string {
-	t.Helper()
-	testenv.RequireCommands(t, "dpkg-deb", "dpkg-scanpackages")
-	pkg, repo := t.TempDir(), t.TempDir()
-	files := map[string]string{
-		"DEBIAN/control":                 "Package: vm2image-evil\nVersion: 1.0\nArchitecture: all\nMaintainer: x <x@example.org>\nDescription: hostile\n",
-		"DEBIAN/postinst":                repl.Replace(evilPostinst),
-		"usr/share/vm2image-evil/README": "hostile\n",
-	}
-	for name, text := range files {
-		p := filepath.Join(pkg, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run(t, "dpkg-deb", "--root-owner-group", "--build", pkg, filepath.Join(repo, "vm2image-evil_1.0_all.deb"))
-	scan := exec.Command("dpkg-scanpackages", ".", "/dev/null")
-	scan.Dir = repo
-	out, err := scan.Output()
-	if err != nil {
-		t.Fatalf("dpkg-scanpackages: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(repo, "Packages"), out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(repo))}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String() + "/"
-}
-
 // TestBuildContainsHostilePackage installs a package whose postinst attacks the host, with a
 // VM configuration full of hooks, in each backend: every attempt must fail, nothing may appear
 // on the host, nothing may connect to the host's listener, and the hooks must be reported. The
@@ -141,7 +99,7 @@ func TestBuildContainsHostilePackage(t *testing.T) {
 			}()
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			repl := strings.NewReplacer("@DIR@", hostDir, "@NET@", host, "@PORT@", port, "@PID@", fmt.Sprint(os.Getpid()))
-			url := evilRepo(t, repl, host+":0")
+			url := testenv.DebRepo(t, host+":0", testenv.Deb{Name: "vm2image-evil", Version: "1.0", Postinst: repl.Replace(evilPostinst)})
 			res, root := buildEvil(t, in, tc.backend, tc.plain, url, repl)
 			_, markerErr := os.Stat(filepath.Join(hostDir, "marker"))
 			results := readResults(t, res, root)

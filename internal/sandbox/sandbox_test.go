@@ -24,6 +24,11 @@ func sandboxRoot(t *testing.T) string {
 	t.Helper()
 	testenv.Short(t)
 	testenv.RequireRoot(t)
+	return sandboxRootB(t)
+}
+
+func sandboxRootB(t testing.TB) string {
+	t.Helper()
 	root := testenv.Overlay(t, testenv.Root(t, testenv.Bookworm))
 	dev := filepath.Join(root, "dev")
 	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755"); err != nil {

@@ -207,12 +207,16 @@ var fetchProblems = []string{"Failed to fetch", "Some index files failed to down
 // step runs one step, an apt install as a download with the network and then an install
 // without (see network.go), and returns the tail of its output.
 func (b *build) step(ctx context.Context, s pkgmgr.Step) (string, error) {
-	if dl, ok := downloadStep(b.in.Plan.Manager, s); ok {
+	var m pkgmgr.Manager
+	if b.in.Plan != nil {
+		m = b.in.Plan.Manager
+	}
+	if dl, ok := downloadStep(m, s); ok {
 		if out, err := b.runStep(ctx, dl, true); err != nil {
 			return out, err
 		}
 	}
-	return b.runStep(ctx, s, needsNetwork(b.in.Plan.Manager, s))
+	return b.runStep(ctx, s, needsNetwork(m, s))
 }
 
 // runStep runs one command with the build's environment and a time limit, with or without

@@ -44,6 +44,12 @@ func initSandbox() error {
 	if err := mountPseudo(); err != nil {
 		return err
 	}
+	for _, p := range spec.ReadOnly {
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+		if err := unix.Mount(p, p, "", flags, ""); err != nil {
+			return fmt.Errorf("making %s read-only: %w", p, err)
+		}
+	}
 	host := spec.Hostname
 	if host == "" {
 		host = "vm2image-build"

@@ -32,6 +32,9 @@ type Spec struct {
 	// Network keeps the host's network namespace (to fetch packages). Otherwise the command
 	// gets a namespace of its own with only the loopback interface.
 	Network bool `json:"network,omitempty"`
+	// ReadOnly are mount points inside Root (the caller's binds) made read-only for this
+	// command only.
+	ReadOnly []string `json:"read_only,omitempty"`
 	// Hostname is the sandbox's host name ("" is "vm2image-build").
 	Hostname string `json:"hostname,omitempty"`
 }
@@ -79,7 +82,8 @@ func Run(ctx context.Context, spec Spec, out io.Writer) error {
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.ExtraFiles = []*os.File{cfgR, errW} // fds 3 and 4
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: cloneFlags(spec.Network)}
+	// Setsid: a session of its own, so no controlling terminal (no TIOCSTI into the user's).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: cloneFlags(spec.Network)}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {

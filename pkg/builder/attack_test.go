@@ -41,13 +41,14 @@ try ptrace-host perl -e 'exit(syscall(101, 0x4206, @PID@, 0, 0) == -1 ? 1 : 0)'
 try cap-sys-admin bash -c 'e=$(sed -n "s/^CapEff:\t//p" /proc/self/status); (( (0x$e >> 21) & 1 ))'
 try core-pattern-write sh -c 'cat /proc/sys/kernel/core_pattern >/tmp/cp && cat /tmp/cp >/proc/sys/kernel/core_pattern'
 try sysrq-write sh -c 'echo h >/proc/sysrq-trigger'
+try archives-write sh -c 'echo x >>/var/cache/apt/archives/lock'
 exit 0
 `
 
 // attempts are the names evilPostinst records.
 var attempts = []string{"proc1-root-write", "ppid-root-write", "proc-walk-write", "proc-walk-read", "mknod-block",
 	"dev-block-read", "mount-tmpfs", "mount-bind", "net-connect", "ptrace-host", "cap-sys-admin",
-	"core-pattern-write", "sysrq-write"}
+	"core-pattern-write", "sysrq-write", "archives-write"}
 
 // hostileAptConf are hooks a VM's apt configuration could hold; FilterConfig drops them.
 const hostileAptConf = `APT::Update::Pre-Invoke { "echo pwned >/proc/1/root@DIR@/marker; for p in /proc/[0-9]*; do echo pwned >$p/root@DIR@/marker; done"; };
@@ -105,7 +106,7 @@ func TestBuildContainsHostilePackage(t *testing.T) {
 			results := readResults(t, res, root)
 			t.Logf("attempts: %q; connections to the host: %d", results, connections.Load())
 			if tc.plain {
-				if markerErr != nil || !slices.Contains(results, "proc-walk-write succeeded") {
+				if markerErr != nil || !slices.Contains(results, "proc-walk-write succeeded") || !slices.Contains(results, "archives-write succeeded") {
 					t.Fatalf("the plain chroot stopped the attack (marker: %v): the attack is broken", markerErr)
 				}
 				return
@@ -117,6 +118,11 @@ func TestBuildContainsHostilePackage(t *testing.T) {
 				t.Errorf("%d connections reached the host's listener", n)
 			}
 			for _, a := range attempts {
+				if a == "archives-write" && tc.backend == Docker {
+					// The engine cannot make a bind read-only for one exec: the docker
+					// backend's archive directory stays writable (pkg/builder/README.md).
+					continue
+				}
 				if !slices.Contains(results, a+" failed") {
 					t.Errorf("attempt %s did not fail: %q", a, results)
 				}

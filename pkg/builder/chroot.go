@@ -102,7 +102,7 @@ func (c *chroot) mountPseudo() error {
 		return err
 	}
 	if c.archives != "" {
-		if err := c.mount("var/cache/apt/archives", c.archives, "", unix.MS_BIND, ""); err != nil {
+		if err := c.mount(archivesDir, c.archives, "", unix.MS_BIND, ""); err != nil {
 			return err
 		}
 	}
@@ -169,6 +169,9 @@ func (c *chroot) populateDev() error {
 	return nil
 }
 
+// archivesDir is where the apt archive directory is bound in the root.
+const archivesDir = "var/cache/apt/archives"
+
 // setNetwork says whether the next commands run in the host's network namespace.
 func (c *chroot) setNetwork(_ context.Context, on bool) error { c.network = on; return nil }
 
@@ -185,7 +188,13 @@ func (c *chroot) run(ctx context.Context, argv, env []string, out io.Writer) err
 	if c.plain {
 		return c.runPlain(ctx, name, argv, env, out)
 	}
-	err = sandbox.Run(ctx, sandbox.Spec{Root: c.root, Path: name, Argv: argv, Env: env, Network: c.network}, out)
+	spec := sandbox.Spec{Root: c.root, Path: name, Argv: argv, Env: env, Network: c.network}
+	if c.archives != "" && !c.network {
+		// Its .debs are hard links into the shared cache: what runs maintainer scripts must
+		// not write them.
+		spec.ReadOnly = []string{"/" + archivesDir}
+	}
+	err = sandbox.Run(ctx, spec, out)
 	var se *sandbox.ExitError
 	if errors.As(err, &se) && ctx.Err() == nil {
 		return &exitError{argv: argv, code: se.Code}

@@ -32,11 +32,13 @@ var aptAllowed = map[string]bool{
 	"acquire::allowinsecurerepositories": true, "acquire::allowweakrepositories": true,
 	"acquire::allowdowngradetoinsecurerepositories": true, "acquire::gzipindexes": true,
 	"acquire::pdiffs": true,
+	// Debian's own 01autoremove: regular expressions of what autoremove keeps.
+	"apt::neverautoremove": true, "apt::versionedkernelpackages": true, "apt::move-autobit-sections": true,
 }
 
 // dpkgAllowed are dpkg's options carried: the path filters, so that a VM without docs or
 // locales gets none reinstalled only to be whited out again by its diff.
-var dpkgAllowed = map[string]bool{"path-exclude": true, "path-include": true}
+var dpkgAllowed = map[string]bool{"path-exclude": true, "path-include": true, "no-debsig": true}
 
 // FilterConfig returns files (absolute path in the VM -> content) with every configuration
 // file reduced to its allowlisted keys, and what it left out, sorted. Files it does not know

@@ -42,7 +42,7 @@ func TestConvertHostileTarSource(t *testing.T) {
 	hostDir, tmpName := t.TempDir(), "vm2image-hostile-"+filepath.Base(t.TempDir())
 	repl := strings.NewReplacer("@DIR@", hostDir, "@TMP@", tmpName)
 	url := testenv.DebRepo(t, "127.0.0.1:0", testenv.Deb{Name: "vm2image-evil", Version: "1.0", Postinst: repl.Replace(hostilePostinst)})
-	vmTar := hostileVM(t, url, repl.Replace(hostileHooks))
+	vmTar := hostileVM(t, url, repl.Replace(hostileHooks), repl.Replace("post-invoke=sh -c 'echo pwned >/proc/1/root@DIR@/marker'\n"))
 
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report.json")
@@ -71,8 +71,8 @@ func TestConvertHostileTarSource(t *testing.T) {
 	if rep.Packages == nil || rep.Packages.Installed == 0 || slices.Contains(rep.Packages.Missing, "vm2image-evil=1.0") {
 		t.Fatalf("the hostile package was not installed: %+v", rep.Packages)
 	}
-	for _, k := range []string{"APT::Update::Pre-Invoke", "DPkg::Pre-Invoke", "DPkg::Post-Invoke"} {
-		want := "/etc/apt/apt.conf.d/99hostile: " + k
+	for _, want := range []string{"/etc/apt/apt.conf.d/99hostile: APT::Update::Pre-Invoke", "/etc/apt/apt.conf.d/99hostile: DPkg::Pre-Invoke",
+		"/etc/apt/apt.conf.d/99hostile: DPkg::Post-Invoke", "/etc/dpkg/dpkg.cfg.d/99hostile: post-invoke"} {
 		if !slices.Contains(rep.Packages.ConfigDropped, want) {
 			t.Errorf("report's config_dropped %q lacks %q", rep.Packages.ConfigDropped, want)
 		}
@@ -82,13 +82,15 @@ func TestConvertHostileTarSource(t *testing.T) {
 	}
 }
 
-// hostileVM writes a tar: source of the Debian fixture root with the repository at url, the
-// hooks in /etc/apt/apt.conf.d/99hostile and vm2image-evil installed in its dpkg status.
-func hostileVM(t *testing.T, url, hooks string) string {
+// hostileVM writes a tar: source of the Debian fixture root with the repository at url, apt
+// hooks in /etc/apt/apt.conf.d/99hostile, dpkg options in /etc/dpkg/dpkg.cfg.d/99hostile and
+// vm2image-evil installed in its dpkg status.
+func hostileVM(t *testing.T, url, hooks, dpkgCfg string) string {
 	t.Helper()
 	root := testenv.Overlay(t, testenv.Root(t, testenv.Bookworm))
 	writeFile(t, filepath.Join(root, "etc/apt/sources.list"), "deb [trusted=yes] "+url+" ./\n")
 	writeFile(t, filepath.Join(root, "etc/apt/apt.conf.d/99hostile"), hooks)
+	writeFile(t, filepath.Join(root, "etc/dpkg/dpkg.cfg.d/99hostile"), dpkgCfg)
 	status, err := os.ReadFile(filepath.Join(root, "var/lib/dpkg/status"))
 	if err != nil {
 		t.Fatal(err)

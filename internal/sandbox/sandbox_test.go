@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -118,5 +120,21 @@ func TestSandboxExitAndSetupErrors(t *testing.T) {
 	err = Run(context.Background(), Spec{Root: filepath.Join(root, "nonexistent"), Path: "/bin/sh", Argv: []string{"sh"}}, &bytes.Buffer{})
 	if !errors.Is(err, ErrSetup) {
 		t.Errorf("missing root: got %v", err)
+	}
+}
+
+// TestRunWithoutMain: a binary whose main does not call Main is re-executed as the init, does
+// not set anything up and exits 0: Run must report a setup error, not a command that succeeded.
+func TestRunWithoutMain(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := filepath.Join(t.TempDir(), "nomain")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./testdata/nomain")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building testdata/nomain: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, t.TempDir()).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "sandbox.Main") {
+		t.Errorf("Run from a binary without Main: %v\n%s", err, out)
 	}
 }

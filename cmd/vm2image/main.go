@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	sandbox "github.com/vm2image/vm2image/internal/sandbox"
 )
 
 // exitError carries an exit code other than 1 out of a command.
@@ -35,6 +37,7 @@ func (i interrupted) Error() string {
 }
 
 func main() {
+	sandbox.Main() // a re-executed build sandbox sets itself up and never returns
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)

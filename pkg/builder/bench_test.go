@@ -78,3 +78,37 @@ func BenchmarkCacheHit(b *testing.B) {
 		_ = cleanup()
 	}
 }
+
+// BenchmarkSandbox builds the fixture VM's packages layer with the chroot backend's sandbox
+// (namespaces, pivot_root, an offline install step) and with the plain chroot(2) it replaced,
+// alternating, fsync off through eatmydata in both. It reports each one's fastest install time
+// (seconds).
+//
+//	go test -run '^$' -bench BenchmarkSandbox -benchtime 3x ./pkg/builder
+func BenchmarkSandbox(b *testing.B) {
+	f := newFixture(b)
+	best := map[string]time.Duration{}
+	modes := []struct {
+		name  string
+		plain bool
+	}{{"sandbox", false}, {"plain-chroot", true}}
+	for i := 0; i < b.N; i++ {
+		for _, m := range modes {
+			opts := testOptions(b, Chroot)
+			opts.NoFsyncMethod, opts.unsandboxed = NoFsyncEatMyData, m.plain
+			opts.Logf = func(string, ...any) {}
+			r, cleanup, err := Build(context.Background(), f.input(), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = cleanup()
+			b.Logf("round %d %s: install %s", i+1, m.name, r.InstallTime.Round(time.Millisecond))
+			if d, ok := best[m.name]; !ok || r.InstallTime < d {
+				best[m.name] = r.InstallTime
+			}
+		}
+	}
+	for _, m := range modes {
+		b.ReportMetric(best[m.name].Seconds(), m.name+"-s")
+	}
+}

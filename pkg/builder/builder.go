@@ -19,7 +19,9 @@ import (
 
 // Backends.
 const (
-	Chroot = "chroot" // chroot(8) on an overlay of the base root; needs root
+	// Chroot runs every command in a sandbox (namespaces, pivot_root, reduced capabilities)
+	// on an overlay of the base root; needs root. The name is kept from the plain chroot it was.
+	Chroot = "chroot"
 	Docker = "docker" // a container of the base image in the Docker engine
 )
 
@@ -56,6 +58,10 @@ type Options struct {
 	// for concurrent use when Builds share it). Both may be nil.
 	Logf   func(string, ...any)
 	Output io.Writer
+
+	// unsandboxed runs the Chroot backend's commands in a plain chroot(2) with the host's
+	// /proc, as before the sandbox: the benchmark's baseline, never for a conversion.
+	unsandboxed bool
 }
 
 func (o *Options) applyDefaults() error {
@@ -134,6 +140,9 @@ type Result struct {
 	// Errors are what went wrong without stopping the build: a step that failed, a repository
 	// that does not answer. The files of what was not installed are left to the VM's diff.
 	Errors []string
+	// ConfigDropped is the VM's package manager configuration left out of the build root:
+	// keys outside the allowlist (hooks, programs, paths), files the builder does not carry.
+	ConfigDropped []pkgmgr.DroppedConfig
 }
 
 // Build installs in.Plan into the base root and returns the packages layer, from the cache
@@ -148,6 +157,21 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, func() error, 
 	if err := in.check(opts); err != nil {
 		return nil, nil, err
 	}
+	// The VM's configuration is data: only allowlisted keys reach the build root (and the key).
+	var dropped []pkgmgr.DroppedConfig
+	in.RepoFiles, dropped = pkgmgr.FilterConfig(in.Plan.Manager, in.RepoFiles)
+	for _, d := range dropped {
+		opts.Logf("not carried into the build root: %s", d)
+	}
+	res, cleanup, err := buildOrReuse(ctx, in, opts)
+	if res != nil {
+		res.ConfigDropped = dropped
+	}
+	return res, cleanup, err
+}
+
+// buildOrReuse finds the layer of in in the cache or builds it.
+func buildOrReuse(ctx context.Context, in Input, opts Options) (*Result, func() error, error) {
 	key := CacheKey(in)
 	if err := cache.MkdirPrivate(opts.CacheDir, opts.Logf); err != nil {
 		return nil, nil, fmt.Errorf("creating layer cache: %w", err)

@@ -17,13 +17,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vm2image/vm2image/internal/sandbox"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
-// chroot runs the plan chrooted into an overlay whose lower layer is the base root, so the
-// base is never written and the upper directory holds only what the build changed.
+// chroot runs the plan in an overlay whose lower layer is the base root, so the base is never
+// written and the upper directory holds only what the build changed. Every command runs in a
+// sandbox (internal/sandbox): its own mount, pid, ipc, uts and, but to fetch packages, network
+// namespaces, pivoted into the overlay, with reduced capabilities. Only the benchmark's
+// baseline (unsandboxed) runs commands in a plain chroot(2) with the host's /proc, as before.
 type chroot struct {
 	root     string   // the overlay's merged directory
+	plain    bool     // chroot(2) without the sandbox: the benchmark's baseline only
+	network  bool     // the next commands may use the host's network
 	mounts   []string // mounted directories, in mount order; the overlay is mounts[0]
 	made     []string // mount points this build created in the root, removed before diffing
 	archives string   // host directory bound at /var/cache/apt/archives, or ""
@@ -34,11 +40,11 @@ var _ backend = (*chroot)(nil)
 
 // newChroot mounts the overlay under workDir and the pseudo filesystems a package manager needs.
 // On error everything mounted so far is unmounted.
-func newChroot(base, workDir, archives string, logf func(string, ...any)) (*chroot, error) {
+func newChroot(base, workDir, archives string, plain bool, logf func(string, ...any)) (*chroot, error) {
 	if strings.ContainsAny(base, ",:\\") || strings.ContainsAny(workDir, ",:\\") {
 		return nil, fmt.Errorf("mounting the build overlay: the paths %q and %q must not hold ',', ':' or '\\'", base, workDir)
 	}
-	c := &chroot{root: filepath.Join(workDir, "root"), archives: archives, logf: logf}
+	c := &chroot{root: filepath.Join(workDir, "root"), archives: archives, plain: plain, logf: logf}
 	upper, work := filepath.Join(workDir, "upper"), filepath.Join(workDir, "work")
 	for _, d := range []string{upper, work, c.root} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -66,22 +72,25 @@ func newChroot(base, workDir, archives string, logf func(string, ...any)) (*chro
 	return c, nil
 }
 
-// mountPseudo mounts /proc, /sys, a small /dev with its own devpts, and the apt archive cache.
+// mountPseudo mounts a small /dev with its own devpts and the apt archive cache, and makes
+// the mount points of /proc and /sys, which each sandbox mounts for itself (the plain chroot
+// mounts them here, the host's /proc).
 func (c *chroot) mountPseudo() error {
 	const nodev = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	type mnt struct {
-		dir, fstype, source string
-		flags               uintptr
-		data                string
-	}
-	for _, m := range []mnt{
-		{"proc", "proc", "proc", nodev, ""},
-		{"sys", "sysfs", "sysfs", nodev | unix.MS_RDONLY, ""},
-		{"dev", "tmpfs", "vm2image-dev", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=755,size=1m"},
-	} {
-		if err := c.mount(m.dir, m.source, m.fstype, m.flags, m.data); err != nil {
+	for _, m := range []struct {
+		dir, fstype string
+		flags       uintptr
+	}{{"proc", "proc", nodev}, {"sys", "sysfs", nodev | unix.MS_RDONLY}} {
+		if !c.plain {
+			if _, err := c.mountPoint(m.dir); err != nil {
+				return err
+			}
+		} else if err := c.mount(m.dir, m.fstype, m.fstype, m.flags, ""); err != nil {
 			return err
 		}
+	}
+	if err := c.mount("dev", "vm2image-dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=1m"); err != nil {
+		return err
 	}
 	if err := c.populateDev(); err != nil {
 		return err
@@ -93,7 +102,7 @@ func (c *chroot) mountPseudo() error {
 		return err
 	}
 	if c.archives != "" {
-		if err := c.mount("var/cache/apt/archives", c.archives, "", unix.MS_BIND, ""); err != nil {
+		if err := c.mount(archivesDir, c.archives, "", unix.MS_BIND, ""); err != nil {
 			return err
 		}
 	}
@@ -160,9 +169,14 @@ func (c *chroot) populateDev() error {
 	return nil
 }
 
-// run runs argv in the root (chroot(2) in the child, as chroot(8) does, but without a host
-// binary that would load LD_PRELOAD outside the root), in its own process group so that a
-// cancelled context kills the whole tree a maintainer script may have started.
+// archivesDir is where the apt archive directory is bound in the root.
+const archivesDir = "var/cache/apt/archives"
+
+// setNetwork says whether the next commands run in the host's network namespace.
+func (c *chroot) setNetwork(_ context.Context, on bool) error { c.network = on; return nil }
+
+// run runs argv in a sandbox pivoted into the root; the sandbox's init is started by
+// re-executing this binary, never by a host binary that would load LD_PRELOAD outside the root.
 func (c *chroot) run(ctx context.Context, argv, env []string, out io.Writer) error {
 	if len(argv) == 0 {
 		return errors.New("running an empty command")
@@ -171,6 +185,27 @@ func (c *chroot) run(ctx context.Context, argv, env []string, out io.Writer) err
 	if err != nil {
 		return err
 	}
+	if c.plain {
+		return c.runPlain(ctx, name, argv, env, out)
+	}
+	spec := sandbox.Spec{Root: c.root, Path: name, Argv: argv, Env: env, Network: c.network}
+	if c.archives != "" && !c.network {
+		// Its .debs are hard links into the shared cache: what runs maintainer scripts must
+		// not write them.
+		spec.ReadOnly = []string{"/" + archivesDir}
+	}
+	err = sandbox.Run(ctx, spec, out)
+	var se *sandbox.ExitError
+	if errors.As(err, &se) && ctx.Err() == nil {
+		return &exitError{argv: argv, code: se.Code}
+	}
+	return err
+}
+
+// runPlain runs argv chrooted into the root, in its own process group so that a cancelled
+// context kills the whole tree a maintainer script may have started: the old, unsafe way, kept
+// as the benchmark's baseline.
+func (c *chroot) runPlain(ctx context.Context, name string, argv, env []string, out io.Writer) error {
 	cmd := exec.CommandContext(ctx, name)
 	cmd.Path, cmd.Args = name, argv // name is the path inside the root: no host lookup
 	cmd.Env, cmd.Dir = env, "/"
@@ -178,7 +213,7 @@ func (c *chroot) run(ctx context.Context, argv, env []string, out io.Writer) err
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: c.root, Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
-	err = cmd.Run()
+	err := cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ctx.Err() == nil {
 		return &exitError{argv: argv, code: ee.ExitCode()}

@@ -32,8 +32,17 @@ type docker struct {
 	manager  pkgmgr.Manager
 	workDir  string
 	exported string // the unpacked export, once tree ran
+	offline  bool   // disconnected from the engine's bridge network
 	logf     func(string, ...any)
 }
+
+// dockerCaps are the capabilities a build container keeps: the sandbox's set (see
+// internal/sandbox.Kept), the engine's default without CAP_MKNOD and CAP_NET_RAW.
+var dockerCaps = []string{"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "SETGID", "SETUID", "SETFCAP",
+	"SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"}
+
+// bridge is the engine's default network, the build container's while it fetches.
+const bridge = "bridge"
 
 var _ backend = (*docker)(nil)
 
@@ -45,7 +54,9 @@ func newDocker(ctx context.Context, image, archives, workDir string, m pkgmgr.Ma
 		return nil, fmt.Errorf("connecting to the Docker engine: %w", err)
 	}
 	d := &docker{cli: cli, manager: m, workDir: workDir, logf: logf}
-	hc := &container.HostConfig{}
+	// Never privileged; every capability but dockerCaps dropped; no setuid gains.
+	hc := &container.HostConfig{Privileged: false, CapDrop: []string{"ALL"}, CapAdd: dockerCaps,
+		SecurityOpt: []string{"no-new-privileges"}, NetworkMode: bridge}
 	if archives != "" {
 		hc.Binds = []string{archives + ":/var/cache/apt/archives"}
 	}
@@ -64,6 +75,25 @@ func newDocker(ctx context.Context, image, archives, workDir string, m pkgmgr.Ma
 		return nil, fmt.Errorf("starting the build container from %s: %w", image, err)
 	}
 	return d, nil
+}
+
+// setNetwork connects the container to the engine's bridge network or disconnects it, which
+// leaves it only loopback.
+func (d *docker) setNetwork(ctx context.Context, on bool) error {
+	if d.offline == !on {
+		return nil
+	}
+	var err error
+	if on {
+		_, err = d.cli.NetworkConnect(ctx, bridge, client.NetworkConnectOptions{Container: d.id})
+	} else {
+		_, err = d.cli.NetworkDisconnect(ctx, bridge, client.NetworkDisconnectOptions{Container: d.id, Force: true})
+	}
+	if err != nil {
+		return fmt.Errorf("switching the build container's network (on: %v): %w", on, err)
+	}
+	d.offline = !on
+	return nil
 }
 
 // run runs argv as an exec in the container, its output demultiplexed into out.

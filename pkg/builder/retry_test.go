@@ -45,6 +45,8 @@ func (f *fakeInstaller) run(_ context.Context, argv, _ []string, out io.Writer) 
 	return nil
 }
 
+func (f *fakeInstaller) setNetwork(context.Context, bool) error { return nil }
+
 func (f *fakeInstaller) writeFile(context.Context, string, []byte, fs.FileMode) error { return nil }
 func (f *fakeInstaller) rename(context.Context, string, string) error                 { return nil }
 func (f *fakeInstaller) remove(context.Context, string) error                         { return nil }

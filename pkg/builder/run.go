@@ -20,6 +20,8 @@ type backend interface {
 	// run runs argv in the build root with exactly env; out receives its output. A non-zero
 	// exit is an *exitError.
 	run(ctx context.Context, argv, env []string, out io.Writer) error
+	// setNetwork gives the next commands the host's network (on) or none but loopback.
+	setNetwork(ctx context.Context, on bool) error
 	// writeFile, rename, remove and exists act on absolute paths inside the build root.
 	writeFile(ctx context.Context, p string, data []byte, mode fs.FileMode) error
 	rename(ctx context.Context, from, to string) error
@@ -95,7 +97,7 @@ func (b *build) run(ctx context.Context) error {
 	case Docker:
 		b.be, err = newDocker(ctx, b.in.BaseImage, archives, b.workDir, b.in.Plan.Manager, b.opts.Logf)
 	default:
-		b.be, err = newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.Logf)
+		b.be, err = newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.unsandboxed, b.opts.Logf)
 	}
 	if err != nil {
 		return err
@@ -202,14 +204,32 @@ var fetchProblems = []string{"Failed to fetch", "Some index files failed to down
 	"Temporary failure resolving", "Could not resolve", "Failed to download metadata", "Curl error",
 	"failed retrieving file", "failed to synchronize", "temporary error (try again later)", "network error"}
 
-// step runs one step with the build's environment and a time limit, and returns the tail of
-// its output.
+// step runs one step, an apt install as a download with the network and then an install
+// without (see network.go), and returns the tail of its output.
 func (b *build) step(ctx context.Context, s pkgmgr.Step) (string, error) {
+	var m pkgmgr.Manager
+	if b.in.Plan != nil {
+		m = b.in.Plan.Manager
+	}
+	if dl, ok := downloadStep(m, s); ok {
+		if out, err := b.runStep(ctx, dl, true); err != nil {
+			return out, err
+		}
+	}
+	return b.runStep(ctx, s, needsNetwork(m, s))
+}
+
+// runStep runs one command with the build's environment and a time limit, with or without
+// the network, and returns the tail of its output.
+func (b *build) runStep(ctx context.Context, s pkgmgr.Step, network bool) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.StepTimeout)
 	defer cancel()
+	if err := b.be.setNetwork(ctx, network); err != nil {
+		return "", err
+	}
 	tail := &tailWriter{max: 256 << 10}
 	fmt.Fprintf(b.opts.Output, "+ %s\n", s)
-	b.opts.Logf("step %s", s.Name)
+	b.opts.Logf("step %s (network %v)", s.Name, network)
 	env := append(append(append([]string{}, baseEnv...), s.Env...), b.env...)
 	err := b.be.run(ctx, s.Argv, env, io.MultiWriter(b.opts.Output, tail))
 	return tail.String(), err

@@ -99,6 +99,9 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		p.Missing = append(p.Missing, m.Name+"="+m.Version)
 	}
 	p.VersionDiffers, p.Errors = res.VersionDiffers, res.Errors
+	for _, d := range res.ConfigDropped {
+		p.ConfigDropped = append(p.ConfigDropped, d.String())
+	}
 	p.LayerBytes, p.LayerDiffID, p.CacheHit, p.CacheKey = res.LayerSize, res.LayerDiffID, res.CacheHit, res.CacheKey
 	// The VM diff compares against what the image will hold: the base with the packages layer
 	// applied (the built root also holds what the layer leaves out: caches, lists, logs).

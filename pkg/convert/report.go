@@ -97,6 +97,9 @@ type Packages struct {
 	Skipped        string          `json:"skipped,omitempty"` // why there is no packages layer
 	InstallSeconds float64         `json:"install_seconds"`
 	Manager        pkgmgr.Manager  `json:"manager,omitempty"`
+	// ConfigDropped is the VM's package manager configuration not carried into the build:
+	// hooks, programs, paths, anything outside the allowlist ("file: key").
+	ConfigDropped []string `json:"config_dropped,omitempty"`
 }
 
 // ImageReport describes the written image.

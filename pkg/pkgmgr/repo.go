@@ -11,7 +11,8 @@ import (
 // signing keys a build root needs to install the VM's packages from the VM's own repositories,
 // and the package manager's own options that change what an install writes.
 // A path ending in "/" is a directory to carry whole. For rpm the list covers dnf, yum and
-// zypper; paths a VM lacks are simply absent.
+// zypper; paths a VM lacks are simply absent. What is read from them is configuration of the VM,
+// data only: FilterConfig keeps the allowlisted keys before anything reaches a build root.
 func RepoConfigPaths(m Manager) []string {
 	switch m {
 	case Dpkg:

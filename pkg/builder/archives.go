@@ -2,26 +2,54 @@ package builder
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vm2image/vm2image/pkg/cache"
+	"golang.org/x/sys/unix"
 )
 
 // The apt archive cache is shared between builds without a lock: each build gets a private
-// directory seeded with hard links to the shared .deb files (apt locks its archive directory and
+// directory seeded with copies of the shared .deb files (apt locks its archive directory and
 // does not wait for that lock, so builds cannot share one directory), and what it downloaded is
-// linked back when it ends. .deb names carry name, version and architecture, so two builds that
-// download the same file download the same bytes, and a link that exists already is kept.
+// copied back. apt trusts a .deb already in its archive directory when its size matches, so the
+// shared files must be ones no untrusted code could have written:
+//   - the cache is partitioned by the base's digest and the VM's repository configuration
+//     (archiveShareKey): a base image or a repository can only ever feed builds that already run
+//     that base's apt against that repository;
+//   - seeds are copies (reflinks where the filesystem has them), never hard links, so nothing a
+//     build runs can write into a shared file's inode;
+//   - only what the first download step fetched is published, right after it and before any
+//     package's code has run in the build root (publishOnce); later downloads (second pass,
+//     retried lines) run the root's apt after packages could have replaced it, and stay private.
 
-// seedArchives fills dir (created) with links to the .deb files of shared (created if missing).
-// Where links cannot be made (another filesystem) the files are copied.
+// archiveShareKey names the partition of the shared archive cache that in may use: a digest of
+// the base and of the repository files carried in from the VM.
+func archiveShareKey(in Input) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "vm2image apt archives v1\nbase %q\n", in.BaseDigest)
+	paths := make([]string, 0, len(in.RepoFiles))
+	for p := range in.RepoFiles {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		fmt.Fprintf(h, "file %q %d\n", p, len(in.RepoFiles[p]))
+		h.Write(in.RepoFiles[p])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// seedArchives fills dir (created) with copies of the .deb files of shared (created if
+// missing).
 func seedArchives(shared, dir string, aptUID int) error {
 	if err := cache.MkdirPrivate(shared, nil); err != nil {
 		return fmt.Errorf("creating apt archive cache: %w", err)
@@ -38,17 +66,20 @@ func seedArchives(shared, dir string, aptUID int) error {
 	if aptUID > 0 { // apt downloads as _apt into partial/
 		_ = os.Chown(partial, aptUID, 0)
 	}
-	return linkDebs(shared, dir)
+	return copyDebs(shared, dir)
 }
 
-// publishArchives links the .deb files of dir that shared lacks into shared.
+// publishArchives copies the .deb files of dir that shared lacks into shared.
 func publishArchives(dir, shared string) error {
+	if err := cache.MkdirPrivate(shared, nil); err != nil {
+		return fmt.Errorf("creating apt archive cache: %w", err)
+	}
 	l, err := holdArchives(shared)
 	if err != nil {
 		return err
 	}
 	defer l.Release()
-	return linkDebs(dir, shared)
+	return copyDebs(dir, shared)
 }
 
 // holdArchives holds the shared archive directory while files are linked in or out of it, so
@@ -59,8 +90,9 @@ func holdArchives(shared string) (*cache.Lock, error) {
 	return cache.LockShared(ctx, filepath.Join(shared, cache.StoreLock))
 }
 
-// linkDebs links (or copies) every complete .deb of from that to lacks into to, atomically.
-func linkDebs(from, to string) error {
+// copyDebs copies (reflinks where it can) every complete .deb of from that to lacks into to,
+// atomically.
+func copyDebs(from, to string) error {
 	des, err := os.ReadDir(from)
 	if err != nil {
 		return fmt.Errorf("reading apt archives: %w", err)
@@ -75,7 +107,7 @@ func linkDebs(from, to string) error {
 			continue
 		}
 		tmp := filepath.Join(to, ".tmp-"+randomSuffix()+"-"+name)
-		if err := linkOrCopy(filepath.Join(from, name), tmp); err != nil {
+		if err := cloneOrCopy(filepath.Join(from, name), tmp); err != nil {
 			return fmt.Errorf("sharing apt archive %s: %w", name, err)
 		}
 		if err := os.Rename(tmp, dst); err != nil {
@@ -86,11 +118,23 @@ func linkDebs(from, to string) error {
 	return nil
 }
 
-func linkOrCopy(src, dst string) error {
-	err := os.Link(src, dst)
-	if err == nil || !errors.Is(err, syscall.EXDEV) {
+// cloneOrCopy makes dst (which must not exist) a copy of src that shares no inode with it: a
+// reflink where the filesystem has them, else a plain copy.
+func cloneOrCopy(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
 		return err
 	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil {
+		return out.Close()
+	}
+	out.Close()
+	_ = os.Remove(dst)
 	return copyFile(src, dst)
 }
 

@@ -53,7 +53,10 @@ type build struct {
 	transient bool
 	repoDown  bool // a repository did not answer
 	retries   int  // install lines run by bisection
-
+	// archives is the build's private apt archive directory ("" without one); published is
+	// set once its first download has been shared (see archives.go).
+	archives  string
+	published bool
 }
 
 // temp is a file placed in the build root for the build only; saved is where the base's file
@@ -120,9 +123,11 @@ func (b *build) seedArchives() (string, error) {
 		return "", nil
 	}
 	dir := filepath.Join(b.workDir, "archives")
-	if err := seedArchives(b.opts.AptArchiveCache, dir, userID(b.in.BaseRoot, "_apt")); err != nil {
+	shared := filepath.Join(b.opts.AptArchiveCache, archiveShareKey(b.in))
+	if err := seedArchives(shared, dir, userID(b.in.BaseRoot, "_apt")); err != nil {
 		return "", err
 	}
+	b.archives = dir
 	return dir, nil
 }
 
@@ -215,6 +220,7 @@ func (b *build) step(ctx context.Context, s pkgmgr.Step) (string, error) {
 		if out, err := b.runStep(ctx, dl, true); err != nil {
 			return out, err
 		}
+		b.publishOnce()
 	}
 	return b.runStep(ctx, s, needsNetwork(m, s))
 }
@@ -233,6 +239,19 @@ func (b *build) runStep(ctx context.Context, s pkgmgr.Step, network bool) (strin
 	env := append(append(append([]string{}, baseEnv...), s.Env...), b.env...)
 	err := b.be.run(ctx, s.Argv, env, io.MultiWriter(b.opts.Output, tail))
 	return tail.String(), err
+}
+
+// publishOnce shares what the build's first download fetched, before any package's code has
+// run in the build root; later downloads stay private to the build (see archives.go).
+func (b *build) publishOnce() {
+	if b.published || b.archives == "" {
+		return
+	}
+	b.published = true
+	shared := filepath.Join(b.opts.AptArchiveCache, archiveShareKey(b.in))
+	if err := publishArchives(b.archives, shared); err != nil {
+		b.opts.Logf("sharing downloaded packages: %v", err)
+	}
 }
 
 // failed records a failed step with the error lines of its output.

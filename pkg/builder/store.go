@@ -37,11 +37,6 @@ func (b *build) store(ctx context.Context, key string, lock *fileLock) error {
 	} else {
 		b.res.Root = tree
 	}
-	if dir := filepath.Join(b.workDir, "archives"); b.opts.AptArchiveCache != "" && isDir(dir) {
-		if err := publishArchives(dir, b.opts.AptArchiveCache); err != nil {
-			b.opts.Logf("sharing downloaded packages: %v", err)
-		}
-	}
 	tmp, err := newTemp(b.opts.CacheDir, key)
 	if err != nil {
 		return err

@@ -21,7 +21,7 @@ func BenchmarkStream(b *testing.B) {
 		return nil
 	})
 	addr := startTCP(b, NewServer(h, ServerOptions{Token: testToken}))
-	c, err := Dial(context.Background(), addr, testToken)
+	c, err := Dial(context.Background(), addr, testToken, ClientOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

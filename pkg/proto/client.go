@@ -3,6 +3,7 @@ package proto
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,8 +31,19 @@ type Client struct {
 	readerDone chan struct{}
 }
 
-// Dial connects to the agent at addr (host:port) and runs the handshake.
-func Dial(ctx context.Context, addr string, token []byte) (*Client, error) {
+// ClientOptions configures the transport of a Client.
+type ClientOptions struct {
+	// Fingerprint pins the agent's certificate (see ParseFingerprint); empty: any certificate,
+	// with the channel-bound proofs alone defeating a relay.
+	Fingerprint string
+	// Plaintext speaks the protocol over plain TCP, without TLS; the agent must run with
+	// --insecure-plaintext too.
+	Plaintext bool
+}
+
+// Dial connects to the agent at addr (host:port) and runs the handshake: TLS 1.3 (unless
+// opts.Plaintext), then the token proofs bound to the TLS session.
+func Dial(ctx context.Context, addr string, token []byte, opts ClientOptions) (*Client, error) {
 	if len(token) == 0 {
 		return nil, fmt.Errorf("%w: no token given", ErrAuth)
 	}
@@ -40,15 +52,23 @@ func Dial(ctx context.Context, addr string, token []byte) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dialing agent: %w", err)
 	}
-	return NewClient(ctx, conn, token)
+	return NewClient(ctx, conn, token, opts)
 }
 
 // NewClient runs the handshake over conn, bounded by ctx and DefaultHandshakeTimeout. On failure
 // it closes conn.
-func NewClient(ctx context.Context, conn net.Conn, token []byte) (*Client, error) {
+func NewClient(ctx context.Context, conn net.Conn, token []byte, opts ClientOptions) (*Client, error) {
 	if len(token) == 0 {
 		conn.Close()
 		return nil, fmt.Errorf("%w: no token given", ErrAuth)
+	}
+	pin := ""
+	if opts.Fingerprint != "" {
+		var err error
+		if pin, err = ParseFingerprint(opts.Fingerprint); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	deadline := time.Now().Add(DefaultHandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -56,17 +76,7 @@ func NewClient(ctx context.Context, conn net.Conn, token []byte) (*Client, error
 	}
 	conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	c := &Client{
-		conn:       conn,
-		br:         bufio.NewReaderSize(conn, 32<<10),
-		slot:       make(chan struct{}, 1),
-		closed:     make(chan struct{}),
-		readerDone: make(chan struct{}),
-	}
-	err := clientHandshake(struct {
-		io.Reader
-		io.Writer
-	}{c.br, conn}, token)
+	conn, err := clientAuth(conn, token, pin, opts.Plaintext)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
@@ -78,8 +88,33 @@ func NewClient(ctx context.Context, conn net.Conn, token []byte) (*Client, error
 		return nil, fmt.Errorf("handshaking with agent: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
+	c := &Client{
+		conn:       conn,
+		br:         bufio.NewReaderSize(conn, 64<<10),
+		slot:       make(chan struct{}, 1),
+		closed:     make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
 	go c.readLoop()
 	return c, nil
+}
+
+// clientAuth runs TLS (unless plaintext) and the proofs over conn; it returns the connection to
+// use from then on.
+func clientAuth(conn net.Conn, token []byte, pin string, plaintext bool) (net.Conn, error) {
+	if !plaintext {
+		tc := tls.Client(conn, clientTLSConfig(pin))
+		if err := tc.Handshake(); err != nil {
+			return conn, clientTLSError(err)
+		}
+		conn = tc
+	}
+	bind, err := binding(conn)
+	if err != nil {
+		return conn, err
+	}
+	// Unbuffered: nothing past the verdict is read before the reader loop starts.
+	return conn, clientHandshake(conn, token, bind)
 }
 
 // Call sends a request and returns its response stream. Read it to EOF: a non-OK status from the

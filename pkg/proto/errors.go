@@ -27,6 +27,7 @@ const (
 	CodeInternal
 	CodeAuth
 	CodeVersion
+	CodeTransport
 )
 
 // Sentinels. Those with a code travel across the wire: a handler returns (or wraps) one, and the
@@ -41,6 +42,11 @@ var (
 	ErrCanceled    = errors.New("request canceled")
 	ErrAuth        = errors.New("authentication failed")
 	ErrVersion     = errors.New("protocol version mismatch")
+	ErrTransport   = errors.New("transport mismatch (TLS or plaintext)")
+
+	ErrFingerprint = errors.New("agent fingerprint mismatch")
+	ErrWeakToken   = errors.New("token too weak")
+	ErrTooLarge    = errors.New("answer too large")
 
 	ErrFrameTooLarge = errors.New("frame too large")
 	ErrUnknownFrame  = errors.New("unknown frame type")
@@ -61,6 +67,7 @@ var codeTable = []struct {
 	{CodeCanceled, ErrCanceled},
 	{CodeAuth, ErrAuth},
 	{CodeVersion, ErrVersion},
+	{CodeTransport, ErrTransport},
 }
 
 func (c Code) sentinel() error {

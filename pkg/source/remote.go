@@ -57,7 +57,7 @@ func (r *remote) get(ctx context.Context) (*proto.Client, error) {
 		c.Close()
 	}
 	r.mu.Unlock()
-	c, err := proto.Dial(ctx, r.addr, r.opts.Token)
+	c, err := proto.Dial(ctx, r.addr, r.opts.Token, proto.ClientOptions{Fingerprint: r.opts.Fingerprint, Plaintext: r.opts.Plaintext})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to agent %s: %w", r.addr, err)
 	}

@@ -166,25 +166,66 @@ func encodeRequest(op string, args any) ([]byte, error) {
 	return b, nil
 }
 
-// CallJSON runs Call and decodes the whole response as JSON into out (nil: discard it).
+// MaxJSONAnswer bounds the JSON answer CallJSON decodes: a hostile agent cannot make the client
+// buffer without bound.
+const MaxJSONAnswer = 64 << 20
+
+// CallJSON runs Call and decodes the whole response as JSON into out (nil: discard it); an answer
+// over MaxJSONAnswer bytes fails with ErrTooLarge.
 func (c *Client) CallJSON(ctx context.Context, op string, args any, out any) error {
+	return c.CallJSONLimit(ctx, op, args, out, MaxJSONAnswer)
+}
+
+// CallJSONLimit is CallJSON with an answer bound of limit bytes.
+func (c *Client) CallJSONLimit(ctx context.Context, op string, args any, out any, limit int64) error {
 	rc, err := c.Call(ctx, op, args)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	lr := &limitedReader{r: rc, n: limit}
 	var decErr error
 	if out != nil {
-		decErr = json.NewDecoder(rc).Decode(out)
+		decErr = json.NewDecoder(lr).Decode(out)
 	}
-	// The status comes at EOF and wins over a decoding error it may have caused.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
+	// The status comes at EOF and wins over a decoding error it may have caused; the drain is
+	// bounded too, so an endless answer ends here.
+	_, err = io.Copy(io.Discard, lr)
+	switch {
+	case lr.over:
+		return fmt.Errorf("decoding %s response: %w: over %d bytes", op, ErrTooLarge, limit)
+	case err != nil:
 		return fmt.Errorf("calling %s: %w", op, err)
-	}
-	if decErr != nil {
+	case decErr != nil:
 		return fmt.Errorf("decoding %s response: %w", op, decErr)
 	}
 	return nil
+}
+
+// limitedReader reads at most n bytes from r and notes an attempt to read past them.
+type limitedReader struct {
+	r    io.Reader
+	n    int64
+	over bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// One byte more tells a stream that ends exactly at the limit from one that goes on.
+		var b [1]byte
+		n, err := l.r.Read(b[:])
+		if n > 0 {
+			l.over = true
+			return 0, fmt.Errorf("%w: answer exceeds the limit", ErrTooLarge)
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // acquire waits for the call slot.

@@ -19,23 +19,39 @@ func from(ip string) *addrConn {
 	return &addrConn{addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}}
 }
 
-// TestPreauthEviction: a flood from many addresses evicts its own connections, never the lone
-// connection of another address, and a new connection is always admitted.
+// TestPreauthEviction: a flood from several addresses evicts its own connections, never the lone
+// connection of another address; a flood of one connection per address evicts the oldest, so a
+// newcomer survives PreAuthMax-1 later arrivals; a new connection is always admitted.
 func TestPreauthEviction(t *testing.T) {
 	p := newPreauth(16, 4)
+	flood := func(n, addrs int) {
+		for i := range n {
+			p.add(from(net.IPv4(127, 0, 0, byte(2+i%addrs)).String()))
+		}
+	}
+	flood(300, 6)
 	legit := from("127.0.0.1")
 	p.add(legit)
-	var flood []*addrConn
-	for i := range 300 {
-		c := from(net.IPv4(127, 0, 0, byte(2+i%40)).String())
-		flood = append(flood, c)
-		p.add(c)
-		if legit.closed {
-			t.Fatalf("the lone connection was evicted after %d flood connections", i+1)
-		}
+	flood(3000, 6)
+	if legit.closed {
+		t.Fatal("the lone connection was evicted by a flood from 6 addresses")
 	}
 	if n := p.count(); n != 16 {
 		t.Errorf("%d connections handshaking, want the cap of 16", n)
+	}
+	p.done(&pendingConn{}) // unknown: ignored
+
+	p = newPreauth(16, 4)
+	flood(300, 200)
+	legit = from("127.0.0.1")
+	p.add(legit)
+	flood(15, 200)
+	if legit.closed {
+		t.Fatal("the newest connection was evicted before 15 others arrived")
+	}
+	flood(1, 200)
+	if !legit.closed {
+		t.Error("oldest-first: the 16th arrival should evict it")
 	}
 	// Per address: the fifth connection from one address evicts that address's oldest.
 	q := newPreauth(100, 4)

@@ -79,7 +79,7 @@ const (
 	maxProcessAnswer  = 16 << 20 // every process with its argv and environment
 	maxHashAnswer     = 64 << 10 // plus perHashAnswer and six times its length (JSON escapes) per path
 	perHashAnswer     = 1 << 10
-	maxTrailer        = 1 << 20
+	maxTrailer        = 256 << 10
 )
 
 // call runs one request whose whole answer is JSON of at most limit bytes.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"unicode"
 )
 
 // Code is a status on the wire: the End frame of every call and the Refuse frame of a handshake
@@ -176,5 +177,16 @@ func decodeStatus(p []byte) (status error, trailer []byte, bad error) {
 	if code == CodeOK {
 		return nil, trailer, nil
 	}
-	return &Error{Code: code, Msg: strings.ToValidUTF8(string(p[4:4+n]), "\uFFFD")}, trailer, nil
+	return &Error{Code: code, Msg: printable(string(p[4 : 4+n]))}, trailer, nil
+}
+
+// printable makes a peer's message safe to print on a terminal: invalid UTF-8 and control
+// characters (escape sequences, carriage returns) become U+FFFD.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || unicode.IsPrint(r) {
+			return r
+		}
+		return '\uFFFD'
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 }

@@ -103,7 +103,7 @@ func NewClient(ctx context.Context, conn net.Conn, token []byte, opts ClientOpti
 // use from then on.
 func clientAuth(conn net.Conn, token []byte, pin string, plaintext bool) (net.Conn, error) {
 	if !plaintext {
-		tc := tls.Client(conn, clientTLSConfig(pin))
+		tc := tls.Client(newBufferedConn(conn), clientTLSConfig(pin))
 		if err := tc.Handshake(); err != nil {
 			return conn, clientTLSError(err)
 		}

@@ -238,7 +238,7 @@ func (s *Server) admit(c net.Conn) (conn net.Conn, release func(), err error) {
 func (s *Server) handshake(c net.Conn) (net.Conn, *handshake, error) {
 	conn := c
 	if s.tlsConf != nil {
-		tc := tls.Server(c, s.tlsConf)
+		tc := tls.Server(newBufferedConn(c), s.tlsConf)
 		if err := tc.Handshake(); err != nil {
 			if serverTLSMismatch(err) {
 				err = fmt.Errorf("%w: the client speaks plaintext (--insecure-plaintext), this agent requires TLS", ErrTransport)

@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -155,3 +156,20 @@ func serverTLSMismatch(err error) bool {
 	var rhe tls.RecordHeaderError
 	return errors.As(err, &rhe) && string(rhe.RecordHeader[:len(Magic)]) == Magic
 }
+
+// tlsReadBuffer is how much a TLS connection reads from the socket at once: TLS reads a record
+// (at most 16 KiB) at a time, so without it a bulk stream costs a read system call per record.
+const tlsReadBuffer = 256 << 10
+
+// bufferedConn reads c through a large buffer. Only what TLS reads goes through it, so nothing
+// it holds is lost: TLS is the only reader of c.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func newBufferedConn(c net.Conn) *bufferedConn {
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, tlsReadBuffer)}
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -245,7 +245,7 @@ func (s *Server) handshake(c net.Conn) (net.Conn, *handshake, error) {
 				refusePlain(c, err)
 				return nil, nil, err
 			}
-			return nil, nil, fmt.Errorf("TLS handshake: %w", err)
+			return nil, nil, serverTLSError(err)
 		}
 		conn = tc
 	}

@@ -76,11 +76,11 @@ func Fingerprint(der []byte) string {
 func ParseFingerprint(s string) (string, error) {
 	h := strings.TrimSpace(s)
 	if len(h) < len(FingerprintPrefix) || !strings.EqualFold(h[:len(FingerprintPrefix)], FingerprintPrefix) {
-		return "", fmt.Errorf("%w: %q: want %s followed by 64 hex digits", ErrFingerprint, s, FingerprintPrefix)
+		return "", fmt.Errorf("invalid fingerprint %q: want %s followed by 64 hex digits", s, FingerprintPrefix)
 	}
 	h = strings.ToLower(strings.ReplaceAll(h[len(FingerprintPrefix):], ":", ""))
 	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("%w: %q: want %s followed by 64 hex digits", ErrFingerprint, s, FingerprintPrefix)
+		return "", fmt.Errorf("invalid fingerprint %q: want %s followed by 64 hex digits", s, FingerprintPrefix)
 	}
 	return FingerprintPrefix + h, nil
 }
@@ -146,6 +146,15 @@ func clientTLSError(err error) error {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("%w: the agent closed the connection during the TLS handshake "+
 			"(an agent older than protocol version %d, or one that ran out of patience): %v", ErrTransport, Version, err)
+	}
+	return fmt.Errorf("TLS handshake: %w", err)
+}
+
+// serverTLSError explains a failed TLS handshake on the server side.
+func serverTLSError(err error) error {
+	if strings.Contains(err.Error(), "bad certificate") {
+		return fmt.Errorf("TLS handshake: the client refused this agent's certificate "+
+			"(its --fingerprint names another agent, or someone is between it and us): %w", err)
 	}
 	return fmt.Errorf("TLS handshake: %w", err)
 }

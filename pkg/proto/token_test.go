@@ -51,3 +51,20 @@ func TestReadTokenFileWeak(t *testing.T) {
 		t.Errorf("empty token file: %v", err)
 	}
 }
+
+func TestParseFingerprint(t *testing.T) {
+	hex := strings.Repeat("ab", 32)
+	for in, want := range map[string]string{
+		"SHA256:" + hex:                                "SHA256:" + hex,
+		"sha256:" + strings.ToUpper(hex):               "SHA256:" + hex,
+		" SHA256:" + strings.Repeat("ab:", 31) + "ab ": "SHA256:" + hex,
+		"SHA256:" + hex[:62]:                           "",
+		hex:                                            "",
+		"MD5:" + hex:                                   "",
+	} {
+		got, err := ParseFingerprint(in)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("%q: got %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

@@ -75,13 +75,14 @@ func NewClient(ctx context.Context, conn net.Conn, token []byte, opts ClientOpti
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	conn, err := clientAuth(conn, token, pin, opts.Plaintext)
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	conn, err := clientAuth(raw, token, pin, opts.Plaintext)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		conn.Close()
+		raw.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("handshaking with agent: %w (%v)", ctx.Err(), err)
 		}

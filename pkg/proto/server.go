@@ -238,7 +238,8 @@ func (s *Server) admit(c net.Conn) (conn net.Conn, release func(), err error) {
 func (s *Server) handshake(c net.Conn) (net.Conn, *handshake, error) {
 	conn := c
 	if s.tlsConf != nil {
-		tc := tls.Server(newBufferedConn(c), s.tlsConf)
+		bc := newBatchConn(newBufferedConn(c))
+		tc := tls.Server(bc, s.tlsConf)
 		if err := tc.Handshake(); err != nil {
 			if serverTLSMismatch(err) {
 				err = fmt.Errorf("%w: the client speaks plaintext (--insecure-plaintext), this agent requires TLS", ErrTransport)
@@ -247,7 +248,8 @@ func (s *Server) handshake(c net.Conn) (net.Conn, *handshake, error) {
 			}
 			return nil, nil, serverTLSError(err)
 		}
-		conn = tc
+		bc.batch(true)
+		conn = &flushConn{Conn: tc, b: bc}
 	}
 	bind, err := binding(conn)
 	if err != nil {

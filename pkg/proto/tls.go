@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -119,7 +120,7 @@ func clientTLSConfig(pin string) *tls.Config {
 
 // binding returns the exporter value of a TLS connection; nil for a plaintext one.
 func binding(c net.Conn) ([]byte, error) {
-	tc, ok := c.(*tls.Conn)
+	tc, ok := c.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
 		return nil, nil
 	}
@@ -182,3 +183,61 @@ func newBufferedConn(c net.Conn) *bufferedConn {
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// batchConn collects what TLS writes once batching is on, so that a frame the server writes
+// (several 16 KiB records) leaves in one system call when flushConn flushes it.
+type batchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	w        *bufio.Writer
+	batching bool
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	return &batchConn{Conn: c, w: bufio.NewWriterSize(c, 128<<10)}
+}
+
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.batching {
+		return c.Conn.Write(p)
+	}
+	return c.w.Write(p)
+}
+
+// batch turns batching on or off; off flushes.
+func (c *batchConn) batch(on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batching = on
+	if !on {
+		return c.w.Flush()
+	}
+	return nil
+}
+
+func (c *batchConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.w.Flush()
+}
+
+// flushConn is a TLS connection over a batchConn: each Write is flushed before it returns.
+type flushConn struct {
+	*tls.Conn
+	b *batchConn
+}
+
+func (c *flushConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if ferr := c.b.flush(); err == nil && ferr != nil {
+		return n, ferr
+	}
+	return n, err
+}
+
+func (c *flushConn) Close() error {
+	c.b.batch(false)
+	return c.Conn.Close()
+}

@@ -248,7 +248,7 @@ func (s *Server) handshake(c net.Conn) (net.Conn, *handshake, error) {
 			}
 			return nil, nil, serverTLSError(err)
 		}
-		bc.batch(true)
+		bc.startBatching()
 		conn = &flushConn{Conn: tc, b: bc}
 	}
 	bind, err := binding(conn)

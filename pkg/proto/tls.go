@@ -206,15 +206,11 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// batch turns batching on or off; off flushes.
-func (c *batchConn) batch(on bool) error {
+// startBatching is called once the handshake is done: from then on, writes wait for flush.
+func (c *batchConn) startBatching() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.batching = on
-	if !on {
-		return c.w.Flush()
-	}
-	return nil
+	c.batching = true
 }
 
 func (c *batchConn) flush() error {
@@ -237,7 +233,11 @@ func (c *flushConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Close closes the socket first, so that a write blocked on a peer that reads nothing cannot hold
+// it up; the close_notify alert is then lost, which the protocol does not need (frames delimit
+// every answer).
 func (c *flushConn) Close() error {
-	c.b.batch(false)
-	return c.Conn.Close()
+	err := c.b.Conn.Close()
+	c.Conn.Close()
+	return err
 }

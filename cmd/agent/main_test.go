@@ -46,8 +46,10 @@ func TestAgentBinaryIsStaticAndSmall(t *testing.T) {
 		f.Close()
 		st, _ := os.Stat(out)
 		t.Logf("%s: %.2f MB stripped", arch, float64(st.Size())/1e6)
-		if arch == "amd64" && st.Size() > 10<<20 {
-			t.Errorf("amd64 agent is %d bytes, over the 10 MB budget", st.Size())
+		// 12 MiB: 8.6 MB before TLS; crypto/tls and crypto/x509 (with the RSA, ECDSA and ML-KEM
+		// code they link) add 2.3 MB.
+		if arch == "amd64" && st.Size() > 12<<20 {
+			t.Errorf("amd64 agent is %d bytes, over the 12 MiB budget", st.Size())
 		}
 	}
 }

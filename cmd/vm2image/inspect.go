@@ -30,7 +30,7 @@ func newInspectCmd() *cobra.Command {
 a VM's root (dir:PATH) or a root-filesystem archive (tar:PATH[.gz|.zst]) and prints its OS,
 architecture, package manager, package count, how many packages are roots of the dependency
 graph, and the processes that listen on the network.`,
-		Example: `  vm2image inspect 10.0.0.5:49153 --token-file token
+		Example: `  vm2image inspect 10.0.0.5:49153 --token-file token --fingerprint SHA256:<the agent's second line>
   vm2image inspect dir:/srv/vm-root --json
   vm2image inspect tar:rootfs.tar.zst`,
 		Args: cobra.ExactArgs(1),

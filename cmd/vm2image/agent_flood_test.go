@@ -187,3 +187,22 @@ func TestAttackHostileAgent(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackHostileAgentTrailer: an agent holding the token ends a filesystem stream with a
+// trailer of 600 KiB (the frame allows 1 MiB): the real `vm2image export` refuses it by name.
+func TestAttackHostileAgentTrailer(t *testing.T) {
+	tok := t.TempDir() + "/token"
+	writeFile(t, tok, attackToken+"\n")
+	addr, fp := hostileAgent(t, func(ctx context.Context, req proto.Request, w io.Writer) error {
+		proto.SetTrailer(ctx, []byte(`{"problems":[{"path":"`+strings.Repeat("p", 600<<10)+`"}]}`))
+		_, err := w.Write(make([]byte, 1024)) // the end of an empty tar
+		return err
+	})
+	out, err, rss := runCLI(t, nil, "export", addr, "--token-file", tok, "--fingerprint", fp, "--wire-compression", "none", "-o", t.TempDir()+"/vm.tar")
+	if err == nil || !strings.Contains(out, "decoding trailer: answer too large") {
+		t.Errorf("want an error naming the trailer's size, got %v:\n%.2000s", err, out)
+	}
+	if rss >= 512<<20 {
+		t.Errorf("peak RSS %d bytes", rss)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -92,7 +91,6 @@ type Server struct {
 	preauth *preauth
 	tlsConf *tls.Config // nil in plaintext
 	initErr error       // generating the identity failed
-	evicted atomic.Int64
 }
 
 var errNoToken = fmt.Errorf("%w: the server has no token", ErrAuth)
@@ -205,10 +203,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 // admit runs the handshake (TLS, then the proofs) under HandshakeTimeout, as one of the
 // pre-authentication connections, and takes a connection slot.
 func (s *Server) admit(c net.Conn) (conn net.Conn, release func(), err error) {
-	pc, evicted := s.preauth.add(c)
-	if evicted > 0 {
-		s.evicted.Add(int64(evicted))
-	}
+	pc, _ := s.preauth.add(c)
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	conn, hs, err := s.handshake(c)
 	if !s.preauth.done(pc) && err != nil {

@@ -3,6 +3,7 @@ package proto
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // Pre-authentication defaults: connections that have not yet proved that they hold the token.
@@ -13,23 +14,40 @@ const (
 
 // preauth tracks the connections still in their handshake, so that idle or slow ones cannot lock
 // a legitimate client out. A new connection is always admitted: when its address already holds
-// PreAuthPerAddr handshaking connections, the oldest of them is closed; when the server holds
-// PreAuthMax, the oldest one of the address holding the most is closed. A legitimate client
-// opens one connection at a time and finishes its handshake in milliseconds, so it is the last to
-// be evicted, whatever number of source addresses (127.0.0.2, ...) an attacker uses.
+// PreAuthPerAddr handshaking connections, the stalest of them (the one whose last bytes, or whose
+// arrival, came first) is closed; when the server holds PreAuthMax, the stalest one of the address
+// holding the most is closed. A legitimate client opens one connection at a time and sends its
+// next handshake message within a round trip of the last, so it is the last to be evicted,
+// whatever number of source addresses (127.0.0.2, ...) an attacker uses; attackers sharing its
+// address must open PreAuthPerAddr connections within one of its round trips to evict it.
 type preauth struct {
 	max, perAddr int
+	clock        atomic.Uint64 // orders arrivals and reads
 
 	mu     sync.Mutex
-	byAddr map[string][]*pendingConn // oldest first
+	byAddr map[string][]*pendingConn
 	total  int
-	seq    uint64
 }
 
 type pendingConn struct {
-	c    net.Conn
-	addr string
-	seq  uint64 // arrival order
+	c     net.Conn
+	addr  string
+	stamp atomic.Uint64 // clock at arrival, then at the last read that brought bytes
+}
+
+// progressConn stamps its pendingConn whenever a read brings bytes.
+type progressConn struct {
+	net.Conn
+	pc    *pendingConn
+	clock *atomic.Uint64
+}
+
+func (c *progressConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.pc.stamp.Store(c.clock.Add(1))
+	}
+	return n, err
 }
 
 func newPreauth(max, perAddr int) *preauth {
@@ -48,14 +66,13 @@ func hostOf(a net.Addr) string {
 	return host
 }
 
-// add admits c, evicting (closing) older handshaking connections as needed; it returns the
-// evicted count.
-func (p *preauth) add(c net.Conn) (*pendingConn, int) {
+// add admits c, evicting (closing) staler handshaking connections as needed; it returns the
+// connection to read from (it stamps progress) and the evicted count.
+func (p *preauth) add(c net.Conn) (*pendingConn, net.Conn, int) {
 	pc := &pendingConn{c: c, addr: hostOf(c.RemoteAddr())}
+	pc.stamp.Store(p.clock.Add(1))
 	var evict []*pendingConn
 	p.mu.Lock()
-	p.seq++
-	pc.seq = p.seq
 	if l := p.byAddr[pc.addr]; len(l) >= p.perAddr {
 		evict = append(evict, p.removeLocked(pc.addr))
 	}
@@ -68,27 +85,37 @@ func (p *preauth) add(c net.Conn) (*pendingConn, int) {
 	for _, e := range evict {
 		e.c.Close()
 	}
-	return pc, len(evict)
+	return pc, &progressConn{Conn: c, pc: pc, clock: &p.clock}, len(evict)
 }
 
 // busiestLocked returns the address with the most handshaking connections; among equals, the
-// one whose oldest connection is the oldest.
+// one holding the stalest connection.
 func (p *preauth) busiestLocked() string {
-	best, n, seq := "", -1, uint64(0)
+	best, n, stamp := "", -1, uint64(0)
 	for a, l := range p.byAddr {
-		if len(l) > n || (len(l) == n && l[0].seq < seq) {
-			best, n, seq = a, len(l), l[0].seq
+		s := stalest(l).stamp.Load()
+		if len(l) > n || (len(l) == n && s < stamp) {
+			best, n, stamp = a, len(l), s
 		}
 	}
 	return best
 }
 
-// removeLocked drops and returns the oldest connection of addr.
+func stalest(l []*pendingConn) *pendingConn {
+	var old *pendingConn
+	for _, pc := range l {
+		if old == nil || pc.stamp.Load() < old.stamp.Load() {
+			old = pc
+		}
+	}
+	return old
+}
+
+// removeLocked drops and returns the stalest connection of addr.
 func (p *preauth) removeLocked(addr string) *pendingConn {
-	l := p.byAddr[addr]
-	oldest := l[0]
-	p.dropLocked(oldest)
-	return oldest
+	pc := stalest(p.byAddr[addr])
+	p.dropLocked(pc)
+	return pc
 }
 
 func (p *preauth) dropLocked(pc *pendingConn) bool {

@@ -65,8 +65,31 @@ func TestPreauthEviction(t *testing.T) {
 		t.Errorf("per-address eviction: closed %v %v, count %d", same[0].closed, same[1].closed, q.count())
 	}
 	// done after eviction reports it; done on a live one frees its place.
-	pc, _ := q.add(from("127.0.0.10"))
+	pc, _, _ := q.add(from("127.0.0.10"))
 	if !q.done(pc) || q.done(pc) {
 		t.Error("done should succeed once")
 	}
 }
+
+// TestPreauthProgressProtects: on one shared address, a connection that keeps sending outlives
+// any number of newer connections that send nothing.
+func TestPreauthProgressProtects(t *testing.T) {
+	p := newPreauth(128, 8)
+	legit := from("127.0.0.1")
+	legit.Conn = &byteConn{}
+	_, conn, _ := p.add(legit)
+	for i := range 1000 {
+		p.add(from("127.0.0.1"))
+		if i%4 == 0 {
+			conn.Read(make([]byte, 1)) // the client's next message arrives
+		}
+		if legit.closed {
+			t.Fatalf("evicted after %d idle connections from its address", i+1)
+		}
+	}
+}
+
+// byteConn always has a byte to read.
+type byteConn struct{ net.Conn }
+
+func (byteConn) Read(b []byte) (int, error) { return copy(b, "x"), nil }

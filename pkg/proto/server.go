@@ -203,9 +203,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 // admit runs the handshake (TLS, then the proofs) under HandshakeTimeout, as one of the
 // pre-authentication connections, and takes a connection slot.
 func (s *Server) admit(c net.Conn) (conn net.Conn, release func(), err error) {
-	pc, _ := s.preauth.add(c)
+	pc, pconn, _ := s.preauth.add(c)
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
-	conn, hs, err := s.handshake(c)
+	conn, hs, err := s.handshake(pconn)
 	if !s.preauth.done(pc) && err != nil {
 		err = fmt.Errorf("%w (evicted: too many connections handshaking)", err)
 	}

@@ -30,30 +30,30 @@ import (
 const attackToken = "Zq8-wL3mK9_pT2vR7xN4yB6cH1fJ5dG0sQ"
 
 var (
-	cliOnce sync.Once
-	cliPath string
-	cliErr  error
+	attackBinOnce sync.Once
+	attackBinPath string
+	attackBinErr  error
 )
 
-// vm2imageBinary builds the converter once per test process.
-func vm2imageBinary(t *testing.T) string {
+// attackBinary builds the converter once per test process.
+func attackBinary(t *testing.T) string {
 	t.Helper()
-	cliOnce.Do(func() {
+	attackBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "vm2image-bin-")
 		if err != nil {
-			cliErr = err
+			attackBinErr = err
 			return
 		}
-		cliPath = filepath.Join(dir, "vm2image")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", cliPath, ".").CombinedOutput()
+		attackBinPath = filepath.Join(dir, "vm2image")
+		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", attackBinPath, ".").CombinedOutput()
 		if err != nil {
-			cliErr = &exec.ExitError{Stderr: out}
+			attackBinErr = &exec.ExitError{Stderr: out}
 		}
 	})
-	if cliErr != nil {
-		t.Fatalf("building vm2image: %v", cliErr)
+	if attackBinErr != nil {
+		t.Fatalf("building vm2image: %v", attackBinErr)
 	}
-	return cliPath
+	return attackBinPath
 }
 
 // lockedBuffer collects a process's stderr.
@@ -117,13 +117,13 @@ func startRealAgent(t *testing.T, extra ...string) *realAgent {
 	return a
 }
 
-// runCLI runs the real vm2image and returns its combined output, its error and its peak RSS in
+// runAttackCLI runs the real vm2image and returns its combined output, its error and its peak RSS in
 // bytes (wait4's rusage).
-func runCLI(t *testing.T, env []string, args ...string) (string, error, int64) {
+func runAttackCLI(t *testing.T, env []string, args ...string) (string, error, int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vm2imageBinary(t), args...)
+	cmd := exec.CommandContext(ctx, attackBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	var rss int64
@@ -181,14 +181,14 @@ func TestAttackRelay(t *testing.T) {
 		}
 		pipe(front, back)
 	})
-	out, err, _ := runCLI(t, nil, "inspect", relay, "--token-file", a.tokenFile)
+	out, err, _ := runAttackCLI(t, nil, "inspect", relay, "--token-file", a.tokenFile)
 	if err == nil || !strings.Contains(out, "authentication failed") || !strings.Contains(out, "relay") {
 		t.Errorf("converter through a relay: %v\n%s", err, out)
 	}
 	waitLog(t, a.log, "authentication failed")
 
 	before := strings.Count(a.log.String(), "authentication failed")
-	out, err, _ = runCLI(t, nil, "inspect", relay, "--token-file", a.tokenFile, "--fingerprint", a.fingerprint)
+	out, err, _ = runAttackCLI(t, nil, "inspect", relay, "--token-file", a.tokenFile, "--fingerprint", a.fingerprint)
 	if err == nil || !strings.Contains(out, relayID.Fingerprint) || !strings.Contains(out, a.fingerprint) {
 		t.Errorf("pinned converter through a relay: want an error naming both fingerprints, got %v\n%s", err, out)
 	}
@@ -197,7 +197,7 @@ func TestAttackRelay(t *testing.T) {
 		t.Errorf("a pinned converter sent a proof through the relay (agent log: %s)", a.log)
 	}
 	// The same converter, pinned, straight to the agent: served.
-	if out, err, _ := runCLI(t, nil, "inspect", a.addr, "--token-file", a.tokenFile, "--fingerprint", a.fingerprint); err != nil {
+	if out, err, _ := runAttackCLI(t, nil, "inspect", a.addr, "--token-file", a.tokenFile, "--fingerprint", a.fingerprint); err != nil {
 		t.Errorf("pinned converter, no relay: %v\n%s", err, out)
 	}
 }
@@ -230,7 +230,7 @@ func TestAttackBitFlip(t *testing.T) {
 			flipRecord(up, c, flip)
 			up.Close()
 		})
-		out, err, _ := runCLI(t, nil, "inspect", proxy, "--token-file", a.tokenFile)
+		out, err, _ := runAttackCLI(t, nil, "inspect", proxy, "--token-file", a.tokenFile)
 		if flip && err == nil {
 			t.Errorf("a flipped byte went unnoticed:\n%s", out)
 		}
@@ -276,15 +276,15 @@ func TestAttackWeakToken(t *testing.T) {
 		t.Errorf("agent with a weak token: %v\n%s", err, out)
 	}
 	a := startRealAgent(t)
-	o, err, _ := runCLI(t, nil, "inspect", a.addr, "--token-file", weak)
+	o, err, _ := runAttackCLI(t, nil, "inspect", a.addr, "--token-file", weak)
 	if err == nil || !strings.Contains(o, howto) {
 		t.Errorf("converter with a weak token file: %v\n%s", err, o)
 	}
-	o, err, _ = runCLI(t, []string{"VM2IMAGE_TOKEN=letmein123"}, "inspect", a.addr)
+	o, err, _ = runAttackCLI(t, []string{"VM2IMAGE_TOKEN=letmein123"}, "inspect", a.addr)
 	if err == nil || !strings.Contains(o, howto) || !strings.Contains(o, "VM2IMAGE_TOKEN") {
 		t.Errorf("converter with a weak VM2IMAGE_TOKEN: %v\n%s", err, o)
 	}
-	if o, err, _ := runCLI(t, []string{"VM2IMAGE_TOKEN=" + attackToken}, "inspect", a.addr); err != nil {
+	if o, err, _ := runAttackCLI(t, []string{"VM2IMAGE_TOKEN=" + attackToken}, "inspect", a.addr); err != nil {
 		t.Errorf("converter with a strong VM2IMAGE_TOKEN: %v\n%s", err, o)
 	}
 }
@@ -293,17 +293,17 @@ func TestAttackWeakToken(t *testing.T) {
 // both sides, in both directions.
 func TestTransportMismatch(t *testing.T) {
 	plain := startRealAgent(t, "--insecure-plaintext")
-	out, err, _ := runCLI(t, nil, "inspect", plain.addr, "--token-file", plain.tokenFile)
+	out, err, _ := runAttackCLI(t, nil, "inspect", plain.addr, "--token-file", plain.tokenFile)
 	if err == nil || !strings.Contains(out, "agent speaks plaintext") || !strings.Contains(out, "--insecure-plaintext") {
 		t.Errorf("TLS converter, plaintext agent: %v\n%s", err, out)
 	}
 	waitLog(t, plain.log, "the client speaks TLS, this agent runs with --insecure-plaintext")
-	if out, err, _ := runCLI(t, nil, "inspect", plain.addr, "--token-file", plain.tokenFile, "--insecure-plaintext"); err != nil {
+	if out, err, _ := runAttackCLI(t, nil, "inspect", plain.addr, "--token-file", plain.tokenFile, "--insecure-plaintext"); err != nil {
 		t.Errorf("plaintext on both sides: %v\n%s", err, out)
 	}
 
 	tlsAgent := startRealAgent(t)
-	out, err, _ = runCLI(t, nil, "inspect", tlsAgent.addr, "--token-file", tlsAgent.tokenFile, "--insecure-plaintext")
+	out, err, _ = runAttackCLI(t, nil, "inspect", tlsAgent.addr, "--token-file", tlsAgent.tokenFile, "--insecure-plaintext")
 	if err == nil || !strings.Contains(out, "requires TLS") {
 		t.Errorf("plaintext converter, TLS agent: %v\n%s", err, out)
 	}
@@ -346,7 +346,7 @@ func TestVersionMismatch(t *testing.T) {
 			c.Close()
 		}
 	}()
-	out, err, _ := runCLI(t, nil, "inspect", ln.Addr().String(), "--token-file", a.tokenFile)
+	out, err, _ := runAttackCLI(t, nil, "inspect", ln.Addr().String(), "--token-file", a.tokenFile)
 	if err == nil || !regexp.MustCompile(`this client speaks version 2, the agent speaks version 9`).MatchString(out) {
 		t.Errorf("converter against version 9: %v\n%s", err, out)
 	}

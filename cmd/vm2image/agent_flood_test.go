@@ -21,7 +21,7 @@ import (
 // handshake, a third trickling a hello one byte a second. Real `vm2image inspect` runs meanwhile
 // must all succeed.
 func TestAttackPreAuthFlood(t *testing.T) {
-	vm2imageBinary(t) // built before the flood starts
+	attackBinary(t) // built before the flood starts
 	a := startRealAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	var wg sync.WaitGroup
@@ -54,7 +54,7 @@ func TestAttackPreAuthFlood(t *testing.T) {
 	}
 	for round := range 3 {
 		start := time.Now()
-		out, err, _ := runCLI(t, nil, "inspect", a.addr, "--token-file", a.tokenFile, "--fingerprint", a.fingerprint)
+		out, err, _ := runAttackCLI(t, nil, "inspect", a.addr, "--token-file", a.tokenFile, "--fingerprint", a.fingerprint)
 		if err != nil || !strings.Contains(out, "Debian GNU/Linux 12") {
 			t.Fatalf("inspect %d under the flood (%d attack connections open): %v\n%s", round, open.Load(), err, out)
 		}
@@ -176,7 +176,7 @@ func TestAttackHostileAgent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, fp := hostileAgent(t, tc.h)
-			out, err, rss := runCLI(t, nil, "inspect", addr, "--token-file", tok, "--fingerprint", fp)
+			out, err, rss := runAttackCLI(t, nil, "inspect", addr, "--token-file", tok, "--fingerprint", fp)
 			t.Logf("exit %v, peak RSS %d MiB", err, rss>>20)
 			if tc.wantErr != (err != nil) || !strings.Contains(out, "answer too large") {
 				t.Errorf("want a clear error about the answer's size, got %v:\n%.2000s", err, out)
@@ -198,7 +198,7 @@ func TestAttackHostileAgentTrailer(t *testing.T) {
 		_, err := w.Write(make([]byte, 1024)) // the end of an empty tar
 		return err
 	})
-	out, err, rss := runCLI(t, nil, "export", addr, "--token-file", tok, "--fingerprint", fp, "--wire-compression", "none", "-o", t.TempDir()+"/vm.tar")
+	out, err, rss := runAttackCLI(t, nil, "export", addr, "--token-file", tok, "--fingerprint", fp, "--wire-compression", "none", "-o", t.TempDir()+"/vm.tar")
 	if err == nil || !strings.Contains(out, "decoding trailer: answer too large") {
 		t.Errorf("want an error naming the trailer's size, got %v:\n%.2000s", err, out)
 	}

@@ -35,14 +35,14 @@ for _ in $(seq 1 900); do
 	kill -0 $boot 2>/dev/null || { cat "$work/boot.log" >&2; exit 1; }
 	sleep 0.2
 done
-read -r _ addr _ nginx_port _ app_port < "$work/boot.out"
+read -r _ addr _ nginx_port _ app_port _ fingerprint < "$work/boot.out"
 echo "demo: VM up: agent on $addr, nginx on port $nginx_port, app service on 127.0.0.1:$app_port"
 echo
-echo "\$ vm2image inspect $addr --token-file $work/token"
-bin/vm2image inspect "$addr" --token-file "$work/token"
+echo "\$ vm2image inspect $addr --token-file $work/token --fingerprint $fingerprint"
+bin/vm2image inspect "$addr" --token-file "$work/token" --fingerprint "$fingerprint"
 echo
-echo "\$ vm2image convert $addr --token-file $work/token -o $work/vm.tar --tag vm2image-demo/web:latest --report $work/report.json"
-bin/vm2image convert "$addr" --token-file "$work/token" -o "$work/vm.tar" --tag vm2image-demo/web:latest --report "$work/report.json"
+echo "\$ vm2image convert $addr --token-file $work/token --fingerprint $fingerprint -o $work/vm.tar --tag vm2image-demo/web:latest --report $work/report.json"
+bin/vm2image convert "$addr" --token-file "$work/token" --fingerprint "$fingerprint" -o "$work/vm.tar" --tag vm2image-demo/web:latest --report "$work/report.json"
 echo
 docker load -i "$work/vm.tar"
 cid=$(docker run -d vm2image-demo/web:latest)

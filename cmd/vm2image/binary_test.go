@@ -54,7 +54,7 @@ func TestInterruptExits130(t *testing.T) {
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report.json")
 	cmd := exec.Command(bin, "convert", agent.addr, "-o", filepath.Join(dir, "img.tar"), "--report", report)
-	cmd.Env = append(os.Environ(), "VM2IMAGE_TOKEN=token", "VM2IMAGE_INIT=/bin/true")
+	cmd.Env = append(os.Environ(), "VM2IMAGE_TOKEN=hanging-agent-token-0123456789abcdefXYZ", "VM2IMAGE_INIT=/bin/true")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

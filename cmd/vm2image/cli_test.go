@@ -141,7 +141,7 @@ func TestExitCodes(t *testing.T) {
 // -o in the same directory is not held up; --force passes the existence check (and connects).
 func TestOutputLock(t *testing.T) {
 	agent := newHangingAgent(t)
-	t.Setenv("VM2IMAGE_TOKEN", "token")
+	t.Setenv("VM2IMAGE_TOKEN", "hanging-agent-token-0123456789abcdefXYZ")
 	t.Setenv("VM2IMAGE_INIT", "/bin/true")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "img.tar")

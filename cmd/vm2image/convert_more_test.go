@@ -121,7 +121,7 @@ func TestConvertBadInput(t *testing.T) {
 	tok := filepath.Join(dir, "token")
 	writeFile(t, tok, string(vm.Token))
 	bad := filepath.Join(dir, "bad")
-	writeFile(t, bad, "not-the-token")
+	writeFile(t, bad, "not-the-token-9d4e1a7c3b8f2e6a0d5c9b1f7e3a8c2d") // strong enough, and wrong
 	base := "docker-daemon:" + testenv.EngineBase(t)
 	full := filepath.Join(dir, "full")
 	must(t, os.Mkdir(full, 0o755))

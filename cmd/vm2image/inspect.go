@@ -35,7 +35,7 @@ in convert, which prints the same figure), and the processes that listen on the 
 
 Kernel, CPUs and memory are those of a running system: for dir: and tar: sources they are
 unknown (the converter's own are not reported as the VM's).`,
-		Example: `  vm2image inspect 10.0.0.5:49153 --token-file token
+		Example: `  vm2image inspect 10.0.0.5:49153 --token-file token --fingerprint SHA256:<the agent's second line>
   vm2image inspect dir:/srv/vm-root --json
   vm2image inspect tar:rootfs.tar.zst`,
 		Args: cobra.ExactArgs(1),

@@ -29,13 +29,17 @@ func newRootCmd() *cobra.Command {
 // sourceOptions are the flags every command that reads a source shares.
 type sourceOptions struct {
 	tokenFile   string
+	fingerprint string
+	plaintext   bool
 	compression string
 	workDir     string
 	verbose     bool
 }
 
 func (o *sourceOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the agent's token (HOST:PORT sources)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the agent's token, at least 128 bits (HOST:PORT sources; default: $VM2IMAGE_TOKEN)")
+	fs.StringVar(&o.fingerprint, "fingerprint", "", "pin the agent's TLS certificate: the SHA256:... it printed on its second line (a mismatch is refused)")
+	fs.BoolVar(&o.plaintext, "insecure-plaintext", false, "talk to an agent started with --insecure-plaintext, over plain TCP: anyone on the path reads the VM's files")
 	fs.StringVar(&o.compression, "wire-compression", "zstd", "compression of streams from the agent: zstd, gzip or none")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for temporary files (default: the system's)")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log per-path problems")
@@ -49,7 +53,14 @@ func (o *sourceOptions) check() error {
 
 // options turns the flags into source options.
 func (o *sourceOptions) options() (source.Options, error) {
-	opts := source.Options{Compression: o.compression, WorkDir: o.workDir}
+	opts := source.Options{Compression: o.compression, WorkDir: o.workDir, Plaintext: o.plaintext}
+	if o.fingerprint != "" {
+		fp, err := proto.ParseFingerprint(o.fingerprint)
+		if err != nil {
+			return opts, fmt.Errorf("--fingerprint: %w", err)
+		}
+		opts.Fingerprint = fp
+	}
 	if o.tokenFile != "" {
 		tok, err := proto.ReadTokenFile(o.tokenFile)
 		if err != nil {
@@ -57,6 +68,9 @@ func (o *sourceOptions) options() (source.Options, error) {
 		}
 		opts.Token = tok
 	} else if tok := os.Getenv(envToken); tok != "" {
+		if err := proto.CheckToken([]byte(tok)); err != nil {
+			return opts, fmt.Errorf(envToken+": %w", err)
+		}
 		opts.Token = []byte(tok)
 	}
 	if o.verbose {

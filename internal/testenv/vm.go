@@ -3,6 +3,8 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,8 @@ type VM struct {
 	Root  string // the VM's root as seen from the host (an overlay on the cached root)
 	Addr  string // the agent's HOST:PORT
 	Token []byte
+	// Fingerprint is the agent's certificate fingerprint, from its second line.
+	Fingerprint string
 	// Ports of the services started in the VM: "nginx" and "app".
 	Ports map[string]int
 	cmd   *exec.Cmd
@@ -70,7 +73,7 @@ func StartWebVM(t testing.TB) *VM {
 	t.Helper()
 	RequireCommands(t, "unshare", "chroot")
 	root := Overlay(t, Root(t, WebVM))
-	vm, err := BootWebVM(root, AgentBinary(t), []byte("fixture-token-"+strconv.Itoa(os.Getpid())), "127.0.0.1:0", &tlogWriter{t: t})
+	vm, err := BootWebVM(root, AgentBinary(t), fixtureToken(), "127.0.0.1:0", &tlogWriter{t: t})
 	if vm != nil {
 		t.Cleanup(vm.Stop)
 	}
@@ -128,7 +131,7 @@ exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh
 		return nil, err
 	}
 	vm.cmd = cmd
-	if vm.Addr, err = readListening(stdout, 30*time.Second); err != nil {
+	if vm.Addr, vm.Fingerprint, err = readListening(stdout, 30*time.Second); err != nil {
 		return vm, err
 	}
 	for name, port := range vm.Ports {
@@ -149,28 +152,45 @@ func (vm *VM) Stop() {
 	}
 }
 
-// readListening waits for the agent's first line and returns the address it names.
-func readListening(r io.Reader, timeout time.Duration) (string, error) {
+// fixtureToken is a fresh agent token strong enough for the agent and the converter.
+func fixtureToken() []byte {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return []byte("fixture-token-" + hex.EncodeToString(b))
+}
+
+// readListening waits for the agent's first two lines and returns the address and the
+// certificate fingerprint they name.
+func readListening(r io.Reader, timeout time.Duration) (addr, fingerprint string, err error) {
 	type result struct {
-		line string
-		err  error
+		lines [2]string
+		err   error
 	}
 	ch := make(chan result, 1)
 	go func() {
+		var res result
 		br := bufio.NewReader(r)
-		line, err := br.ReadString('\n')
-		ch <- result{line, err}
+		for i := range res.lines {
+			if res.lines[i], res.err = br.ReadString('\n'); res.err != nil {
+				break
+			}
+		}
+		ch <- res
 		_, _ = io.Copy(io.Discard, br)
 	}()
 	select {
 	case res := <-ch:
-		addr, ok := strings.CutPrefix(strings.TrimSpace(res.line), "vm2image-agent listening on ")
+		addr, ok := strings.CutPrefix(strings.TrimSpace(res.lines[0]), "vm2image-agent listening on ")
 		if !ok {
-			return "", fmt.Errorf("unexpected first line %q (%v)", res.line, res.err)
+			return "", "", fmt.Errorf("unexpected first line %q (%v)", res.lines[0], res.err)
 		}
-		return addr, nil
+		fp, ok := strings.CutPrefix(strings.TrimSpace(res.lines[1]), "vm2image-agent fingerprint ")
+		if !ok {
+			return "", "", fmt.Errorf("unexpected second line %q (%v)", res.lines[1], res.err)
+		}
+		return addr, fp, nil
 	case <-time.After(timeout):
-		return "", fmt.Errorf("no listening line within %s", timeout)
+		return "", "", fmt.Errorf("no listening and fingerprint lines within %s", timeout)
 	}
 }
 

@@ -57,7 +57,9 @@ func NewCompressor(w io.Writer, name string, level int) (io.WriteCloser, error) 
 func NewDecompressor(r io.Reader, name string) (io.ReadCloser, error) {
 	switch name {
 	case "", CompressZstd:
-		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true),
+			// Bounded for a hostile agent: our encoders use windows of 8 MiB at most.
+			zstd.WithDecoderMaxWindow(32<<20), zstd.WithDecoderMaxMemory(256<<20))
 		if err != nil {
 			return nil, err
 		}

@@ -42,7 +42,7 @@ func smallSuite(t *testing.T) string {
 	writeTestFile(t, dir, "recipes.yaml", string(b))
 	broken := filepath.Join(testenv.CacheDir(), Recipe{Suite: "no-such-release"}.root().Key())
 	t.Cleanup(func() { os.RemoveAll(broken + ".building"); os.Remove(broken + ".lock") })
-	writeTestFile(t, dir, "token", "not-the-token\n")
+	writeTestFile(t, dir, "token", "not-the-token-4f9c2a7e1b3d8f6a0c5e9b2d7a1f3c8e\n") // strong enough, and wrong
 	base := "docker-daemon:" + testenv.EngineBase(t)
 	writeTestFile(t, dir, "suite.yaml", fmt.Sprintf(`name: small
 recipes: recipes.yaml

@@ -11,9 +11,12 @@ import (
 
 // Limits that keep a hostile stream from making the decoder allocate without bound.
 const (
-	MaxEntrySize = 4 << 20 // one encoded entry
-	MaxPathLen   = 64 << 10
-	MaxXattrs    = 1024
+	MaxEntrySize     = 4 << 20 // one encoded entry
+	MaxPathLen       = 64 << 10
+	MaxTargetLen     = 4096 // a symlink target (PATH_MAX)
+	MaxXattrs        = 1024
+	MaxXattrNameLen  = 255      // XATTR_NAME_MAX
+	MaxXattrValueLen = 64 << 10 // XATTR_SIZE_MAX
 )
 
 // ErrCorrupt is returned for an encoded entry that cannot be decoded.
@@ -61,7 +64,7 @@ func DecodeEntry(b []byte) (Entry, error) {
 	e.Size, e.MTime = int64(nums[3]), int64(nums[4])
 	e.DevMajor, e.DevMinor, e.Dev, e.Ino = uint32(nums[5]), uint32(nums[6]), nums[7], nums[8]
 	e.Nlink = uint32(nums[9])
-	e.Target = d.string(MaxPathLen)
+	e.Target = d.string(MaxTargetLen)
 	e.Digest = d.string(256)
 	if n := d.uvarint(); n > 0 && d.err == nil {
 		if n > MaxXattrs {
@@ -69,8 +72,8 @@ func DecodeEntry(b []byte) (Entry, error) {
 		}
 		e.Xattrs = make(map[string][]byte, n)
 		for i := uint64(0); i < n && d.err == nil; i++ {
-			k := d.string(255)
-			e.Xattrs[k] = []byte(d.string(MaxEntrySize))
+			k := d.string(MaxXattrNameLen)
+			e.Xattrs[k] = []byte(d.string(MaxXattrValueLen))
 		}
 	}
 	if d.err != nil {
@@ -104,7 +107,7 @@ type decoder struct {
 
 func (d *decoder) fail(what string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated %s", ErrCorrupt, what)
+		d.err = fmt.Errorf("%w: truncated or oversized %s", ErrCorrupt, what)
 	}
 	d.b = nil
 }

@@ -3,6 +3,7 @@ package proto
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,8 +31,19 @@ type Client struct {
 	readerDone chan struct{}
 }
 
-// Dial connects to the agent at addr (host:port) and runs the handshake.
-func Dial(ctx context.Context, addr string, token []byte) (*Client, error) {
+// ClientOptions configures the transport of a Client.
+type ClientOptions struct {
+	// Fingerprint pins the agent's certificate (see ParseFingerprint); empty: any certificate,
+	// with the channel-bound proofs alone defeating a relay.
+	Fingerprint string
+	// Plaintext speaks the protocol over plain TCP, without TLS; the agent must run with
+	// --insecure-plaintext too.
+	Plaintext bool
+}
+
+// Dial connects to the agent at addr (host:port) and runs the handshake: TLS 1.3 (unless
+// opts.Plaintext), then the token proofs bound to the TLS session.
+func Dial(ctx context.Context, addr string, token []byte, opts ClientOptions) (*Client, error) {
 	if len(token) == 0 {
 		return nil, fmt.Errorf("%w: no token given", ErrAuth)
 	}
@@ -40,46 +52,70 @@ func Dial(ctx context.Context, addr string, token []byte) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dialing agent: %w", err)
 	}
-	return NewClient(ctx, conn, token)
+	return NewClient(ctx, conn, token, opts)
 }
 
 // NewClient runs the handshake over conn, bounded by ctx and DefaultHandshakeTimeout. On failure
 // it closes conn.
-func NewClient(ctx context.Context, conn net.Conn, token []byte) (*Client, error) {
+func NewClient(ctx context.Context, conn net.Conn, token []byte, opts ClientOptions) (*Client, error) {
 	if len(token) == 0 {
 		conn.Close()
 		return nil, fmt.Errorf("%w: no token given", ErrAuth)
+	}
+	pin := ""
+	if opts.Fingerprint != "" {
+		var err error
+		if pin, err = ParseFingerprint(opts.Fingerprint); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	deadline := time.Now().Add(DefaultHandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	c := &Client{
-		conn:       conn,
-		br:         bufio.NewReaderSize(conn, 32<<10),
-		slot:       make(chan struct{}, 1),
-		closed:     make(chan struct{}),
-		readerDone: make(chan struct{}),
-	}
-	err := clientHandshake(struct {
-		io.Reader
-		io.Writer
-	}{c.br, conn}, token)
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	conn, err := clientAuth(raw, token, pin, opts.Plaintext)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		conn.Close()
+		raw.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("handshaking with agent: %w (%v)", ctx.Err(), err)
 		}
 		return nil, fmt.Errorf("handshaking with agent: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
+	c := &Client{
+		conn:       conn,
+		br:         bufio.NewReaderSize(conn, 64<<10),
+		slot:       make(chan struct{}, 1),
+		closed:     make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
 	go c.readLoop()
 	return c, nil
+}
+
+// clientAuth runs TLS (unless plaintext) and the proofs over conn; it returns the connection to
+// use from then on.
+func clientAuth(conn net.Conn, token []byte, pin string, plaintext bool) (net.Conn, error) {
+	if !plaintext {
+		tc := tls.Client(newBufferedConn(conn), clientTLSConfig(pin))
+		if err := tc.Handshake(); err != nil {
+			return conn, clientTLSError(err)
+		}
+		conn = tc
+	}
+	bind, err := binding(conn)
+	if err != nil {
+		return conn, err
+	}
+	// Unbuffered: nothing past the verdict is read before the reader loop starts.
+	return conn, clientHandshake(conn, token, bind)
 }
 
 // Call sends a request and returns its response stream. Read it to EOF: a non-OK status from the
@@ -131,25 +167,66 @@ func encodeRequest(op string, args any) ([]byte, error) {
 	return b, nil
 }
 
-// CallJSON runs Call and decodes the whole response as JSON into out (nil: discard it).
+// MaxJSONAnswer bounds the JSON answer CallJSON decodes: a hostile agent cannot make the client
+// buffer without bound.
+const MaxJSONAnswer = 64 << 20
+
+// CallJSON runs Call and decodes the whole response as JSON into out (nil: discard it); an answer
+// over MaxJSONAnswer bytes fails with ErrTooLarge.
 func (c *Client) CallJSON(ctx context.Context, op string, args any, out any) error {
+	return c.CallJSONLimit(ctx, op, args, out, MaxJSONAnswer)
+}
+
+// CallJSONLimit is CallJSON with an answer bound of limit bytes.
+func (c *Client) CallJSONLimit(ctx context.Context, op string, args any, out any, limit int64) error {
 	rc, err := c.Call(ctx, op, args)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	lr := &limitedReader{r: rc, n: limit}
 	var decErr error
 	if out != nil {
-		decErr = json.NewDecoder(rc).Decode(out)
+		decErr = json.NewDecoder(lr).Decode(out)
 	}
-	// The status comes at EOF and wins over a decoding error it may have caused.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
+	// The status comes at EOF and wins over a decoding error it may have caused; the drain is
+	// bounded too, so an endless answer ends here.
+	_, err = io.Copy(io.Discard, lr)
+	switch {
+	case lr.over:
+		return fmt.Errorf("decoding %s response: %w: over %d bytes", op, ErrTooLarge, limit)
+	case err != nil:
 		return fmt.Errorf("calling %s: %w", op, err)
-	}
-	if decErr != nil {
+	case decErr != nil:
 		return fmt.Errorf("decoding %s response: %w", op, decErr)
 	}
 	return nil
+}
+
+// limitedReader reads at most n bytes from r and notes an attempt to read past them.
+type limitedReader struct {
+	r    io.Reader
+	n    int64
+	over bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// One byte more tells a stream that ends exactly at the limit from one that goes on.
+		var b [1]byte
+		n, err := l.r.Read(b[:])
+		if n > 0 {
+			l.over = true
+			return 0, fmt.Errorf("%w: answer exceeds the limit", ErrTooLarge)
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // acquire waits for the call slot.

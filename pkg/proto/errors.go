@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"unicode"
 )
 
 // Code is a status on the wire: the End frame of every call and the Refuse frame of a handshake
@@ -27,6 +28,7 @@ const (
 	CodeInternal
 	CodeAuth
 	CodeVersion
+	CodeTransport
 )
 
 // Sentinels. Those with a code travel across the wire: a handler returns (or wraps) one, and the
@@ -41,6 +43,11 @@ var (
 	ErrCanceled    = errors.New("request canceled")
 	ErrAuth        = errors.New("authentication failed")
 	ErrVersion     = errors.New("protocol version mismatch")
+	ErrTransport   = errors.New("transport mismatch (TLS or plaintext)")
+
+	ErrFingerprint = errors.New("agent fingerprint mismatch")
+	ErrWeakToken   = errors.New("token too weak")
+	ErrTooLarge    = errors.New("answer too large")
 
 	ErrFrameTooLarge = errors.New("frame too large")
 	ErrUnknownFrame  = errors.New("unknown frame type")
@@ -61,6 +68,7 @@ var codeTable = []struct {
 	{CodeCanceled, ErrCanceled},
 	{CodeAuth, ErrAuth},
 	{CodeVersion, ErrVersion},
+	{CodeTransport, ErrTransport},
 }
 
 func (c Code) sentinel() error {
@@ -169,5 +177,16 @@ func decodeStatus(p []byte) (status error, trailer []byte, bad error) {
 	if code == CodeOK {
 		return nil, trailer, nil
 	}
-	return &Error{Code: code, Msg: strings.ToValidUTF8(string(p[4:4+n]), "\uFFFD")}, trailer, nil
+	return &Error{Code: code, Msg: printable(string(p[4 : 4+n]))}, trailer, nil
+}
+
+// printable makes a peer's message safe to print on a terminal: invalid UTF-8 and control
+// characters (escape sequences, carriage returns) become U+FFFD.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || unicode.IsPrint(r) {
+			return r
+		}
+		return '\uFFFD'
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 }

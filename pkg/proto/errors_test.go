@@ -90,3 +90,14 @@ func TestStatusEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusMessageIsPrintable: a hostile agent's message cannot carry terminal escapes.
+func TestStatusMessageIsPrintable(t *testing.T) {
+	status, _, bad := decodeStatus(encodeStatus(errors.New("\x1b]0;pwned\x07bad\r\x1b[2Kgone \xff"), nil))
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if m := status.Error(); strings.ContainsAny(m, "\x1b\x07\r") || !strings.Contains(m, "bad") {
+		t.Errorf("message %q", m)
+	}
+}

@@ -9,8 +9,9 @@ import (
 const (
 	// Magic opens the handshake, in both directions.
 	Magic = "VM2I"
-	// Version is the protocol version this package speaks.
-	Version = 1
+	// Version is the protocol version this package speaks. Version 2: TLS 1.3 by default, and
+	// proofs bound to the TLS session.
+	Version = 2
 	// MaxPayload bounds a frame's payload; longer frames are refused before anything is allocated.
 	MaxPayload = 1 << 20
 )

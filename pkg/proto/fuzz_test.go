@@ -60,7 +60,7 @@ func FuzzHandshake(f *testing.F) {
 			io.Reader
 			io.Writer
 		}{bytes.NewReader(in), &out}
-		if hs, err := serverHandshake(rw, testToken); err == nil {
+		if hs, err := serverHandshake(rw, testToken, nil); err == nil {
 			t.Fatalf("authenticated %q: %+v", in, hs)
 		}
 		if out.Len() > 0 && !bytes.HasPrefix(out.Bytes(), []byte(Magic)) {
@@ -173,7 +173,7 @@ func FuzzClientStream(f *testing.F) {
 		go func() {
 			defer close(agent)
 			defer sc.Close()
-			hs, err := serverHandshake(sc, testToken)
+			hs, err := serverHandshake(sc, testToken, nil)
 			if err != nil || hs.accept(sc) != nil {
 				return
 			}
@@ -182,7 +182,7 @@ func FuzzClientStream(f *testing.F) {
 			}
 			sc.Write(in)
 		}()
-		c, err := NewClient(context.Background(), cc, testToken)
+		c, err := NewClient(context.Background(), cc, testToken, plain)
 		if err != nil {
 			t.Fatalf("handshake: %v", err)
 		}

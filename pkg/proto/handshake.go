@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// DefaultHandshakeTimeout bounds a handshake on either side.
+// DefaultHandshakeTimeout bounds a client's handshake (TLS and proofs).
 const DefaultHandshakeTimeout = 10 * time.Second
 
 const (
@@ -34,12 +34,14 @@ func newNonce() (nonce, error) {
 	return n, nil
 }
 
-// proof is HMAC-SHA256(token, label || a || b): the token itself never crosses the wire.
-func proof(token []byte, label string, a, b nonce) []byte {
+// proof is HMAC-SHA256(token, label || a || b || bind): the token itself never crosses the wire,
+// and bind (the TLS exporter value, empty in plaintext) ties the proof to this TLS session.
+func proof(token []byte, label string, a, b nonce, bind []byte) []byte {
 	m := hmac.New(sha256.New, token)
 	m.Write([]byte(label))
 	m.Write(a[:])
 	m.Write(b[:])
+	m.Write(bind)
 	return m.Sum(nil)
 }
 
@@ -61,6 +63,9 @@ func readHello(r io.Reader, peer string) (uint16, nonce, error) {
 	if _, err := io.ReadFull(r, b[:len(Magic)]); err != nil {
 		return 0, n, fmt.Errorf("reading hello: %w", err)
 	}
+	if looksLikeTLS(b[:len(Magic)]) || (peer == "agent" && b[0] == 0x15 && b[1] == 0x03) {
+		return 0, n, fmt.Errorf("%w: the %s speaks TLS, but this side runs with --insecure-plaintext", ErrTransport, peer)
+	}
 	if !bytes.Equal(b[:len(Magic)], []byte(Magic)) {
 		return 0, n, fmt.Errorf("reading hello: not a vm2image %s (it sent %q, want %q)", peer, b[:len(Magic)], Magic)
 	}
@@ -72,7 +77,8 @@ func readHello(r io.Reader, peer string) (uint16, nonce, error) {
 }
 
 // clientHandshake authenticates rw's peer as an agent holding token and proves that we hold it.
-func clientHandshake(rw io.ReadWriter, token []byte) error {
+// bind is the TLS exporter value (nil in plaintext).
+func clientHandshake(rw io.ReadWriter, token, bind []byte) error {
 	cn, err := newNonce()
 	if err != nil {
 		return err
@@ -87,7 +93,7 @@ func clientHandshake(rw io.ReadWriter, token []byte) error {
 	if v != Version {
 		return fmt.Errorf("%w: this client speaks version %d, the agent speaks version %d", ErrVersion, Version, v)
 	}
-	if err := WriteFrame(rw, Frame{Type: FrameAuth, Payload: proof(token, clientLabel, sn, cn)}); err != nil {
+	if err := WriteFrame(rw, Frame{Type: FrameAuth, Payload: proof(token, clientLabel, sn, cn, bind)}); err != nil {
 		return fmt.Errorf("sending proof: %w", err)
 	}
 	f, err := readFrame(rw, nil, maxVerdict)
@@ -96,8 +102,9 @@ func clientHandshake(rw io.ReadWriter, token []byte) error {
 	}
 	switch f.Type {
 	case FrameAuthOK:
-		if !hmac.Equal(f.Payload, proof(token, serverLabel, cn, sn)) {
-			return fmt.Errorf("%w: the agent could not prove that it holds the token", ErrAuth)
+		if !hmac.Equal(f.Payload, proof(token, serverLabel, cn, sn, bind)) {
+			return fmt.Errorf("%w: the agent could not prove that it holds the token for this TLS session "+
+				"(a different token, or a relay between you and the agent)", ErrAuth)
 		}
 		return nil
 	case FrameRefuse:
@@ -116,7 +123,7 @@ func clientHandshake(rw io.ReadWriter, token []byte) error {
 // serverHandshake runs the server's side up to its verdict. When the client is not a vm2image
 // client of our version holding token, it sends a refusal where it can and returns an error; on
 // success the caller sends the verdict: accept, or refuse (when busy).
-func serverHandshake(rw io.ReadWriter, token []byte) (*handshake, error) {
+func serverHandshake(rw io.ReadWriter, token, bind []byte) (*handshake, error) {
 	v, cn, err := readHello(rw, "client")
 	if err != nil {
 		return nil, err
@@ -140,23 +147,25 @@ func serverHandshake(rw io.ReadWriter, token []byte) (*handshake, error) {
 	if f.Type != FrameAuth {
 		return nil, fmt.Errorf("reading proof: unexpected %v frame", f.Type)
 	}
-	if !hmac.Equal(f.Payload, proof(token, clientLabel, sn, cn)) {
-		err := fmt.Errorf("%w: wrong token", ErrAuth)
+	if !hmac.Equal(f.Payload, proof(token, clientLabel, sn, cn, bind)) {
+		err := fmt.Errorf("%w: wrong token, or a relay between the converter and the agent "+
+			"(the proof does not cover this TLS session)", ErrAuth)
 		refuse(rw, err)
 		return nil, err
 	}
-	return &handshake{token: token, cn: cn, sn: sn}, nil
+	return &handshake{token: token, cn: cn, sn: sn, bind: bind}, nil
 }
 
 // handshake is a client authenticated by serverHandshake, waiting for the verdict.
 type handshake struct {
 	token  []byte
 	cn, sn nonce
+	bind   []byte
 }
 
 // accept sends the server's proof.
 func (h *handshake) accept(w io.Writer) error {
-	if err := WriteFrame(w, Frame{Type: FrameAuthOK, Payload: proof(h.token, serverLabel, h.cn, h.sn)}); err != nil {
+	if err := WriteFrame(w, Frame{Type: FrameAuthOK, Payload: proof(h.token, serverLabel, h.cn, h.sn, h.bind)}); err != nil {
 		return fmt.Errorf("sending verdict: %w", err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 )
+
+// plain is how the tests that speak the handshake by hand connect.
+var plain = ClientOptions{Plaintext: true}
 
 // serveOne runs ServeConn for one end of a net.Pipe and returns the other end and the result.
 func serveOne(t *testing.T, opts ServerOptions) (net.Conn, <-chan error, *logSink) {
@@ -20,6 +24,7 @@ func serveOne(t *testing.T, opts ServerOptions) (net.Conn, <-chan error, *logSin
 		opts.Token = testToken
 	}
 	opts.Logf = log.logf
+	opts.Plaintext = true // these tests speak the handshake by hand
 	cc, sc := net.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- NewServer(newTestHandler(), opts).ServeConn(context.Background(), sc) }()
@@ -56,7 +61,7 @@ func TestHandshakeOK(t *testing.T) {
 func TestHandshakeWrongToken(t *testing.T) {
 	checkLeaks(t)
 	cc, done, log := serveOne(t, ServerOptions{})
-	_, err := NewClient(context.Background(), cc, []byte("wrong"))
+	_, err := NewClient(context.Background(), cc, []byte("wrong"), plain)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "wrong token") {
 		t.Fatalf("client: %v, want ErrAuth naming the wrong token", err)
 	}
@@ -74,7 +79,7 @@ func TestWrongTokenKeepsServing(t *testing.T) {
 	log := &logSink{}
 	addr := startTCP(t, NewServer(newTestHandler(), ServerOptions{Token: testToken, Logf: log.logf, RingSize: 64 << 10}))
 	ctx := context.Background()
-	good, err := Dial(ctx, addr, testToken)
+	good, err := Dial(ctx, addr, testToken, ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +93,7 @@ func TestWrongTokenKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, err := Dial(ctx, addr, []byte("guess")); !errors.Is(err, ErrAuth) {
+		if _, err := Dial(ctx, addr, []byte("guess"), ClientOptions{}); !errors.Is(err, ErrAuth) {
 			t.Fatalf("bad client: %v", err)
 		}
 	}
@@ -109,11 +114,11 @@ func patternReader(off, n int64) io.Reader {
 
 func TestHandshakeNoToken(t *testing.T) {
 	checkLeaks(t)
-	if _, err := Dial(context.Background(), "127.0.0.1:1", nil); !errors.Is(err, ErrAuth) {
+	if _, err := Dial(context.Background(), "127.0.0.1:1", nil, ClientOptions{}); !errors.Is(err, ErrAuth) {
 		t.Errorf("Dial without a token: %v", err)
 	}
 	cc, sc := net.Pipe()
-	if _, err := NewClient(context.Background(), cc, nil); !errors.Is(err, ErrAuth) {
+	if _, err := NewClient(context.Background(), cc, nil, plain); !errors.Is(err, ErrAuth) {
 		t.Errorf("NewClient without a token: %v", err)
 	}
 	srv := NewServer(nil, ServerOptions{})
@@ -156,7 +161,7 @@ func helloBytes(magic string, version uint16) []byte {
 func TestHandshakeWrongMagic(t *testing.T) {
 	checkLeaks(t)
 	cc := fakeAgent(t, []byte("SSH-2.0-OpenSSH_9.2p1 Debian\r\n"), nil)
-	_, err := NewClient(context.Background(), cc, testToken)
+	_, err := NewClient(context.Background(), cc, testToken, plain)
 	if err == nil || !strings.Contains(err.Error(), "not a vm2image agent") {
 		t.Errorf("client talking to sshd: %v", err)
 	}
@@ -175,9 +180,9 @@ func TestHandshakeWrongMagic(t *testing.T) {
 func TestHandshakeVersionMismatch(t *testing.T) {
 	checkLeaks(t)
 	cc := fakeAgent(t, helloBytes(Magic, Version+1), nil)
-	_, err := NewClient(context.Background(), cc, testToken)
-	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "client speaks version 1") ||
-		!strings.Contains(err.Error(), "agent speaks version 2") {
+	_, err := NewClient(context.Background(), cc, testToken, plain)
+	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), fmt.Sprintf("client speaks version %d", Version)) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("agent speaks version %d", Version+1)) {
 		t.Errorf("client: %v", err)
 	}
 
@@ -209,7 +214,7 @@ func TestHandshakeServerMustProve(t *testing.T) {
 			WriteFrame(rw, Frame{Type: FrameAuthOK, Payload: make([]byte, proofSize)})
 		}
 	})
-	_, err := NewClient(context.Background(), cc, testToken)
+	_, err := NewClient(context.Background(), cc, testToken, plain)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "prove") {
 		t.Errorf("client: %v", err)
 	}
@@ -244,7 +249,7 @@ func TestClientHandshakeContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := NewClient(ctx, cc, testToken)
+	_, err := NewClient(ctx, cc, testToken, plain)
 	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("got %v", err)
 	}

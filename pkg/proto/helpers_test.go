@@ -86,7 +86,7 @@ func startPipe(t testing.TB, h Handler, opts ServerOptions) (*Client, *pipeEnv) 
 	env.cancel = cancel
 	srv := NewServer(h, opts)
 	go func() { env.done <- srv.ServeConn(ctx, sc) }()
-	c, err := NewClient(context.Background(), cc, testToken)
+	c, err := NewClient(context.Background(), cc, testToken, ClientOptions{})
 	if err != nil {
 		cancel()
 		<-env.done

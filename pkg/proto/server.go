@@ -3,13 +3,13 @@ package proto
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +17,8 @@ import (
 const (
 	DefaultMaxConns    = 16
 	DefaultIdleTimeout = 10 * time.Minute
+	// DefaultPreAuthTimeout bounds a connection's TLS handshake and token proofs together.
+	DefaultPreAuthTimeout = 3 * time.Second
 )
 
 // Request is one call: an operation name and its JSON arguments.
@@ -43,9 +45,13 @@ func (f HandlerFunc) Serve(ctx context.Context, req Request, w io.Writer) error 
 // ServerOptions configures a Server; zero fields get defaults.
 type ServerOptions struct {
 	Token            []byte        // shared secret; required
-	MaxConns         int           // concurrent connections (DefaultMaxConns); extra ones are refused cleanly
+	Identity         *Identity     // TLS key and certificate (nil: NewServer generates one; see Fingerprint)
+	Plaintext        bool          // serve plain TCP, without TLS (the client must ask for it too)
+	MaxConns         int           // concurrent authenticated connections (DefaultMaxConns); extra ones are refused cleanly
 	IdleTimeout      time.Duration // a connection with no request for this long is closed, and so is one whose client reads nothing of a response for this long (DefaultIdleTimeout)
-	HandshakeTimeout time.Duration // DefaultHandshakeTimeout
+	HandshakeTimeout time.Duration // TLS handshake and proofs together (DefaultPreAuthTimeout)
+	PreAuthMax       int           // connections handshaking at once (DefaultPreAuthMax); a new one evicts the oldest of the busiest address
+	PreAuthPerAddr   int           // connections handshaking at once from one IP address (DefaultPreAuthPerAddr); a new one evicts that address's oldest
 	RingSize         int           // response buffer per connection (DefaultRingSize)
 	MaxRate          int64         // bytes per second of response data over all connections; 0 = unlimited
 	Logf             func(format string, args ...any)
@@ -60,7 +66,13 @@ func (o *ServerOptions) applyDefaults() {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
 	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = DefaultHandshakeTimeout
+		o.HandshakeTimeout = DefaultPreAuthTimeout
+	}
+	if o.PreAuthMax <= 0 {
+		o.PreAuthMax = DefaultPreAuthMax
+	}
+	if o.PreAuthPerAddr <= 0 {
+		o.PreAuthPerAddr = DefaultPreAuthPerAddr
 	}
 	if o.RingSize <= 0 {
 		o.RingSize = DefaultRingSize
@@ -76,7 +88,9 @@ type Server struct {
 	opts    ServerOptions
 	limiter *limiter
 	slots   chan struct{} // one token per authenticated connection
-	pending atomic.Int64  // connections being served, handshaking ones included
+	preauth *preauth
+	tlsConf *tls.Config // nil in plaintext
+	initErr error       // generating the identity failed
 }
 
 var errNoToken = fmt.Errorf("%w: the server has no token", ErrAuth)
@@ -89,20 +103,46 @@ func NewServer(h Handler, opts ServerOptions) *Server {
 			return fmt.Errorf("%w %q", ErrUnknownOp, req.Op)
 		})
 	}
-	return &Server{
+	s := &Server{
 		h:       h,
 		opts:    opts,
 		limiter: newLimiter(opts.MaxRate),
 		slots:   make(chan struct{}, opts.MaxConns),
+		preauth: newPreauth(opts.PreAuthMax, opts.PreAuthPerAddr),
 	}
+	if !opts.Plaintext {
+		if s.opts.Identity == nil {
+			s.opts.Identity, s.initErr = NewIdentity()
+		}
+		if s.opts.Identity != nil {
+			s.tlsConf = serverTLSConfig(s.opts.Identity)
+		}
+	}
+	return s
+}
+
+// Fingerprint returns the fingerprint of the server's certificate; empty in plaintext.
+func (s *Server) Fingerprint() string {
+	if s.opts.Plaintext || s.opts.Identity == nil {
+		return ""
+	}
+	return s.opts.Identity.Fingerprint
+}
+
+// check says why the server cannot serve.
+func (s *Server) check() error {
+	if len(s.opts.Token) == 0 {
+		return errNoToken
+	}
+	return s.initErr
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine. It returns nil when ctx
 // is done or ln is closed, after every connection has ended; a misbehaving client only ever ends
 // its own connection.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if len(s.opts.Token) == 0 {
-		return errNoToken
+	if err := s.check(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -112,7 +152,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	maxPending := int64(4*s.opts.MaxConns + 16)
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -129,11 +168,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("accepting connection: %w", err)
 		}
 		backoff = 0
-		if s.pending.Load() >= maxPending {
-			s.opts.Logf("proto: %s: dropping connection: %d connections pending", c.RemoteAddr(), maxPending)
-			c.Close()
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -146,16 +180,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // connection idles out, breaks the protocol, or ctx is done. It closes c and logs why it ended;
 // the error it returns is that reason, nil for an ordinary end.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
-	s.pending.Add(1)
-	defer s.pending.Add(-1)
 	defer c.Close()
-	if len(s.opts.Token) == 0 {
-		return errNoToken
+	if err := s.check(); err != nil {
+		return err
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	peer := c.RemoteAddr().String()
-	release, err := s.admit(c)
+	conn, release, err := s.admit(c)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -164,31 +196,80 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		return err
 	}
 	defer release()
-	sc := &serverConn{s: s, c: c, peer: peer}
+	sc := &serverConn{s: s, c: conn, peer: peer}
 	return sc.serve(ctx)
 }
 
-// admit runs the handshake under HandshakeTimeout and takes a connection slot.
-func (s *Server) admit(c net.Conn) (release func(), err error) {
+// admit runs the handshake (TLS, then the proofs) under HandshakeTimeout, as one of the
+// pre-authentication connections, and takes a connection slot.
+func (s *Server) admit(c net.Conn) (conn net.Conn, release func(), err error) {
+	pc, pconn, _ := s.preauth.add(c)
 	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
-	hs, err := serverHandshake(c, s.opts.Token)
+	conn, hs, err := s.handshake(pconn)
+	if !s.preauth.done(pc) && err != nil {
+		err = fmt.Errorf("%w (evicted: too many connections handshaking)", err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("handshaking: %w", err)
+		return nil, nil, fmt.Errorf("handshaking: %w", err)
 	}
 	select {
 	case s.slots <- struct{}{}:
 	default:
 		err := fmt.Errorf("%w: agent busy: all %d connections in use", ErrUnavailable, s.opts.MaxConns)
-		refuse(c, err)
-		return nil, err
+		refuse(conn, err)
+		return nil, nil, err
 	}
 	release = func() { <-s.slots }
-	if err := hs.accept(c); err != nil {
+	if err := hs.accept(conn); err != nil {
 		release()
-		return nil, fmt.Errorf("handshaking: %w", err)
+		return nil, nil, fmt.Errorf("handshaking: %w", err)
 	}
 	c.SetDeadline(time.Time{})
-	return release, nil
+	return conn, release, nil
+}
+
+// handshake runs TLS (unless plaintext) and the server's side of the proofs. A client that
+// speaks the other transport gets a plaintext refusal it can read.
+func (s *Server) handshake(c net.Conn) (net.Conn, *handshake, error) {
+	conn := c
+	if s.tlsConf != nil {
+		bc := newBatchConn(newBufferedConn(c))
+		tc := tls.Server(bc, s.tlsConf)
+		if err := tc.Handshake(); err != nil {
+			if serverTLSMismatch(err) {
+				err = fmt.Errorf("%w: the client speaks plaintext (--insecure-plaintext), this agent requires TLS", ErrTransport)
+				refusePlain(c, err)
+				return nil, nil, err
+			}
+			return nil, nil, serverTLSError(err)
+		}
+		bc.startBatching()
+		conn = &flushConn{Conn: tc, b: bc}
+	}
+	bind, err := binding(conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs, err := serverHandshake(conn, s.opts.Token, bind)
+	if err != nil && s.tlsConf == nil && errors.Is(err, ErrTransport) {
+		err = fmt.Errorf("%w: the client speaks TLS, this agent runs with --insecure-plaintext", ErrTransport)
+		refusePlain(c, err)
+	}
+	return conn, hs, err
+}
+
+// refusePlain answers a client of the other transport in plaintext: a hello and a refusal, which
+// a plaintext client reports as such and a TLS client sees as a record that is not TLS. It then
+// waits (bounded by the handshake deadline) for the client to hang up, so that the answer is not
+// lost to a reset.
+func refusePlain(c net.Conn, reason error) {
+	var n nonce
+	if writeHello(c, Version, n) == nil && refuse(c, reason) == nil {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}
 }
 
 type trailerKey struct{}

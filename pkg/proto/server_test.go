@@ -15,7 +15,7 @@ import (
 func rawConn(t *testing.T) (net.Conn, <-chan error, *logSink) {
 	t.Helper()
 	cc, done, log := serveOne(t, ServerOptions{})
-	if err := clientHandshake(cc, testToken); err != nil {
+	if err := clientHandshake(cc, testToken, nil); err != nil {
 		t.Fatal(err)
 	}
 	return cc, done, log
@@ -124,13 +124,13 @@ func TestMaxConns(t *testing.T) {
 	ctx := context.Background()
 	var clients []*Client
 	for range 2 {
-		c, err := Dial(ctx, addr, testToken)
+		c, err := Dial(ctx, addr, testToken, ClientOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		clients = append(clients, c)
 	}
-	_, err := Dial(ctx, addr, testToken)
+	_, err := Dial(ctx, addr, testToken, ClientOptions{})
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "busy") {
 		t.Fatalf("third client: %v, want ErrUnavailable", err)
 	}
@@ -142,7 +142,7 @@ func TestMaxConns(t *testing.T) {
 	}
 	clients[0].Close()
 	waitFor(t, 5*time.Second, "a free slot", func() bool {
-		c, err := Dial(ctx, addr, testToken)
+		c, err := Dial(ctx, addr, testToken, ClientOptions{})
 		if err != nil {
 			return false
 		}
@@ -217,7 +217,7 @@ func TestServeShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- NewServer(h, ServerOptions{Token: testToken}).Serve(ctx, ln) }()
-	c, err := Dial(context.Background(), ln.Addr().String(), testToken)
+	c, err := Dial(context.Background(), ln.Addr().String(), testToken, ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

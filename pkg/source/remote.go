@@ -57,7 +57,7 @@ func (r *remote) get(ctx context.Context) (*proto.Client, error) {
 		c.Close()
 	}
 	r.mu.Unlock()
-	c, err := proto.Dial(ctx, r.addr, r.opts.Token)
+	c, err := proto.Dial(ctx, r.addr, r.opts.Token, proto.ClientOptions{Fingerprint: r.opts.Fingerprint, Plaintext: r.opts.Plaintext})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to agent %s: %w", r.addr, err)
 	}
@@ -70,13 +70,25 @@ func (r *remote) put(c *proto.Client) {
 	r.idle = append(r.idle, c)
 }
 
-// call runs one request whose whole answer is JSON.
-func (r *remote) call(ctx context.Context, op string, args, out any) error {
+// Bounds on the JSON answers of an agent, by operation: a hostile agent gets an error naming the
+// bound, never the converter's memory.
+const (
+	maxInfoAnswer     = 1 << 20
+	maxPackagesAnswer = 64 << 20 // thousands of packages with their dependencies and files
+	maxDepsAnswer     = 64 << 20
+	maxProcessAnswer  = 16 << 20 // every process with its argv and environment
+	maxHashAnswer     = 64 << 10 // plus perHashAnswer and six times its length (JSON escapes) per path
+	perHashAnswer     = 1 << 10
+	maxTrailer        = 256 << 10
+)
+
+// call runs one request whose whole answer is JSON of at most limit bytes.
+func (r *remote) call(ctx context.Context, op string, args, out any, limit int64) error {
 	c, err := r.get(ctx)
 	if err != nil {
 		return err
 	}
-	err = c.CallJSON(ctx, op, args, out)
+	err = c.CallJSONLimit(ctx, op, args, out, limit)
 	if reusable(err) {
 		r.put(c)
 	} else {
@@ -96,27 +108,27 @@ func reusable(err error) bool {
 
 func (r *remote) Info(ctx context.Context) (*agent.Info, error) {
 	var v agent.Info
-	return &v, r.call(ctx, agent.OpInfo, nil, &v)
+	return &v, r.call(ctx, agent.OpInfo, nil, &v, maxInfoAnswer)
 }
 
 func (r *remote) Packages(ctx context.Context) (*pkgmgr.DB, error) {
 	var v pkgmgr.DB
-	return &v, r.call(ctx, agent.OpPackages, nil, &v)
+	return &v, r.call(ctx, agent.OpPackages, nil, &v, maxPackagesAnswer)
 }
 
 func (r *remote) Deps(ctx context.Context, args agent.DepsArgs) ([]agent.DepsAnswer, error) {
 	var v []agent.DepsAnswer
-	return v, r.call(ctx, agent.OpDeps, args, &v)
+	return v, r.call(ctx, agent.OpDeps, args, &v, maxDepsAnswer)
 }
 
 func (r *remote) Processes(ctx context.Context, args agent.ProcessArgs) ([]procs.Process, error) {
 	var v []procs.Process
-	return v, r.call(ctx, agent.OpProcesses, args, &v)
+	return v, r.call(ctx, agent.OpProcesses, args, &v, maxProcessAnswer)
 }
 
 func (r *remote) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error) {
 	var v []fswalk.HashResult
-	if err := r.call(ctx, agent.OpHash, agent.HashArgs{Paths: paths}, &v); err != nil {
+	if err := r.call(ctx, agent.OpHash, agent.HashArgs{Paths: paths}, &v, hashAnswerLimit(paths)); err != nil {
 		return nil, err
 	}
 	if len(v) != len(paths) {
@@ -126,6 +138,16 @@ func (r *remote) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult,
 		v[i].Path = paths[i]
 	}
 	return v, nil
+}
+
+// hashAnswerLimit bounds the answer to a hash request: each path comes back, JSON-escaped, with
+// a digest, a size and maybe an error message.
+func hashAnswerLimit(paths []string) int64 {
+	n := int64(maxHashAnswer)
+	for _, p := range paths {
+		n += perHashAnswer + 6*int64(len(p))
+	}
+	return n
 }
 
 func (r *remote) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {
@@ -165,6 +187,9 @@ func decodeTrailer(rc io.Reader, v any) error {
 	t, ok := rc.(interface{ Trailer() []byte })
 	if !ok || len(t.Trailer()) == 0 {
 		return nil
+	}
+	if len(t.Trailer()) > maxTrailer {
+		return fmt.Errorf("decoding trailer: %w: %d bytes, over %d", proto.ErrTooLarge, len(t.Trailer()), maxTrailer)
 	}
 	if err := json.Unmarshal(t.Trailer(), v); err != nil {
 		return fmt.Errorf("decoding trailer: %w", err)

@@ -48,7 +48,12 @@ type TarStream interface {
 
 // Options configure Open.
 type Options struct {
-	Token       []byte // for remote agents
+	Token []byte // for remote agents
+	// Fingerprint pins a remote agent's TLS certificate ("SHA256:..." as the agent prints it);
+	// empty: the token's channel-bound proofs alone authenticate the agent.
+	Fingerprint string
+	// Plaintext talks to a remote agent over plain TCP (the agent's --insecure-plaintext).
+	Plaintext   bool
 	Compression string // on the wire: zstd (default), gzip, none
 	// WorkDir holds what a tar: source unpacks (default: the system temp dir).
 	WorkDir string

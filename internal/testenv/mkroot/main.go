@@ -61,7 +61,7 @@ func boot(dir, agentBin, tokenFile, addr string) {
 		log.Print(err)
 		return
 	}
-	fmt.Printf("agent %s nginx %d app %d\n", vm.Addr, vm.Ports["nginx"], vm.Ports["app"])
+	fmt.Printf("agent %s nginx %d app %d fingerprint %s\n", vm.Addr, vm.Ports["nginx"], vm.Ports["app"], vm.Fingerprint)
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	<-ch

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -306,13 +308,23 @@ func putBuf(pb *[]byte) {
 	}
 }
 
+// ReadIdleTimeout ends a connection on which the agent sent nothing for that long: a hostile or
+// stuck agent cannot hold a conversion forever. It is longer than the agent's own idle timeout
+// (10 minutes by default), after which an agent closes an idle connection itself.
+var ReadIdleTimeout = 15 * time.Minute
+
 // readLoop reads the server's frames and hands them to the current call, until the connection
 // ends.
 func (c *Client) readLoop() {
 	defer close(c.readerDone)
 	for {
 		pb := bufPool.Get().(*[]byte)
+		idle := ReadIdleTimeout
+		_ = c.conn.SetReadDeadline(time.Now().Add(idle))
 		f, err := ReadFrame(c.br, *pb)
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			err = fmt.Errorf("%w: the agent sent nothing for %s", os.ErrDeadlineExceeded, idle)
+		}
 		if err == nil && len(f.Payload) > 0 && &f.Payload[0] != &(*pb)[0] {
 			putBuf(pb) // the payload did not fit: it has its own memory
 			pb = nil

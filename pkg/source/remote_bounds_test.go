@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
@@ -89,5 +91,47 @@ func TestRemoteBoundsHostileAgent(t *testing.T) {
 	_, err := src.Hash(ctx, []string{"etc/passwd"})
 	if !errors.Is(err, proto.ErrTooLarge) {
 		t.Errorf("endless hash answer: %v", err)
+	}
+}
+
+// An agent that streams valid, distinct entries without end is stopped at MaxTreeEntries.
+func TestRemoteTreeEntryBound(t *testing.T) {
+	defer func(n int) { source.MaxTreeEntries = n }(source.MaxTreeEntries)
+	source.MaxTreeEntries = 1000
+	src := hostileSource(t, func(ctx context.Context, req proto.Request, w io.Writer) error {
+		for i := 0; ; i++ {
+			if _, err := w.Write(entryBytes(&fsmeta.Entry{Type: fsmeta.TypeRegular, Path: fmt.Sprintf("f%d", i)})); err != nil {
+				return err
+			}
+		}
+	})
+	n := 0
+	_, err := src.Tree(context.Background(), agent.TreeArgs{}, func(*fsmeta.Entry) error { n++; return nil })
+	if !errors.Is(err, proto.ErrTooLarge) || n != 1000 {
+		t.Fatalf("endless tree: %d entries taken, err %v", n, err)
+	}
+}
+
+// An agent that authenticates, then never answers, ends the call with a clear error after
+// proto.ReadIdleTimeout instead of holding the conversion forever.
+func TestRemoteSilentAgent(t *testing.T) {
+	defer func(d time.Duration) { proto.ReadIdleTimeout = d }(proto.ReadIdleTimeout)
+	proto.ReadIdleTimeout = 300 * time.Millisecond
+	src := hostileSource(t, func(ctx context.Context, req proto.Request, w io.Writer) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Tree(context.Background(), agent.TreeArgs{}, func(*fsmeta.Entry) error { return nil })
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "sent nothing") {
+			t.Fatalf("silent agent: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a silent agent held the call")
 	}
 }

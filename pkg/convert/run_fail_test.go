@@ -1,9 +1,14 @@
 package convert
 
 import (
+	"archive/tar"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -148,4 +153,58 @@ func TestRunInvalidOptions(t *testing.T) {
 			t.Errorf("%+v: error %v, report %v; want ErrInvalidOption and no report", o, err, rep)
 		}
 	}
+}
+
+// TestRunContextLayers: with ContextLayers the context holds the VM layer for `docker build`:
+// the layer itself (linked or copied, owner-only) when it has no whiteouts, and without its
+// whiteouts (which ADD would unpack as files) when it has some.
+func TestRunContextLayers(t *testing.T) {
+	initPath, _ := fakeInit(t)
+	baseDir, _ := newBaseLayout(t, baseFiles, hostArch)
+	noDeletion := append(slices.Clone(vmFiles), vmFile{path: "srv/app/removed.txt", body: "base only\n"})
+	for _, tc := range []struct {
+		name      string
+		files     []vmFile
+		whiteouts int64
+	}{{"no whiteouts", noDeletion, 0}, {"whiteouts", vmFiles, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t, newVM(t, tc.files), baseDir, initPath)
+			o.Output, o.ContextLayers = filepath.Join(t.TempDir(), "img.tar"), true
+			rep, err := Run(context.Background(), o)
+			must(t, err)
+			if rep.DiffLayer.Whiteouts != tc.whiteouts {
+				t.Fatalf("%d whiteouts, want %d", rep.DiffLayer.Whiteouts, tc.whiteouts)
+			}
+			p := filepath.Join(contextDir(o.Output), "1-vm-diff.tar")
+			fi, err := os.Stat(p)
+			must(t, err)
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("context layer mode %v, want 0600", fi.Mode().Perm())
+			}
+			sum := sha256File(t, p)
+			if same := sum == rep.DiffLayer.DiffID; same != (tc.whiteouts == 0) {
+				t.Errorf("context layer %s, diff layer %s: want them equal only without whiteouts", sum, rep.DiffLayer.DiffID)
+			}
+			f, err := os.Open(p)
+			must(t, err)
+			defer f.Close()
+			for tr := tar.NewReader(f); ; {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				must(t, err)
+				if strings.HasPrefix(path.Base(h.Name), ".wh.") {
+					t.Errorf("whiteout %s in the context's layer", h.Name)
+				}
+			}
+		})
+	}
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	must(t, err)
+	return fmt.Sprintf("sha256:%x", sha256.Sum256(b))
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -58,8 +59,8 @@ type vmFile struct {
 	dir  bool
 }
 
-// baseFiles are the base image's files (one layer).
-var baseFiles = []vmFile{
+// sharedFiles are in the base and the VM alike.
+var sharedFiles = []vmFile{
 	{path: "etc", dir: true},
 	{path: "etc/os-release", body: osRelease},
 	{path: "var", dir: true},
@@ -68,36 +69,31 @@ var baseFiles = []vmFile{
 	{path: "var/lib/dpkg/status", body: dpkgStatus},
 	{path: "srv", dir: true},
 	{path: "srv/app", dir: true},
-	{path: "srv/app/config.ini", body: "mode=base\n"},    // modified by the VM
-	{path: "srv/app/removed.txt", body: "base only\n"},   // deleted by the VM
-	{path: "srv/app/same.txt", body: "identical text\n"}, // unchanged
+	{path: "srv/app/same.txt", body: "identical text\n"},
 }
 
+// baseFiles are the base image's files (one layer).
+var baseFiles = append(slices.Clone(sharedFiles),
+	vmFile{path: "srv/app/config.ini", body: "mode=base\n"},  // modified by the VM
+	vmFile{path: "srv/app/removed.txt", body: "base only\n"}, // deleted by the VM
+)
+
 // vmFiles are the test VM's root. Sizes matter: the report's figures are checked against them.
-var vmFiles = []vmFile{
-	{path: "etc", dir: true},
-	{path: "etc/os-release", body: osRelease},
-	{path: "etc/hostname", body: "Web_Server.example\n"},
-	{path: "var", dir: true},
-	{path: "var/lib", dir: true},
-	{path: "var/lib/dpkg", dir: true},
-	{path: "var/lib/dpkg/status", body: dpkgStatus},
-	{path: "srv", dir: true},
-	{path: "srv/app", dir: true},
-	{path: "srv/app/config.ini", body: "mode=vm, changed\n"},
-	{path: "srv/app/same.txt", body: "identical text\n"},
-	{path: "srv/app/data.bin", body: "0123456789abcdef0123456789abcdef"},
-	{path: "srv/app/data.link", link: "data.bin"},
-	{path: "srv/app/data.hard", hard: "srv/app/data.bin"},
-	{path: "root", dir: true},
-	{path: "root/.ssh", dir: true},
-	{path: "root/.ssh/id_ed25519", body: pemKey},
-	{path: "tmp", dir: true},
-	{path: "tmp/scratch", body: "left out by the default excludes"},
-	{path: "opt", dir: true},
-	{path: "opt/cache", dir: true},
-	{path: "opt/cache/big", body: "left out by the test's own exclude"},
-}
+var vmFiles = append(slices.Clone(sharedFiles),
+	vmFile{path: "etc/hostname", body: "Web_Server.example\n"},
+	vmFile{path: "srv/app/config.ini", body: "mode=vm, changed\n"},
+	vmFile{path: "srv/app/data.bin", body: "0123456789abcdef0123456789abcdef"},
+	vmFile{path: "srv/app/data.link", link: "data.bin"},
+	vmFile{path: "srv/app/data.hard", hard: "srv/app/data.bin"},
+	vmFile{path: "root", dir: true},
+	vmFile{path: "root/.ssh", dir: true},
+	vmFile{path: "root/.ssh/id_ed25519", body: pemKey},
+	vmFile{path: "tmp", dir: true},
+	vmFile{path: "tmp/scratch", body: "left out by the default excludes"},
+	vmFile{path: "opt", dir: true},
+	vmFile{path: "opt/cache", dir: true},
+	vmFile{path: "opt/cache/big", body: "left out by the test's own exclude"},
+)
 
 // fixedTime is every fixture entry's mtime, so base and VM agree where their bytes agree.
 var fixedTime = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)

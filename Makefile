@@ -47,6 +47,11 @@ lint:
 		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# The shell benchmarks, each against its baseline in the same run: bench/stream.sh (the agent's
+# stream against tar | zstd) and bench/diff.sh (diff -o against the 2014 rsync + tar pipeline).
+# Each prints a Markdown table on stdout (docs/benchmarks.md records measured runs). Not run
+# here: bench/convert.sh (needs a booted fixture VM and the engine) and the Go benchmarks
+# (go test -run '^$' -bench . ./pkg/...).
 bench: setup build
 	./bench/stream.sh
 	./bench/diff.sh

@@ -33,8 +33,10 @@ func newDiffCmd() *cobra.Command {
 		Use:   "diff OLD NEW",
 		Short: "Compare two trees and write the OCI layer that turns OLD into NEW",
 		Long: `Diff compares two sources (dir:PATH, tar:PATH, HOST:PORT) and prints the changes that turn OLD
-into NEW, one per line, then statistics in the 2014 journal's terms: entries and bytes added,
-modified, deleted and metadata-only, the layer's size and, with the rdiff strategy, the total
+into NEW, one per line, then statistics as the lab journal of the 2014 thesis prototype (a
+Python converter with a C agent, whose published figures are vm2image's baseline; the journal is
+not part of this repository) counted them: entries and bytes added, modified, deleted and
+metadata-only, the layer's size and, with the rdiff strategy, the total
 size of the block deltas. With -o it writes the layer: an uncompressed OCI layer tar with
 whiteouts for deletions and opaque directories for replaced ones, written atomically.
 

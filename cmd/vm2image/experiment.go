@@ -32,8 +32,9 @@ every suite: the whole VM as one layer, and the 2014 pipeline (full compressed t
 --compare-dest against base+packages, tar of the result, docker build). Each run is saved as
 it finishes (DIR/runs), so an interrupted suite continues with --resume (failed runs count as
 finished: --retry-failed runs them again). At the end DIR gets
-results.json (every run, every figure, medians and spread), results.csv, results.md (the 2014
-journal's tables, one block per VM) and plots as PNG and SVG (layers, diff, phases, transfer,
+results.json (every run, every figure, medians and spread), results.csv, results.md (the tables of
+the 2014 thesis prototype's lab journal, the baseline vm2image is measured against, one block
+per VM) and plots as PNG and SVG (layers, diff, phases, transfer,
 trade-off). Progress (runs done, time left) goes to standard error.`,
 		Example: `  vm2image experiment experiments/bookworm.yaml -o /var/tmp/results/bookworm
   vm2image experiment experiments/all.yaml -o results --repeat 3

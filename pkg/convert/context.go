@@ -13,9 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vm2image/vm2image/internal/ctxio"
+	"github.com/vm2image/vm2image/internal/filecopy"
 	"github.com/vm2image/vm2image/pkg/services"
-	"golang.org/x/sys/unix"
 )
 
 // contextWriter writes files into FILE.context/, each atomically (a temporary file renamed
@@ -111,7 +110,7 @@ func (r *run) writeContext(ctx context.Context, c *contextWriter, tag string) er
 			return err
 		}
 	}
-	if err := c.put(services.ContextInitName, func(tmp string) error { return copyFile(ctx, r.opts.InitBinary, tmp, 0o755) }); err != nil {
+	if err := c.put(services.ContextInitName, func(tmp string) error { return filecopy.Copy(ctx, r.opts.InitBinary, tmp, 0o755) }); err != nil {
 		return err
 	}
 	if !r.opts.ContextLayers {
@@ -140,43 +139,13 @@ func (r *run) writeContext(ctx context.Context, c *contextWriter, tag string) er
 // and nothing writes it again), else a copy. The result is readable by its owner only: layers
 // hold the VM's files, secrets included.
 func placeFile(ctx context.Context, src, dst string, mayLink bool) error {
-	in, err := os.Open(src)
-	if err != nil {
+	if !mayLink {
+		return filecopy.Copy(ctx, src, dst, 0o600, filecopy.Reflink)
+	}
+	if err := filecopy.Copy(ctx, src, dst, 0o600, filecopy.Reflink, filecopy.HardLink); err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil {
-		return errors.Join(out.Chmod(0o600), out.Close())
-	}
-	out.Close()
-	if mayLink {
-		if err := os.Remove(dst); err != nil {
-			return err
-		}
-		if os.Link(src, dst) == nil {
-			return os.Chmod(dst, 0o600)
-		}
-	}
-	return copyFile(ctx, src, dst, 0o600)
-}
-
-// copyFile copies src to dst (created or truncated) with mode perm.
-func copyFile(ctx context.Context, src, dst string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = ctxio.Copy(ctx, out, in)
-	return errors.Join(err, out.Chmod(perm), out.Close())
+	return os.Chmod(dst, 0o600) // a hard link has src's mode
 }
 
 // copyWithoutWhiteouts copies the layer tar src to dst leaving out whiteout entries (.wh.*),

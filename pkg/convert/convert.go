@@ -2,13 +2,11 @@ package convert
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/helperbin"
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -102,16 +100,7 @@ func (o *Options) applyDefaults() error {
 // FindInit looks for the vm2image-init binary beside the running executable, then on PATH.
 // (The command line reads $VM2IMAGE_INIT into Options.InitBinary.)
 func FindInit() (string, error) {
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "vm2image-init")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("vm2image-init"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("finding vm2image-init (the image's entrypoint): not beside vm2image nor on PATH; build it with `make build` or set VM2IMAGE_INIT")
+	return helperbin.Find("vm2image-init", "the image's entrypoint", "VM2IMAGE_INIT")
 }
 
 // run is one conversion in progress.

@@ -75,6 +75,13 @@ func (r *run) assembleAndWrite(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("assembling the image: %w", err)
 	}
+	if r.opts.Format == FormatOCI {
+		// The layout holds OCI media types: describe, load and push that image, so the
+		// report's digest is the one the layout's index names.
+		if img, err = image.ToOCI(img); err != nil {
+			return fmt.Errorf("converting the image to OCI media types: %w", err)
+		}
+	}
 	if err := r.describe(img); err != nil {
 		return err
 	}

@@ -5,11 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/filecopy"
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
@@ -109,7 +109,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	// Keep our own name for the cached layer file (a prune cannot take it from us), and let
 	// the build's mounts, scratch and cache lock go now.
 	layerPath := filepath.Join(r.work, "packages.layer.tar")
-	err = linkOrCopy(res.LayerPath, layerPath)
+	err = filecopy.Copy(ctx, res.LayerPath, layerPath, 0o600, filecopy.HardLink)
 	if cerr := cleanup(); err == nil {
 		err = cerr
 	}
@@ -162,25 +162,4 @@ func readTarFiles(rd io.Reader, out map[string][]byte) error {
 		}
 		out["/"+path.Clean(h.Name)] = b
 	}
-}
-
-// linkOrCopy makes dst name the same contents as src: a hard link, or a copy across devices.
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

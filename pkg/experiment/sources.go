@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/fixture"
+	"github.com/vm2image/vm2image/internal/helperbin"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -222,16 +222,7 @@ func (r *runner) agentBinary() (string, error) {
 
 // FindAgent looks for the vm2image-agent binary beside the running executable, then on PATH.
 func FindAgent() (string, error) {
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "vm2image-agent")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("vm2image-agent"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("finding vm2image-agent (agent and boot fixtures run it): not beside vm2image nor on PATH; build it with `make build` or set VM2IMAGE_AGENT")
+	return helperbin.Find("vm2image-agent", "agent and boot fixtures run it", "VM2IMAGE_AGENT")
 }
 
 // tailBuffer keeps the last few KiB written to it.

@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 	"github.com/vm2image/vm2image/internal/ctxio"
+	"github.com/vm2image/vm2image/internal/engine"
 )
 
 // EngineClient is the part of the Docker engine's API this package uses. *client.Client of
@@ -30,13 +31,9 @@ var _ EngineClient = (*client.Client)(nil)
 // negotiates the API version down to the engine's (1.41 for Docker 20.10). The client it returns
 // is also an io.Closer.
 func NewEngine(ctx context.Context) (EngineClient, error) {
-	c, err := client.New(client.FromEnv)
+	c, err := engine.Connect(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("creating docker engine client: %w", err)
-	}
-	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("connecting to the docker engine at %s: %w", c.DaemonHost(), err)
+		return nil, err
 	}
 	return c, nil
 }

@@ -147,7 +147,10 @@ func checkReplaceable(dir string) error {
 	return nil
 }
 
-// toOCI returns img with OCI manifest, config and layer media types.
+// ToOCI returns img with OCI manifest, config and layer media types: the image
+// WriteOCILayout writes, digest included.
+func ToOCI(img v1.Image) (v1.Image, error) { return toOCI(img) }
+
 func toOCI(img v1.Image) (v1.Image, error) {
 	mt, err := img.MediaType()
 	if err != nil || mt == types.OCIManifestSchema1 {

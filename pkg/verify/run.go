@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
+	"github.com/vm2image/vm2image/internal/engine"
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/procs"
@@ -283,15 +284,7 @@ func engineClient(ctx context.Context, c *client.Client) (*client.Client, error)
 	if c != nil {
 		return c, nil
 	}
-	c, err := client.New(client.FromEnv)
-	if err != nil {
-		return nil, fmt.Errorf("creating docker engine client: %w", err)
-	}
-	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("connecting to the docker engine at %s: %w", c.DaemonHost(), err)
-	}
-	return c, nil
+	return engine.Connect(ctx)
 }
 
 // loadTemporary loads img into the engine under a new tag and returns the tag.

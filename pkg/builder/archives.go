@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/filecopy"
 	"github.com/vm2image/vm2image/pkg/cache"
-	"golang.org/x/sys/unix"
 )
 
 // The apt archive cache is shared between builds without a lock: each build gets a private
@@ -107,7 +107,8 @@ func copyDebs(from, to string) error {
 			continue
 		}
 		tmp := filepath.Join(to, ".tmp-"+randomSuffix()+"-"+name)
-		if err := cloneOrCopy(filepath.Join(from, name), tmp); err != nil {
+		// A copy sharing no inode with the source (a reflink where the filesystem has them).
+		if err := filecopy.Copy(context.Background(), filepath.Join(from, name), tmp, 0o644, filecopy.Exclusive, filecopy.Reflink); err != nil {
 			return fmt.Errorf("sharing apt archive %s: %w", name, err)
 		}
 		if err := os.Rename(tmp, dst); err != nil {
@@ -116,26 +117,6 @@ func copyDebs(from, to string) error {
 		}
 	}
 	return nil
-}
-
-// cloneOrCopy makes dst (which must not exist) a copy of src that shares no inode with it: a
-// reflink where the filesystem has them, else a plain copy.
-func cloneOrCopy(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil {
-		return out.Close()
-	}
-	out.Close()
-	_ = os.Remove(dst)
-	return copyFile(src, dst)
 }
 
 // userID returns the uid of name in the root's /etc/passwd, or -1.

@@ -19,6 +19,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/vm2image/vm2image/internal/filecopy"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/source"
 )
@@ -295,7 +296,7 @@ func copyEntry(src, dst string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("copying %s: not a regular file or symlink", src)
 	}
-	if err := copyFile(src, dst); err != nil {
+	if err := filecopy.Copy(context.Background(), src, dst, 0o644, filecopy.Exclusive); err != nil {
 		return err
 	}
 	return copyMeta(fi, dst)

@@ -2,7 +2,6 @@ package builder
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -41,24 +40,6 @@ func cleanRel(p string) (string, error) {
 		return "", fmt.Errorf("path %q names the root", p)
 	}
 	return rel, nil
-}
-
-// copyFile copies a regular file's contents to dst, which must not exist.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // copyMeta gives dst the mode, owner and modification time fi describes.

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/vm2image/vm2image/internal/ctxio"
 	"github.com/klauspost/pgzip"
 	"golang.org/x/sys/unix"
 )
@@ -23,30 +24,36 @@ import (
 var ErrUnsafeEntry = errors.New("unsafe tar entry")
 
 // OpenTar unpacks a root-filesystem archive (plain, gzip or zstd) into a private directory
-// under opts.WorkDir and serves it with the agent's code. The directory is removed on Close.
+// under opts.WorkDir and serves it with the agent's code. The directory (0700, holding the
+// unpacked root) is removed on Close and on every error; one left by a run that was killed is
+// removed by the next OpenTar in the same parent directory.
 func OpenTar(ctx context.Context, file, name string, opts Options) (Source, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("opening source %s: %w", name, err)
 	}
 	defer f.Close()
-	dir, err := os.MkdirTemp(opts.WorkDir, "vm2image-tar-")
+	td, err := newTarDir(opts.WorkDir)
 	if err != nil {
 		return nil, fmt.Errorf("opening source %s: %w", name, err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
+	root := filepath.Join(td.path, "root")
+	err = os.Mkdir(root, 0o700)
+	if err == nil {
+		err = Unpack(ctx, f, root, opts.Logf)
+		if err != nil {
+			err = fmt.Errorf("unpacking %s: %w", name, err)
+		}
 	}
-	if err := Unpack(ctx, f, dir, opts.Logf); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("unpacking %s: %w", name, err)
+	var src Source
+	if err == nil {
+		src, err = OpenDir(root, name)
 	}
-	src, err := OpenDir(dir, name)
 	if err != nil {
-		os.RemoveAll(dir)
+		td.remove()
 		return nil, err
 	}
-	src.(*local).cleanup = func() error { return os.RemoveAll(dir) }
+	src.(*local).cleanup = td.remove
 	return src, nil
 }
 
@@ -85,7 +92,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, logf func(string, ...a
 		return err
 	}
 	defer root.Close()
-	u := unpacker{root: root, logf: logf, privileged: os.Geteuid() == 0}
+	u := unpacker{ctx: ctx, root: root, logf: logf, privileged: os.Geteuid() == 0}
 	tr := tar.NewReader(plain)
 	var dirs []*tar.Header
 	for {
@@ -144,6 +151,7 @@ func SafeName(name string) (string, error) {
 }
 
 type unpacker struct {
+	ctx        context.Context
 	root       *os.Root
 	logf       func(string, ...any)
 	privileged bool
@@ -196,7 +204,7 @@ func (u *unpacker) file(name string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, r)
+	_, err = ctxio.Copy(u.ctx, f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -33,6 +33,8 @@ func OpenTar(ctx context.Context, file, name string, opts Options) (Source, erro
 		return nil, fmt.Errorf("opening source %s: %w", name, err)
 	}
 	defer f.Close()
+	// A read blocked on a slow archive (a pipe, a network filesystem) ends when ctx does.
+	defer context.AfterFunc(ctx, func() { f.Close() })()
 	td, err := newTarDir(opts.WorkDir)
 	if err != nil {
 		return nil, fmt.Errorf("opening source %s: %w", name, err)
@@ -41,6 +43,9 @@ func OpenTar(ctx context.Context, file, name string, opts Options) (Source, erro
 	err = os.Mkdir(root, 0o700)
 	if err == nil {
 		err = Unpack(ctx, f, root, opts.Logf)
+		if err != nil && ctx.Err() != nil {
+			err = ctx.Err() // the archive was closed under the read
+		}
 		if err != nil {
 			err = fmt.Errorf("unpacking %s: %w", name, err)
 		}

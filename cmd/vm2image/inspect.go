@@ -113,6 +113,9 @@ func printInspect(out io.Writer, r *InspectReport) {
 	if r.Info.Hostname != "" {
 		fmt.Fprintf(out, "Hostname:  %s\n", r.Info.Hostname)
 	}
+	for _, p := range r.Info.Problems {
+		fmt.Fprintf(out, "Warning:   %s not read: %s\n", p.Path, p.Err)
+	}
 	if r.PackagesError != "" {
 		fmt.Fprintf(out, "Packages:  none read (%s)\n", r.PackagesError)
 	} else {

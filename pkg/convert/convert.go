@@ -206,6 +206,9 @@ func (r *run) connect(ctx context.Context) error {
 	if r.info, err = r.src.Info(ctx); err != nil {
 		return fmt.Errorf("reading system information: %w", err)
 	}
+	for _, p := range r.info.Problems {
+		r.opts.Logf("warning: %s not read: %s", p.Path, p.Err)
+	}
 	if r.vmDB, err = r.src.Packages(ctx); err != nil {
 		r.opts.Logf("no package database (%v): converting without a packages layer", err)
 		r.vmDB = nil

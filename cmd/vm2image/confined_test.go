@@ -422,30 +422,37 @@ func TestAttackHugeAndDeviceFiles(t *testing.T) {
 	}
 }
 
-// tarDirs lists the tar: work directories in dir.
-func tarDirs(t *testing.T, dir string) []string {
+// workDirs lists what vm2image left in the work directory work.
+func workDirs(t *testing.T, work string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "vm2image-tar-*"))
+	ents, err := os.ReadDir(work)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
 }
 
-// startBlockedTarInspect starts inspect on a tar: source read from a fifo that delivers the
+// startBlockedTar starts vm2image with args and a tar: source read from a fifo that delivers the
 // first entries then stalls: the run is caught mid-extraction, deterministically. It returns
-// once the extraction directory exists with an entry in it.
-func startBlockedTarInspect(t *testing.T, work string) (*exec.Cmd, string) {
+// once the extraction directory (found by glob under work) holds the entries sent.
+func startBlockedTar(t *testing.T, work, glob string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	fifo := filepath.Join(t.TempDir(), "rootfs.tar")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(cliBinary(t), "inspect", "--work-dir", work, "tar:"+fifo)
+	cmd := exec.Command(cliBinary(t), append(args, "--work-dir", work, "tar:"+fifo)...)
+	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0) // read-write: does not wait for the reader
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,50 +463,64 @@ func startBlockedTarInspect(t *testing.T, work string) (*exec.Cmd, string) {
 	tw.Write([]byte(osRelease))
 	tw.Flush() // no end-of-archive: the next read blocks
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if ds := tarDirs(t, work); len(ds) == 1 {
-			if _, err := os.Stat(filepath.Join(ds[0], "root/etc/os-release")); err == nil {
-				return cmd, ds[0]
-			}
+		m, _ := filepath.Glob(filepath.Join(work, glob, "root/etc/os-release"))
+		if len(m) == 1 {
+			return cmd, filepath.Dir(filepath.Dir(filepath.Dir(m[0])))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no extraction directory appeared in %s", work)
+			t.Fatalf("no extraction directory %s appeared in %s: %v\n%s", glob, work, workDirs(t, work), errOut.String())
 		}
 	}
 }
 
-// TestSignalsRemoveTarDir: SIGINT or SIGTERM during a tar: extraction removes the private (0700)
-// directory before vm2image exits; the directory of a SIGKILLed run is removed by the next run.
+// TestSignalsRemoveTarDir: SIGINT or SIGTERM during a tar: extraction, in inspect and in
+// convert, removes the private (0700) directories before vm2image exits; the directory of a
+// SIGKILLed run is removed by the next run.
 func TestSignalsRemoveTarDir(t *testing.T) {
 	testenv.Short(t)
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+	cmds := []struct {
+		name string
+		glob string
+		args []string
+	}{
+		{"inspect", "vm2image-tar-*", []string{"inspect"}},
+		{"convert", "vm2image-convert-*/vm2image-tar-*", []string{"convert", "-o", filepath.Join(t.TempDir(), "img.tar"), "--no-packages"}},
+	}
+	for _, c := range cmds {
+		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+			work := t.TempDir()
+			cmd, dir := startBlockedTar(t, work, c.glob, c.args...)
+			for d := dir; d != work; d = filepath.Dir(d) {
+				if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+					t.Errorf("%s %v: work directory %s: %v %v, want mode 0700", c.name, sig, d, fi.Mode(), err)
+				}
+			}
+			cmd.Process.Signal(sig)
+			if err := cmd.Wait(); err == nil {
+				t.Errorf("%s %v: succeeded on an interrupted archive", c.name, sig)
+			}
+			if left := workDirs(t, work); len(left) != 0 {
+				t.Errorf("%s %v: left behind: %v", c.name, sig, left)
+			}
+		}
 		work := t.TempDir()
-		cmd, dir := startBlockedTarInspect(t, work)
-		fi, err := os.Stat(dir)
-		if err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("%v: extraction directory %s: %v %v, want mode 0700", sig, dir, fi.Mode(), err)
+		cmd, dir := startBlockedTar(t, work, c.glob, c.args...)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if _, err := os.Stat(dir); err != nil {
+			t.Fatalf("%s: a killed run cannot clean up, yet %s is gone: %v", c.name, dir, err)
 		}
-		cmd.Process.Signal(sig)
-		err = cmd.Wait()
-		if err == nil {
-			t.Errorf("%v: inspect succeeded on an interrupted archive", sig)
+		root := filepath.Join(t.TempDir(), "small")
+		mustWrite(t, filepath.Join(root, "etc/os-release"), osRelease)
+		// The next run sweeps before anything else: it need not succeed (no base image here).
+		next := append([]string{}, c.args...)
+		if c.name == "convert" {
+			next = append(next, "--base", "docker-daemon:vm2image-test/none:none")
 		}
-		if ds := tarDirs(t, work); len(ds) != 0 {
-			t.Errorf("%v: left behind: %v", sig, ds)
+		r := runBin(t, []string{"VM2IMAGE_INIT=" + testenv.InitBinary(t)}, cliBinary(t), append(next, "--work-dir", work, "tar:"+tarOf(t, root))...)
+		t.Logf("%s: next run: %v %s", c.name, r.err, r.stderr)
+		if left := workDirs(t, work); len(left) != 0 {
+			t.Errorf("%s: the killed run's directory survived the next run: %v", c.name, left)
 		}
-	}
-	work := t.TempDir()
-	cmd, dir := startBlockedTarInspect(t, work)
-	cmd.Process.Kill()
-	cmd.Wait()
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("a killed run cannot clean up, yet %s is gone: %v", dir, err)
-	}
-	root := filepath.Join(t.TempDir(), "small")
-	mustWrite(t, filepath.Join(root, "etc/os-release"), osRelease)
-	if r := runBin(t, nil, cliBinary(t), "inspect", "--work-dir", work, "tar:"+tarOf(t, root)); r.err != nil {
-		t.Fatalf("next run: %v\n%s", r.err, r.stderr)
-	}
-	if ds := tarDirs(t, work); len(ds) != 0 {
-		t.Errorf("the killed run's directory survived the next run: %v", ds)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/workdir"
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -191,14 +192,14 @@ func (r *run) phase(ctx context.Context, name string, fn func(context.Context) e
 }
 
 func (r *run) connect(ctx context.Context) error {
-	work, err := os.MkdirTemp(r.opts.WorkDir, "vm2image-convert-")
+	wd, err := workdir.New(r.opts.WorkDir, "vm2image-convert-") // 0700; a killed run's is swept
 	if err != nil {
 		return err
 	}
-	r.work = work
-	r.cleanup = append(r.cleanup, func() error { return os.RemoveAll(work) })
+	r.work = wd.Path()
+	r.cleanup = append(r.cleanup, wd.Remove)
 	so := r.opts.SourceOptions
-	so.WorkDir = work
+	so.WorkDir = r.work
 	if r.src, err = source.Open(ctx, r.opts.Source, so); err != nil {
 		return err
 	}

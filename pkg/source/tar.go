@@ -15,8 +15,9 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/vm2image/vm2image/internal/ctxio"
 	"github.com/klauspost/pgzip"
+	"github.com/vm2image/vm2image/internal/ctxio"
+	"github.com/vm2image/vm2image/internal/workdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,11 +36,11 @@ func OpenTar(ctx context.Context, file, name string, opts Options) (Source, erro
 	defer f.Close()
 	// A read blocked on a slow archive (a pipe, a network filesystem) ends when ctx does.
 	defer context.AfterFunc(ctx, func() { f.Close() })()
-	td, err := newTarDir(opts.WorkDir)
+	td, err := workdir.New(opts.WorkDir, "vm2image-tar-")
 	if err != nil {
 		return nil, fmt.Errorf("opening source %s: %w", name, err)
 	}
-	root := filepath.Join(td.path, "root")
+	root := filepath.Join(td.Path(), "root")
 	err = os.Mkdir(root, 0o700)
 	if err == nil {
 		err = Unpack(ctx, f, root, opts.Logf)
@@ -55,10 +56,10 @@ func OpenTar(ctx context.Context, file, name string, opts Options) (Source, erro
 		src, err = OpenDir(root, name)
 	}
 	if err != nil {
-		td.remove()
+		td.Remove()
 		return nil, err
 	}
-	src.(*local).cleanup = td.remove
+	src.(*local).cleanup = td.Remove
 	return src, nil
 }
 

@@ -1,4 +1,4 @@
-package source
+package workdir
 
 import (
 	"fmt"
@@ -11,31 +11,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Work directories of tar: sources. A directory is made under a staging name, locked with
-// flock(2) and only then renamed to its final name, so every final-named directory is either
-// held by a live process or left by one that died: the next run removes the latter.
+// A directory is made under a staging name, locked with flock(2) and only then renamed to its
+// final name, so every final-named directory is either held by a live process or left by one
+// that died: the next New with the same prefix removes the latter.
 const (
-	tarDirPrefix     = "vm2image-tar-"
-	tarStagingPrefix = "vm2image-tar.new-"
+	stagingSuffix = ".new-"
 	// stagingStale is how old a staging directory must be before it is taken for a leftover
 	// (it exists only between mkdir and rename, microseconds in a live run).
 	stagingStale = time.Hour
 )
 
-// tarDir is a private, locked work directory of one tar: source.
-type tarDir struct {
+// Dir is a private (0700) work directory, locked for as long as it is in use.
+type Dir struct {
 	path string
 	lock *os.File
 }
 
-// newTarDir sweeps the leftovers of dead runs from parent (default: the system temp dir), then
-// makes a 0700 directory there and holds its lock until remove.
-func newTarDir(parent string) (*tarDir, error) {
+// New sweeps the directories named prefix+"*" that dead runs left in parent (default: the
+// system temp dir), then makes a 0700 directory prefix+RANDOM there and holds its lock until
+// Remove. prefix must end in "-" (as "vm2image-tar-").
+func New(parent, prefix string) (*Dir, error) {
 	if parent == "" {
 		parent = os.TempDir()
 	}
-	sweepTarDirs(parent)
-	staging, err := os.MkdirTemp(parent, tarStagingPrefix)
+	stem := strings.TrimSuffix(prefix, "-")
+	sweep(parent, prefix, stem+stagingSuffix)
+	staging, err := os.MkdirTemp(parent, stem+stagingSuffix)
 	if err != nil {
 		return nil, err
 	}
@@ -44,14 +45,17 @@ func newTarDir(parent string) (*tarDir, error) {
 		os.Remove(staging)
 		return nil, err
 	}
-	final := filepath.Join(parent, tarDirPrefix+strings.TrimPrefix(filepath.Base(staging), tarStagingPrefix))
+	final := filepath.Join(parent, prefix+strings.TrimPrefix(filepath.Base(staging), stem+stagingSuffix))
 	if err := os.Rename(staging, final); err != nil {
 		lock.Close()
 		os.Remove(staging)
 		return nil, err
 	}
-	return &tarDir{path: final, lock: lock}, nil
+	return &Dir{path: final, lock: lock}, nil
 }
+
+// Path returns the directory's path.
+func (d *Dir) Path() string { return d.path }
 
 // lockDir takes the exclusive lock of dir without waiting; it fails with EWOULDBLOCK while a
 // live process holds it.
@@ -67,8 +71,8 @@ func lockDir(dir string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), dir), nil
 }
 
-// remove deletes the directory, then releases its lock.
-func (d *tarDir) remove() error {
+// Remove deletes the directory, then releases its lock.
+func (d *Dir) Remove() error {
 	err := os.RemoveAll(d.path)
 	d.lock.Close()
 	if err != nil {
@@ -77,17 +81,17 @@ func (d *tarDir) remove() error {
 	return nil
 }
 
-// sweepTarDirs removes the work directories of tar: sources whose process died (no lock held),
+// sweep removes the directories named prefix+"*" in parent whose process died (no lock held),
 // and staging directories older than stagingStale. Only directories of this user are touched.
-func sweepTarDirs(parent string) {
+func sweep(parent, prefix, stagingPrefix string) {
 	ents, err := os.ReadDir(parent)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
 		name := e.Name()
-		staging := strings.HasPrefix(name, tarStagingPrefix)
-		if !e.IsDir() || !staging && !strings.HasPrefix(name, tarDirPrefix) {
+		staging := strings.HasPrefix(name, stagingPrefix)
+		if !e.IsDir() || !staging && !strings.HasPrefix(name, prefix) {
 			continue
 		}
 		p := filepath.Join(parent, name)
@@ -108,4 +112,3 @@ func ownedByUs(fi os.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && int(st.Uid) == os.Geteuid()
 }
-

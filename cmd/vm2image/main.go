@@ -20,11 +20,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	// The first SIGINT or SIGTERM cancels ctx: the command returns and its deferred cleanups
-	// (work directories, unpacked tar: sources) run before os.Exit. stop then restores the
-	// default action, so a second signal ends a cleanup that hangs.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() { <-ctx.Done(); stop() }()
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	os.Exit(exitCode(err))

@@ -130,6 +130,9 @@ func printInspect(out io.Writer, r *InspectReport) {
 	fmt.Fprintf(out, "Source:    %s\n", r.Source)
 	fmt.Fprintf(out, "OS:        %s (ID %s, version %s)\n", name, os.ID, orDash(os.VersionID))
 	fmt.Fprintf(out, "Arch:      %s\n", r.Info.Arch)
+	for _, p := range r.Info.Problems {
+		fmt.Fprintf(out, "Warning:   %s not read: %s\n", p.Path, p.Err)
+	}
 	if r.Info.Hostname != "" {
 		fmt.Fprintf(out, "Hostname:  %s\n", r.Info.Hostname)
 	}

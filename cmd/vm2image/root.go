@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/vm2image/vm2image/internal/workdir"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -87,14 +88,14 @@ func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, e
 	if err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp(o.workDir, "vm2image-")
+	work, err := workdir.New(o.workDir, "vm2image-work-") // a killed run's is swept
 	if err != nil {
 		return nil, fmt.Errorf("making a work directory: %w", err)
 	}
-	opts.WorkDir = work
+	opts.WorkDir = work.Path()
 	src, err := source.Open(ctx, spec, opts)
 	if err != nil {
-		os.RemoveAll(work)
+		work.Remove()
 		return nil, err
 	}
 	return privateWork{src, work}, nil
@@ -103,12 +104,12 @@ func (o *sourceOptions) open(ctx context.Context, spec string) (source.Source, e
 // privateWork is a source whose work directory goes with it.
 type privateWork struct {
 	source.Source
-	dir string
+	dir *workdir.Dir
 }
 
 func (p privateWork) Close() error {
 	err := p.Source.Close()
-	if rerr := os.RemoveAll(p.dir); err == nil {
+	if rerr := p.dir.Remove(); err == nil {
 		err = rerr
 	}
 	return err

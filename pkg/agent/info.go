@@ -5,13 +5,18 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 
+	"github.com/vm2image/vm2image/internal/rootfs"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +32,8 @@ type Info struct {
 	Mounts       []Mount   `json:"mounts,omitempty"`
 	Root         string    `json:"root"`
 	AgentVersion string    `json:"agent_version"`
+	// Problems are the VM files that could not be read (a field is then left empty).
+	Problems []Problem `json:"problems,omitempty"`
 }
 
 // OSRelease holds the os-release fields the converter uses, plus all of them raw.
@@ -46,24 +53,55 @@ type Mount struct {
 	Source string `json:"source,omitempty"`
 }
 
-// Info reads os-release, architecture, kernel, hostname, CPUs, memory and mounts.
+// Info reads os-release, architecture, kernel, hostname, CPUs, memory and mounts. Every VM file
+// is read inside the root with a size bound; one that cannot be read is reported in Problems.
 func (a *Agent) Info(ctx context.Context) (*Info, error) {
 	root := a.opts.Root
 	info := &Info{Root: root, AgentVersion: Version, CPUs: runtime.NumCPU()}
-	info.OS = readOSRelease(root)
-	info.Arch = detectArch(root)
+	r, err := rootfs.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("reading system information: %w", err)
+	}
+	defer r.Close()
+	info.OS, info.Problems = readOSRelease(r)
+	info.Arch = detectArch(r)
 	var uts unix.Utsname
 	if unix.Uname(&uts) == nil {
 		info.Kernel = unix.ByteSliceToString(uts.Release[:])
 	}
 	if root == "/" {
-		info.Hostname, _ = os.Hostname()
-	} else if b, err := os.ReadFile(filepath.Join(root, "etc/hostname")); err == nil {
-		info.Hostname = strings.TrimSpace(string(b))
+		info.Hostname = unix.ByteSliceToString(uts.Nodename[:])
+	} else if h, err := readHostname(r); err != nil {
+		info.Problems = append(info.Problems, Problem{Path: "/etc/hostname", Err: err.Error()})
+	} else {
+		info.Hostname = h
+	}
+	for _, p := range info.Problems {
+		a.opts.Logf("%s: %s", p.Path, p.Err)
 	}
 	info.MemoryBytes = memTotal(filepath.Join(a.opts.ProcDir, "meminfo"))
 	info.Mounts = a.mounts()
 	return info, ctx.Err()
+}
+
+// maxHostname bounds a hostname taken from a VM file (a DNS name has at most 253 bytes).
+const maxHostname = 253
+
+// readHostname reads the first line of /etc/hostname; a missing file is no hostname.
+func readHostname(r *rootfs.Root) (string, error) {
+	b, err := r.ReadFile("etc/hostname", rootfs.ConfigLimit)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	line = strings.TrimSpace(line)
+	if len(line) > maxHostname || strings.ContainsFunc(line, func(c rune) bool { return c <= ' ' || c > '~' }) {
+		return "", fmt.Errorf("reading /etc/hostname: not a hostname (%d bytes)", len(line))
+	}
+	return line, nil
 }
 
 // ParseOSRelease parses an os-release file (shell-like KEY=value lines, optionally quoted).
@@ -98,23 +136,20 @@ func unquote(v string) string {
 	return v
 }
 
-func readOSRelease(root string) OSRelease {
+// readOSRelease reads etc/os-release, else usr/lib/os-release, as os-release(5) says; a file
+// that exists but cannot be read is a problem.
+func readOSRelease(r *rootfs.Root) (OSRelease, []Problem) {
+	var probs []Problem
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		if b, err := readInRoot(root, p); err == nil {
-			return ParseOSRelease(b)
+		b, err := r.ReadFile(p, rootfs.ConfigLimit)
+		if err == nil {
+			return ParseOSRelease(b), probs
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			probs = append(probs, Problem{Path: "/" + p, Err: err.Error()})
 		}
 	}
-	return OSRelease{ID: "linux"}
-}
-
-// readInRoot reads a file under root without following a symlink out of it.
-func readInRoot(root, name string) ([]byte, error) {
-	r, err := os.OpenRoot(root)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return r.ReadFile(name)
+	return OSRelease{ID: "linux"}, probs
 }
 
 var elfArch = map[elf.Machine]string{
@@ -124,50 +159,45 @@ var elfArch = map[elf.Machine]string{
 
 // detectArch reads the ELF header of the root's shell: the VM's architecture, which may differ
 // from the agent's when serving a directory.
-func detectArch(root string) string {
-	r, err := os.OpenRoot(root)
-	if err == nil {
-		defer r.Close()
-		for _, p := range []string{"bin/sh", "usr/bin/sh", "bin/busybox", "usr/bin/env"} {
-			if a := elfArchOf(r, p); a != "" {
-				return a
-			}
+func detectArch(r *rootfs.Root) string {
+	for _, p := range []string{"bin/sh", "usr/bin/sh", "bin/busybox", "usr/bin/env"} {
+		if a := elfArchOf(r, p); a != "" {
+			return a
 		}
 	}
 	return runtime.GOARCH
 }
 
-func elfArchOf(r *os.Root, name string) string {
-	// Follow symlinks inside the root only (bin -> usr/bin on merged-/usr systems).
-	for range 8 {
-		target, err := r.Readlink(name)
-		if err != nil {
-			break
-		}
-		if path.IsAbs(target) {
-			name = strings.TrimPrefix(path.Clean(target), "/")
-		} else {
-			name = path.Join(path.Dir(name), target)
-		}
-	}
+// elfArchOf reads only the ELF identification and e_machine of name (20 bytes).
+func elfArchOf(r *rootfs.Root, name string) string {
 	f, err := r.Open(name)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	ef, err := elf.NewFile(f)
-	if err != nil {
+	var h [20]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil || string(h[:4]) != elf.ELFMAG {
 		return ""
 	}
-	a := elfArch[ef.Machine]
-	if ef.Machine == elf.EM_PPC64 && ef.ByteOrder.String() == "BigEndian" {
+	var bo binary.ByteOrder = binary.LittleEndian
+	if elf.Data(h[elf.EI_DATA]) == elf.ELFDATA2MSB {
+		bo = binary.BigEndian
+	}
+	m := elf.Machine(bo.Uint16(h[18:]))
+	a := elfArch[m]
+	if m == elf.EM_PPC64 && bo == binary.BigEndian {
 		a = "ppc64"
 	}
 	return a
 }
 
 func memTotal(path string) int64 {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, rootfs.ConfigLimit))
 	if err != nil {
 		return 0
 	}
@@ -183,6 +213,9 @@ func memTotal(path string) int64 {
 	return 0
 }
 
+// maxMountinfo bounds the mount table read (the kernel's, or a test's file).
+const maxMountinfo = 64 << 20
+
 func (a *Agent) mounts() []Mount {
 	p := a.opts.MountinfoPath
 	if p == "" {
@@ -193,7 +226,7 @@ func (a *Agent) mounts() []Mount {
 		return nil
 	}
 	defer f.Close()
-	ms, err := fswalk.ParseMountinfo(f)
+	ms, err := fswalk.ParseMountinfo(io.LimitReader(f, maxMountinfo))
 	if err != nil {
 		return nil
 	}

@@ -3,10 +3,10 @@ package convert
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/vm2image/vm2image/internal/helperbin"
+	"github.com/vm2image/vm2image/internal/workdir"
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -181,20 +181,23 @@ func (r *run) phase(ctx context.Context, name string, fn func(context.Context) e
 }
 
 func (r *run) connect(ctx context.Context) error {
-	work, err := os.MkdirTemp(r.opts.WorkDir, "vm2image-convert-")
+	wd, err := workdir.New(r.opts.WorkDir, "vm2image-convert-") // 0700; a killed run's is swept
 	if err != nil {
 		return err
 	}
-	r.work = work
-	r.cleanup = append(r.cleanup, func() error { return os.RemoveAll(work) })
+	r.work = wd.Path()
+	r.cleanup = append(r.cleanup, wd.Remove)
 	so := r.opts.SourceOptions
-	so.WorkDir = work
+	so.WorkDir = r.work
 	if r.src, err = source.Open(ctx, r.opts.Source, so); err != nil {
 		return err
 	}
 	r.cleanup = append(r.cleanup, r.src.Close)
 	if r.info, err = r.src.Info(ctx); err != nil {
 		return fmt.Errorf("reading system information: %w", err)
+	}
+	for _, p := range r.info.Problems {
+		r.opts.Logf("warning: %s not read: %s", p.Path, p.Err)
 	}
 	if r.vmDB, err = r.src.Packages(ctx); err != nil {
 		r.opts.Logf("no package database (%v): converting without a packages layer", err)

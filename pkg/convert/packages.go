@@ -17,8 +17,12 @@ import (
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
-// maxRepoFile bounds one repository configuration file or key taken from the VM.
-const maxRepoFile = 4 << 20
+// maxRepoFile bounds one repository configuration file or key taken from the VM, and
+// maxRepoTotal all of them together.
+const (
+	maxRepoFile  = 4 << 20
+	maxRepoTotal = 64 << 20
+)
 
 func (r *run) packages(ctx context.Context) error {
 	p := &Packages{}
@@ -145,6 +149,10 @@ func (r *run) fetchFiles(ctx context.Context, paths []string) (map[string][]byte
 
 func readTarFiles(rd io.Reader, out map[string][]byte) error {
 	tr := tar.NewReader(rd)
+	total := int64(0)
+	for _, b := range out {
+		total += int64(len(b))
+	}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -156,7 +164,10 @@ func readTarFiles(rd io.Reader, out map[string][]byte) error {
 		if h.Typeflag != tar.TypeReg || h.Size > maxRepoFile {
 			continue
 		}
-		b, err := io.ReadAll(tr)
+		if total += h.Size; total > maxRepoTotal {
+			return fmt.Errorf("repository configuration over %d bytes in all at %s", maxRepoTotal, h.Name)
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, maxRepoFile))
 		if err != nil {
 			return err
 		}

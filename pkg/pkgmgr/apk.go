@@ -4,32 +4,38 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"strconv"
 	"strings"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 )
 
 const (
 	apkInstalledPath = "lib/apk/db/installed"
 	apkWorldPath     = "etc/apk/world"
+
+	// maxAPKInstalled bounds the installed database, which lists every file
+	// of every package (a large system's is a few tens of MiB).
+	maxAPKInstalled = 128 << 20
 )
 
 // ReadAPK reads ROOT/lib/apk/db/installed and marks as auto-installed every
 // package that ROOT/etc/apk/world does not name (Auto stays nil without a
-// world file).
-func ReadAPK(root string) (*DB, error) {
-	path := filepath.Join(root, apkInstalledPath)
-	f, err := openBounded(path)
+// world file). Every file is read inside root, under a size bound.
+func ReadAPK(root string) (*DB, error) { return inRoot(root, readAPK) }
+
+func readAPK(r *rootfs.Root) (*DB, error) {
+	f, err := r.OpenBounded(apkInstalledPath, maxAPKInstalled)
 	if err != nil {
 		return nil, fmt.Errorf("reading apk database: %w", err)
 	}
 	defer f.Close()
 	pkgs, err := ParseAPKInstalled(f)
 	if err != nil {
-		return nil, fmt.Errorf("reading apk database: %w", withFile(err, path))
+		return nil, fmt.Errorf("reading apk database: %w", withFile(err, f.Name()))
 	}
-	world, err := readAPKWorld(filepath.Join(root, apkWorldPath))
+	world, err := readAPKWorld(r, apkWorldPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading apk world: %w", err)
 	}
@@ -58,9 +64,9 @@ func markAPKAuto(pkgs []Package, world map[string]bool) {
 
 // readAPKWorld returns the names in a world file (constraints and
 // repository tags stripped, conflicts skipped); nil, nil when absent.
-func readAPKWorld(path string) (map[string]bool, error) {
-	f, err := openBounded(path)
-	if errors.Is(err, os.ErrNotExist) {
+func readAPKWorld(r *rootfs.Root, name string) (map[string]bool, error) {
+	f, err := r.OpenBounded(name, rootfs.ConfigLimit)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {

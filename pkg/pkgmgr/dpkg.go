@@ -4,18 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 )
 
 const (
 	dpkgStatusPath        = "var/lib/dpkg/status"
 	dpkgUpdatesPath       = "var/lib/dpkg/updates"
 	aptExtendedStatesPath = "var/lib/apt/extended_states"
+
+	// Bounds on what is read from a VM: a status file of 25,000 packages is
+	// about 60 MiB; the journal rarely holds more than a few files.
+	maxDpkgFile       = 128 << 20 // status, or one journal file
+	maxDpkgTotal      = 256 << 20 // status and journal together
+	maxDpkgUpdates    = 10000     // journal files
+	maxExtendedStates = 32 << 20
 )
 
 // dpkg Status words (want, error flag, state).
@@ -31,19 +40,22 @@ var (
 // ReadDpkg reads ROOT/var/lib/dpkg/status, applies the journal entries dpkg
 // has not yet merged (ROOT/var/lib/dpkg/updates/NNNN) as dpkg-query does, and
 // marks packages auto-installed from ROOT/var/lib/apt/extended_states (Auto
-// stays nil when that file is absent).
-func ReadDpkg(root string) (*DB, error) {
-	path := filepath.Join(root, dpkgStatusPath)
-	recs, err := readDpkgFile(path)
+// stays nil when that file is absent). Every file is read inside root, under
+// a size bound.
+func ReadDpkg(root string) (*DB, error) { return inRoot(root, readDpkg) }
+
+func readDpkg(r *rootfs.Root) (*DB, error) {
+	b := &budget{what: "dpkg status and updates", left: maxDpkgTotal}
+	recs, err := readDpkgFile(r, b, dpkgStatusPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading dpkg status: %w", err)
 	}
-	recs, err = applyDpkgUpdates(recs, filepath.Join(root, dpkgUpdatesPath))
+	recs, err = applyDpkgUpdates(r, b, recs, dpkgUpdatesPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading dpkg updates: %w", err)
 	}
 	pkgs := installedDpkg(recs)
-	auto, err := readExtendedStates(filepath.Join(root, aptExtendedStatesPath))
+	auto, err := readExtendedStates(r, aptExtendedStatesPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading apt extended states: %w", err)
 	}
@@ -56,25 +68,28 @@ func ReadDpkg(root string) (*DB, error) {
 	return &DB{Manager: Dpkg, Packages: pkgs}, nil
 }
 
-func readDpkgFile(path string) ([]Package, error) {
-	f, err := openBounded(path)
+func readDpkgFile(r *rootfs.Root, b *budget, name string) ([]Package, error) {
+	f, err := b.open(r, name, maxDpkgFile)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	recs, err := parseDpkgRecords(f, maxLineSize, maxFileSize)
-	return recs, withFile(err, path)
+	recs, err := parseDpkgRecords(f, maxLineSize, maxDpkgFile)
+	return recs, withFile(err, f.Name())
 }
 
 // applyDpkgUpdates replaces records with the ones in dpkg's journal
 // directory, in the numeric order of the journal files.
-func applyDpkgUpdates(recs []Package, dir string) ([]Package, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+func applyDpkgUpdates(r *rootfs.Root, b *budget, recs []Package, dir string) ([]Package, error) {
+	ents, err := r.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		return recs, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	if len(ents) > maxDpkgUpdates {
+		return nil, fmt.Errorf("/%s holds %d entries, over %d: %w", dir, len(ents), maxDpkgUpdates, ErrTooLarge)
 	}
 	var names []string
 	for _, e := range ents {
@@ -92,7 +107,7 @@ func applyDpkgUpdates(recs []Package, dir string) ([]Package, error) {
 		pos[p.Name+":"+p.Arch] = i
 	}
 	for _, n := range names {
-		upd, err := readDpkgFile(filepath.Join(dir, n))
+		upd, err := readDpkgFile(r, b, path.Join(dir, n))
 		if err != nil {
 			return nil, err
 		}
@@ -303,9 +318,9 @@ func (e extendedStates) isAuto(name, arch string) bool {
 }
 
 // readExtendedStates returns nil, nil when the file does not exist.
-func readExtendedStates(path string) (extendedStates, error) {
-	f, err := openBounded(path)
-	if errors.Is(err, os.ErrNotExist) {
+func readExtendedStates(r *rootfs.Root, name string) (extendedStates, error) {
+	f, err := r.OpenBounded(name, maxExtendedStates)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -313,7 +328,7 @@ func readExtendedStates(path string) (extendedStates, error) {
 	}
 	defer f.Close()
 	states := extendedStates{}
-	err = readDeb822(f, maxLineSize, maxFileSize, func(p *debParagraph) error {
+	err = readDeb822(f, maxLineSize, maxExtendedStates, func(p *debParagraph) error {
 		name, ok := p.get("Package")
 		if !ok {
 			return errorAt(p.line, fmt.Errorf("paragraph: %w Package", errMissingField))
@@ -323,5 +338,5 @@ func readExtendedStates(path string) (extendedStates, error) {
 		states[name.value] = append(states[name.value], archMark{arch: arch.value, auto: auto.value == "1"})
 		return nil
 	})
-	return states, withFile(err, path)
+	return states, withFile(err, f.Name())
 }

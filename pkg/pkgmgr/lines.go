@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 )
 
 // Limits on what the text parsers accept, so a corrupt or hostile database is
@@ -68,20 +69,23 @@ func errorAt(line int, err error) error {
 	return &ParseError{Line: line, Err: err}
 }
 
-// openBounded opens a database file, refusing one over maxFileSize.
-func openBounded(path string) (*os.File, error) {
-	f, err := os.Open(path)
+// budget bounds the bytes read from a database spread over several files (dpkg's updates,
+// pacman's desc files), on top of each file's own bound.
+type budget struct {
+	what string
+	left int64
+}
+
+// open opens the database file name inside the root under the smaller of perFile and what
+// is left of the budget.
+func (b *budget) open(r *rootfs.Root, name string, perFile int64) (*rootfs.File, error) {
+	f, err := r.OpenBounded(name, min(perFile, b.left))
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) && b.left < perFile {
+			return nil, fmt.Errorf("%s over %d bytes in all: %w", b.what, b.left, err)
+		}
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if fi.Size() > maxFileSize {
-		f.Close()
-		return nil, fmt.Errorf("%s is %d bytes, over %d: %w", path, fi.Size(), maxFileSize, ErrTooLarge)
-	}
+	b.left -= f.Size()
 	return f, nil
 }

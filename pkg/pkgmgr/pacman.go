@@ -4,31 +4,39 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 )
 
 const (
 	pacmanLocalPath = "var/lib/pacman/local"
-	maxDescSize     = 64 << 20 // one desc file
+	maxDescSize     = 4 << 20   // one desc file (a few KiB in practice)
+	maxPacmanTotal  = 256 << 20 // every desc file together
+	maxPacmanDirs   = 200000    // package directories
 )
 
-// ReadPacman reads every ROOT/var/lib/pacman/local/*/desc.
-func ReadPacman(root string) (*DB, error) {
-	dir := filepath.Join(root, pacmanLocalPath)
-	ents, err := os.ReadDir(dir)
+// ReadPacman reads every ROOT/var/lib/pacman/local/*/desc, inside root and
+// under size bounds.
+func ReadPacman(root string) (*DB, error) { return inRoot(root, readPacman) }
+
+func readPacman(r *rootfs.Root) (*DB, error) {
+	ents, err := r.ReadDir(pacmanLocalPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading pacman database: %w", err)
 	}
+	if len(ents) > maxPacmanDirs {
+		return nil, fmt.Errorf("reading pacman database: /%s holds %d entries, over %d: %w", pacmanLocalPath, len(ents), maxPacmanDirs, ErrTooLarge)
+	}
+	b := &budget{what: "pacman desc files", left: maxPacmanTotal}
 	pkgs := make([]Package, 0, len(ents))
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue // ALPM_DB_VERSION
 		}
-		path := filepath.Join(dir, e.Name(), "desc")
-		pkg, err := readPacmanDesc(path)
+		pkg, err := readPacmanDesc(r, b, path.Join(pacmanLocalPath, e.Name(), "desc"))
 		if err != nil {
 			return nil, fmt.Errorf("reading pacman database: %w", err)
 		}
@@ -38,14 +46,14 @@ func ReadPacman(root string) (*DB, error) {
 	return &DB{Manager: Pacman, Packages: pkgs}, nil
 }
 
-func readPacmanDesc(path string) (Package, error) {
-	f, err := os.Open(path)
+func readPacmanDesc(r *rootfs.Root, b *budget, name string) (Package, error) {
+	f, err := b.open(r, name, maxDescSize)
 	if err != nil {
 		return Package{}, err
 	}
 	defer f.Close()
 	pkg, err := parsePacmanDesc(f, maxDescSize)
-	return pkg, withFile(err, path)
+	return pkg, withFile(err, f.Name())
 }
 
 // ParsePacmanDesc parses one pacman local database desc file: "%KEY%" lines,

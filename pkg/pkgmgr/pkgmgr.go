@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 )
 
 // Manager names a package manager.
@@ -114,8 +114,8 @@ type DB struct {
 var ErrNoDatabase = errors.New("no package database found")
 
 // ErrTooLarge is returned when a database file or one of its lines is over
-// the size this package accepts.
-var ErrTooLarge = errors.New("too large")
+// the size this package accepts (the same error as the confined reader's).
+var ErrTooLarge = rootfs.ErrTooLarge
 
 // ParseError locates malformed input.
 type ParseError struct {
@@ -146,21 +146,34 @@ func withFile(err error, file string) error {
 // os-release of the root does not decide.
 var detectors = []struct {
 	m     Manager
-	found func(root string) bool
+	found func(r *rootfs.Root) bool
 }{
-	{Dpkg, func(root string) bool { return isFile(filepath.Join(root, dpkgStatusPath)) }},
-	{RPM, func(root string) bool { _, err := findRPMDB(root); return err == nil }},
-	{APK, func(root string) bool { return isFile(filepath.Join(root, apkInstalledPath)) }},
-	{Pacman, func(root string) bool { return isDir(filepath.Join(root, pacmanLocalPath)) }},
+	{Dpkg, func(r *rootfs.Root) bool { return r.IsFile(dpkgStatusPath) }},
+	{RPM, func(r *rootfs.Root) bool { _, err := findRPMDB(r); return err == nil }},
+	{APK, func(r *rootfs.Root) bool { return r.IsFile(apkInstalledPath) }},
+	{Pacman, func(r *rootfs.Root) bool { return r.IsDir(pacmanLocalPath) }},
 }
 
 // Detect says which package database exists under root ("/" or the root
 // directory of a VM). When several exist (Fedora ships dpkg, Debian ships
 // rpm), the one matching ID and ID_LIKE in the root's os-release wins.
+//
+// Every file is looked up inside root: a symlink resolves as it would in a
+// chroot and never reaches a file of the host.
 func Detect(root string) (Manager, error) {
+	r, err := rootfs.Open(root)
+	if err != nil {
+		return "", fmt.Errorf("detecting package manager: %w", err)
+	}
+	defer r.Close()
+	return detect(r)
+}
+
+func detect(r *rootfs.Root) (Manager, error) {
+	root := r.Dir()
 	var found []Manager
 	for _, d := range detectors {
-		if d.found(root) {
+		if d.found(r) {
 			found = append(found, d.m)
 		}
 	}
@@ -170,7 +183,7 @@ func Detect(root string) (Manager, error) {
 	case 1:
 		return found[0], nil
 	}
-	for _, id := range osReleaseIDs(root) {
+	for _, id := range osReleaseIDs(r) {
 		for _, m := range found {
 			if managerOfDistro[id] == m {
 				return m, nil
@@ -198,10 +211,10 @@ var managerOfDistro = func() map[string]Manager {
 
 // osReleaseIDs returns ID then the words of ID_LIKE from the root's
 // os-release, or nothing when it cannot be read.
-func osReleaseIDs(root string) []string {
+func osReleaseIDs(r *rootfs.Root) []string {
 	var data []byte
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		b, err := os.ReadFile(filepath.Join(root, p))
+		b, err := r.ReadFile(p, rootfs.ConfigLimit)
 		if err == nil {
 			data = b
 			break
@@ -229,20 +242,35 @@ func Read(ctx context.Context, root string) (*DB, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m, err := Detect(root)
+	r, err := rootfs.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("reading packages: %w", err)
+	}
+	defer r.Close()
+	m, err := detect(r)
 	if err != nil {
 		return nil, err
 	}
 	switch m {
 	case Dpkg:
-		return ReadDpkg(root)
+		return readDpkg(r)
 	case RPM:
-		return ReadRPM(root)
+		return readRPM(r)
 	case APK:
-		return ReadAPK(root)
+		return readAPK(r)
 	default:
-		return ReadPacman(root)
+		return readPacman(r)
 	}
+}
+
+// inRoot opens root and calls read with it: the exported per-manager readers.
+func inRoot(root string, read func(*rootfs.Root) (*DB, error)) (*DB, error) {
+	r, err := rootfs.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("reading packages: %w", err)
+	}
+	defer r.Close()
+	return read(r)
 }
 
 // sortPackages orders packages by name, then arch, then version.
@@ -257,16 +285,6 @@ func sortPackages(pkgs []Package) {
 		}
 		return a.Version < b.Version
 	})
-}
-
-func isFile(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
-}
-
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
 }
 
 func boolPtr(b bool) *bool { return &b }

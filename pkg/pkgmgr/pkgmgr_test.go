@@ -207,3 +207,10 @@ func TestHealthy(t *testing.T) {
 		}
 	}
 }
+
+// isFile reports whether the host path p is a regular file (tests reading the host's own
+// database).
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}

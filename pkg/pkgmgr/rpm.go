@@ -9,9 +9,12 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 
 	// The pure-Go SQLite driver: it registers "sqlite", the name go-rpmdb
 	// uses too, and needs no cgo.
@@ -29,17 +32,17 @@ var rpmDBDirs = []string{"usr/lib/sysimage/rpm", "var/lib/rpm"}
 // 4.16+), NDB (SUSE), Berkeley DB (older).
 var rpmDBFiles = []string{"rpmdb.sqlite", "Packages.db", "Packages"}
 
-// findRPMDB returns the path of the rpmdb under root.
-func findRPMDB(root string) (string, error) {
+// findRPMDB returns the name of the rpmdb in the root.
+func findRPMDB(r *rootfs.Root) (string, error) {
 	for _, dir := range rpmDBDirs {
 		for _, name := range rpmDBFiles {
-			p := filepath.Join(root, dir, name)
-			if isFile(p) {
+			p := path.Join(dir, name)
+			if r.IsFile(p) {
 				return p, nil
 			}
 		}
 	}
-	return "", fmt.Errorf("finding rpmdb under %s: %w", root, ErrNoDatabase)
+	return "", fmt.Errorf("finding rpmdb under %s: %w", r.Dir(), ErrNoDatabase)
 }
 
 // ReadRPM reads the rpmdb under root, whichever its backend. Auto is nil:
@@ -49,14 +52,24 @@ func findRPMDB(root string) (string, error) {
 // without rpmlib(...) requires, which rpm itself satisfies. File requires
 // ("/bin/sh") are kept: each package owning a required path gets it as a
 // Provides, so every edge resolves by name as rpm resolves it by file list.
-func ReadRPM(root string) (*DB, error) {
-	path, err := findRPMDB(root)
+//
+// The database is found and opened inside root (see hostPath for how the
+// backends, which open files by name, are given it).
+func ReadRPM(root string) (*DB, error) { return inRoot(root, readRPM) }
+
+func readRPM(r *rootfs.Root) (*DB, error) {
+	name, err := findRPMDB(r)
 	if err != nil {
 		return nil, fmt.Errorf("reading rpmdb: %w", err)
 	}
-	pkgs, err := readRPMDB(path)
+	file, done, err := hostPath(r, name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading rpmdb: %w", err)
+	}
+	defer done()
+	pkgs, err := readRPMDB(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading rpmdb /%s: %w", name, errors.Unwrap(err))
 	}
 	return &DB{Manager: RPM, Packages: pkgs}, nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vm2image/vm2image/internal/testenv"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 )
 
 // sharedRPMDBs are the real rpmdbs in the shared testdata, one per backend,
@@ -311,6 +313,27 @@ func TestReadRPMWAL(t *testing.T) {
 	if len(pkgs) != 1 || pkgs[0].Name != "walpkg" {
 		t.Errorf("read %+v, want walpkg from the WAL", pkgs)
 	}
+	// Read from a root, the database and its WAL are copied to a private directory first.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "var/lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir, filepath.Join(root, "var/lib/rpm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadRPM(root); !errors.Is(err, ErrNoDatabase) {
+		t.Errorf("ReadRPM through a link to a host directory: %v, want ErrNoDatabase", err)
+	}
+	if err := os.Remove(filepath.Join(root, "var/lib/rpm")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir, filepath.Join(root, "var/lib/rpm")); err != nil {
+		t.Fatal(err)
+	}
+	db, err := ReadRPM(root)
+	if err != nil || len(db.Packages) != 1 || db.Packages[0].Name != "walpkg" {
+		t.Errorf("ReadRPM from a root: %+v, %v; want walpkg from the WAL", db, err)
+	}
 }
 
 func TestFindRPMDB(t *testing.T) {
@@ -321,13 +344,18 @@ func TestFindRPMDB(t *testing.T) {
 		"usr/lib/sysimage/rpm/Packages.db":     "newest location",
 		"usr/lib/sysimage/rpm/unrelated-index": "",
 	})
-	got, err := findRPMDB(root)
-	if want := filepath.Join(root, "usr/lib/sysimage/rpm/Packages.db"); err != nil || got != want {
+	r, err := rootfs.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := findRPMDB(r)
+	if want := "usr/lib/sysimage/rpm/Packages.db"; err != nil || got != want {
 		t.Errorf("findRPMDB = %q, %v; want %q", got, err, want)
 	}
 	os.RemoveAll(filepath.Join(root, "usr"))
-	got, err = findRPMDB(root)
-	if want := filepath.Join(root, "var/lib/rpm/rpmdb.sqlite"); err != nil || got != want {
+	got, err = findRPMDB(r)
+	if want := "var/lib/rpm/rpmdb.sqlite"; err != nil || got != want {
 		t.Errorf("findRPMDB = %q, %v; want %q", got, err, want)
 	}
 	if _, err := ReadRPM(t.TempDir()); !errors.Is(err, ErrNoDatabase) {

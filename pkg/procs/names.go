@@ -3,9 +3,10 @@ package procs
 import (
 	"bufio"
 	"io"
-	"os"
 	"strconv"
 	"strings"
+
+	"github.com/vm2image/vm2image/internal/rootfs"
 )
 
 // idNames maps numeric ids to the names of the served root's own
@@ -20,16 +21,19 @@ func (m idNames) name(id int) string {
 	return strconv.Itoa(id)
 }
 
+// maxIDFile bounds /etc/passwd and /etc/group (directory-synced ones can be large).
+const maxIDFile = 16 << 20
+
 // readIDNames reads name:x:id:... lines of rel (such as "etc/passwd")
-// inside root. Symlinks may not leave root. A missing or unreadable file
-// gives an empty map: names then fall back to numbers.
+// inside root, symlinks resolved as in a chroot, under maxIDFile. A missing
+// or unreadable file gives an empty map: names then fall back to numbers.
 func readIDNames(root, rel string) idNames {
-	r, err := os.OpenRoot(root)
+	r, err := rootfs.Open(root)
 	if err != nil {
 		return idNames{}
 	}
 	defer r.Close()
-	f, err := r.Open(rel)
+	f, err := r.OpenBounded(rel, maxIDFile)
 	if err != nil {
 		return idNames{}
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+	"github.com/vm2image/vm2image/internal/ctxio"
+	"github.com/vm2image/vm2image/internal/workdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,30 +25,41 @@ import (
 var ErrUnsafeEntry = errors.New("unsafe tar entry")
 
 // OpenTar unpacks a root-filesystem archive (plain, gzip or zstd) into a private directory
-// under opts.WorkDir and serves it with the agent's code. The directory is removed on Close.
+// under opts.WorkDir and serves it with the agent's code. The directory (0700, holding the
+// unpacked root) is removed on Close and on every error; one left by a run that was killed is
+// removed by the next OpenTar in the same parent directory.
 func OpenTar(ctx context.Context, file, name string, opts Options) (Source, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("opening source %s: %w", name, err)
 	}
 	defer f.Close()
-	dir, err := os.MkdirTemp(opts.WorkDir, "vm2image-tar-")
+	// A read blocked on a slow archive (a pipe, a network filesystem) ends when ctx does.
+	defer context.AfterFunc(ctx, func() { f.Close() })()
+	td, err := workdir.New(opts.WorkDir, "vm2image-tar-")
 	if err != nil {
 		return nil, fmt.Errorf("opening source %s: %w", name, err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
+	root := filepath.Join(td.Path(), "root")
+	err = os.Mkdir(root, 0o700)
+	if err == nil {
+		err = Unpack(ctx, f, root, opts.Logf)
+		if err != nil && ctx.Err() != nil {
+			err = ctx.Err() // the archive was closed under the read
+		}
+		if err != nil {
+			err = fmt.Errorf("unpacking %s: %w", name, err)
+		}
 	}
-	if err := Unpack(ctx, f, dir, opts.Logf); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("unpacking %s: %w", name, err)
+	var src Source
+	if err == nil {
+		src, err = OpenDir(root, name)
 	}
-	src, err := OpenDir(dir, name)
 	if err != nil {
-		os.RemoveAll(dir)
+		td.Remove()
 		return nil, err
 	}
-	src.(*local).cleanup = func() error { return os.RemoveAll(dir) }
+	src.(*local).cleanup = td.Remove
 	return src, nil
 }
 
@@ -85,7 +98,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, logf func(string, ...a
 		return err
 	}
 	defer root.Close()
-	u := unpacker{root: root, logf: logf, privileged: os.Geteuid() == 0}
+	u := unpacker{ctx: ctx, root: root, logf: logf, privileged: os.Geteuid() == 0}
 	tr := tar.NewReader(plain)
 	var dirs []*tar.Header
 	for {
@@ -144,6 +157,7 @@ func SafeName(name string) (string, error) {
 }
 
 type unpacker struct {
+	ctx        context.Context
 	root       *os.Root
 	logf       func(string, ...any)
 	privileged bool
@@ -196,7 +210,7 @@ func (u *unpacker) file(name string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, r)
+	_, err = ctxio.Copy(u.ctx, f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

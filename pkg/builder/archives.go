@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/filecopy"
+	"github.com/vm2image/vm2image/internal/rootfs"
 	"github.com/vm2image/vm2image/pkg/cache"
 )
 
@@ -121,7 +122,8 @@ func copyDebs(from, to string) error {
 
 // userID returns the uid of name in the root's /etc/passwd, or -1.
 func userID(root, name string) int {
-	b, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	// The base's passwd: read through its root (never a link out of it), bounded.
+	b, err := rootfs.ReadFile(root, "etc/passwd", 16<<20)
 	if err != nil {
 		return -1
 	}

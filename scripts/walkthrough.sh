@@ -44,9 +44,11 @@ fixture_mkroot "$work"
 fixture_base_image "$work"
 
 bg=""
+bg_container=""
 cleanup() {
 	local rc=$?
 	[ -n "$bg" ] && kill "$bg" 2>/dev/null
+	[ -n "$bg_container" ] && docker rm -f "$bg_container" >/dev/null 2>&1
 	docker rm -f myvm >/dev/null 2>&1 || true
 	docker rmi myvm:latest myvm:rebuilt >/dev/null 2>&1 || true
 	rm -f /tmp/vm2image-tunnel
@@ -164,7 +166,15 @@ vm_page=$(curl -fsS "http://127.0.0.1:$nginx_port/")
 ct_page=$(curl -fsS --retry 10 --retry-connrefused --retry-delay 1 "http://$ip:$nginx_port/") || fail "nginx does not answer in the container: $(docker logs myvm 2>&1 | tail -5)"
 [ "$vm_page" = "$ct_page" ] || fail "the container's nginx answers '$ct_page', the VM's '$vm_page'"
 say "nginx answers from the container with the VM's page: $ct_page"
-docker image inspect myvm:rebuilt >/dev/null || fail "docker build of vm.tar.context made no image"
+# The image docker build made from vm.tar.context serves the same page.
+rebuilt=$(docker run -d myvm:rebuilt)
+bg_container=$rebuilt
+rip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$rebuilt")
+rb_page=$(curl -fsS --retry 10 --retry-connrefused --retry-delay 1 "http://$rip:$nginx_port/") || fail "nginx does not answer in the rebuilt image: $(docker logs "$rebuilt" 2>&1 | tail -5)"
+[ "$rb_page" = "$vm_page" ] || fail "the rebuilt image's nginx answers '$rb_page', the VM's '$vm_page'"
+docker rm -f "$rebuilt" >/dev/null
+bg_container=""
+say "nginx answers from the image rebuilt with docker build from vm.tar.context too"
 grep -Eq 'proto: 127\.0\.0\.1:[0-9]+: accepted connection$' "$log" || fail "the agent logged no accepted connection with the peer's address"
 if grep -Eq 'trusted\.gpg|preferences|warning: token file' "$log"; then
 	fail "the agent logged missing optional files or a token warning: $(grep -E 'trusted\.gpg|preferences|warning' "$log")"

@@ -35,10 +35,10 @@ the converter, or a firewall rule that admits only the converter. Each accepted 
 connection is logged on stderr with the peer's address (--quiet: not).`
 
 const examples = `  # token made on the converter and copied here (umask 077: readable by root only)
-  vm2image-agent --token-file /root/token --listen 127.0.0.1:49153
+  vm2image-agent --token-file /run/vm2image/token --listen 127.0.0.1:49153
 
   # outliving the SSH session, stopped with: systemctl stop vm2image-agent
-  systemd-run --unit vm2image-agent /usr/local/bin/vm2image-agent --token-file /root/token
+  systemd-run --unit vm2image-agent /usr/local/bin/vm2image-agent --token-file /run/vm2image/token
 
   # a generated token, printed on the third line
   vm2image-agent --listen 10.0.0.5:49153`

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -70,3 +72,17 @@ func TestHostAloneNamesThePort(t *testing.T) {
 }
 
 const strongTestToken = "k7Q2-vX9p_Lm4Rt8Zw3Ny6Bc1Hf5Jd0Gs"
+
+// TestVersionFlag: --version prints the line the version command prints, as the agent does.
+func TestVersionFlag(t *testing.T) {
+	var a, b, stderr bytes.Buffer
+	if code := execute(context.Background(), []string{"--version"}, &a, &stderr); code != 0 {
+		t.Fatalf("--version: exit %d, %q", code, stderr.String())
+	}
+	if code := execute(context.Background(), []string{"version"}, &b, &stderr); code != 0 {
+		t.Fatalf("version: exit %d, %q", code, stderr.String())
+	}
+	if a.String() != b.String() || !strings.HasPrefix(a.String(), "vm2image ") || strings.Count(a.String(), "\n") != 1 {
+		t.Errorf("--version %q, version %q: want the same one line", a.String(), b.String())
+	}
+}

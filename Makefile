@@ -31,9 +31,11 @@ setup:
 fresh-check: setup
 	./scripts/fresh-check.sh
 
-# Every test: unit and integration (root, debootstrap, Docker engine), then a short fuzz run.
+# Every test: unit and integration (root, debootstrap, Docker engine), the README's first hour
+# played on a fixture VM (scripts/walkthrough.sh), then a short fuzz run.
 test: setup fresh-check build lint
 	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./...
+	./scripts/walkthrough.sh
 	./scripts/fuzz.sh $(FUZZTIME)
 
 unit:

@@ -11,31 +11,19 @@ work=${VM2IMAGE_DEMO_DIR:-/var/tmp/vm2image-demo}
 rm -rf "$work/vm"
 mkdir -p "$work/vm"
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/token"
-go build -o "$work/mkroot" ./internal/testenv/mkroot
-
-# No Docker Hub here: the base image is a debootstrap minbase bookworm imported into the engine
-# as debian:bookworm, which is what `--base auto` picks for a Debian 12 VM (engine first).
-if ! docker image inspect debian:bookworm >/dev/null 2>&1; then
-	echo "demo: making the base image debian:bookworm (debootstrap minbase, cached)"
-	base=$("$work/mkroot" base)
-	tar -C "$base" --numeric-owner --xattrs -cf - . | docker import - debian:bookworm >/dev/null
-fi
+. scripts/lib/fixture.sh
+fixture_mkroot "$work"
+fixture_base_image "$work"
 
 echo "demo: booting the demo VM (debootstrap bookworm + nginx + an app service; cached after the first run)"
-"$work/mkroot" boot "$work/vm" "$PWD/bin/vm2image-agent" "$work/token" 127.0.0.1:0 > "$work/boot.out" 2> "$work/boot.log" &
-boot=$!
 cid=""
 cleanup() {
 	[ -n "$cid" ] && docker rm -f "$cid" >/dev/null 2>&1
-	kill $boot 2>/dev/null; wait $boot 2>/dev/null || true
+	fixture_stop
 }
 trap cleanup EXIT
-for _ in $(seq 1 900); do
-	[ -s "$work/boot.out" ] && break
-	kill -0 $boot 2>/dev/null || { cat "$work/boot.log" >&2; exit 1; }
-	sleep 0.2
-done
-read -r _ addr _ nginx_port _ app_port _ fingerprint < "$work/boot.out"
+fixture_boot "$work" "$work/vm" "$PWD/bin/vm2image-agent" "$work/token" 127.0.0.1:0
+read -r _ addr _ nginx_port _ app_port _ fingerprint <<< "$FIXTURE_LINE"
 echo "demo: VM up: agent on $addr, nginx on port $nginx_port, app service on 127.0.0.1:$app_port"
 echo
 echo "\$ vm2image inspect $addr --token-file $work/token --fingerprint $fingerprint"

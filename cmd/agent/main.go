@@ -12,9 +12,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"os"
@@ -36,30 +36,9 @@ type options struct {
 }
 
 func main() {
-	var o options
-	fs := flag.NewFlagSet("vm2image-agent", flag.ContinueOnError)
-	fs.StringVar(&o.listen, "listen", "0.0.0.0:49153", "address to listen on (port 0 picks a free port)")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the shared token, at least 128 bits (make one with: head -c 32 /dev/urandom | base64); absent: generate one and print it")
-	fs.StringVar(&o.root, "root", "/", "serve this directory as if it were /")
-	fs.Int64Var(&o.maxRate, "max-rate", 0, "limit streamed data to this many bytes per second (0: no limit)")
-	fs.IntVar(&o.maxConns, "max-conns", 16, "concurrent connections")
-	fs.DurationVar(&o.idle, "idle-timeout", 10*time.Minute, "close connections idle for this long")
-	fs.BoolVar(&o.quiet, "quiet", false, "do not log per-connection events")
-	fs.BoolVar(&o.plaintext, "insecure-plaintext", false, "serve plain TCP without TLS: anyone on the path reads the VM's files and can take over the session (the converter needs --insecure-plaintext too)")
-	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		os.Exit(2)
-	}
-	if *version {
-		fmt.Println("vm2image-agent", agent.Version)
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, os.Stdout); err != nil {
-		log.SetFlags(0)
-		log.Fatalf("vm2image-agent: %v", err)
-	}
+	os.Exit(execute(ctx, os.Args[1:], os.Stdout, os.Stderr, run))
 }
 
 func run(ctx context.Context, o options, stdout io.Writer) error {
@@ -68,6 +47,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	logger := log.New(os.Stderr, "vm2image-agent: ", log.LstdFlags)
+	if warn := tokenFileWarning(o.tokenFile); warn != "" {
+		logger.Print(warn)
+	}
 	logf := logger.Printf
 	if o.quiet {
 		logf = func(string, ...any) {}
@@ -114,4 +96,18 @@ func loadToken(file string) (token []byte, generated bool, err error) {
 	}
 	token, err = proto.NewToken()
 	return token, true, err
+}
+
+// tokenFileWarning says when the token file can be read by users other than its owner: any of
+// them can then talk to the agent and read the whole VM.
+func tokenFileWarning(file string) string {
+	if file == "" {
+		return ""
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm()&0o044 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("warning: token file %s is readable by group or others (mode %04o): anyone who reads it can read this VM; chmod 600 %s",
+		file, fi.Mode().Perm()&fs.ModePerm, file)
 }

@@ -10,7 +10,10 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/internal/suggest"
 	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/source"
 )
 
 // usageError is a mistake on the command line: exit code 2 in every command.
@@ -49,6 +52,9 @@ func usageArgs(cmd *cobra.Command) {
 		}
 	}
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if hint := suggest.Flag(c.Flags(), err); hint != "" {
+			err = fmt.Errorf("%w; %s", err, hint)
+		}
 		return usage(fmt.Errorf("%s%w (see '%s --help')", subPath(c), err, c.CommandPath()))
 	})
 	for _, sub := range cmd.Commands() {
@@ -89,9 +95,9 @@ func checkSourceSpec(spec string) error {
 			return nil
 		}
 	}
-	hostPort := strings.TrimPrefix(spec, "agent://")
+	hostPort := strings.TrimPrefix(source.WithDefaultPort(spec), "agent://")
 	if _, _, err := net.SplitHostPort(hostPort); err != nil {
-		return usage(fmt.Errorf("unknown source %q: want HOST:PORT, agent://HOST:PORT, dir:PATH or tar:PATH", spec))
+		return usage(fmt.Errorf("unknown source %q: want HOST[:PORT] (default port %d), agent://HOST[:PORT], dir:PATH or tar:PATH", spec, proto.DefaultPort))
 	}
 	return nil
 }

@@ -100,7 +100,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"convert", a, "-o", out, "--transfer", "bogus"}, 2, `unknown --transfer "bogus"`},
 		{[]string{"convert", a, "-o", out, "--wire-compression", "bogus"}, 2, `unknown --wire-compression "bogus"`},
 		{[]string{"convert", a, "--load", "--format", "oci"}, 2, "--format oci needs -o"},
-		{[]string{"convert", "nohost", "-o", out}, 2, `unknown source "nohost"`},
+		{[]string{"convert", "no/host", "-o", out}, 2, `unknown source "no/host"`},
 		{[]string{"convert", a, "-o", filepath.Join(dir, "missing", "img.tar")}, 1, "missing does not exist"},
 		{[]string{"convert", a, "-o", out, "--report", "/nonexistent/r.json"}, 1, "/nonexistent does not exist"},
 		{[]string{"convert", a, "-o", existing}, 1, "give --force"},
@@ -111,7 +111,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"diff", a, a, "--strategy", "bogus"}, 2, `unknown --strategy "bogus"`},
 		{[]string{"diff", a}, 2, "accepts 2 arg(s)"},
 		{[]string{"inspect", a, "--wire-compression", "bogus"}, 2, "--wire-compression"},
-		{[]string{"inspect", "foo"}, 2, `unknown source "foo"`},
+		{[]string{"inspect", "foo/bar"}, 2, `unknown source "foo/bar"`},
 		{[]string{"cache", "ls", "extra"}, 2, "unknown command"},
 		{[]string{"cache", "prune", "--older-than", "soon", "--cache-dir", dir}, 1, "--older-than"},
 	} {

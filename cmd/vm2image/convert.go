@@ -23,6 +23,7 @@ type convertOptions struct {
 	configFile, report, cacheDir                                                string
 	load, noPackages, insecure, keepServiceEnv, force, noContext, contextLayers bool
 	excludes                                                                    []string
+	compressionSet                                                              bool // --compression given: it wins over --config's
 }
 
 func newConvertCmd() *cobra.Command {
@@ -53,6 +54,7 @@ whether a file changed (an mtime-only difference is no change).`,
   vm2image convert 10.0.0.5:49153 --token-file token --push registry.local:5000/web:1`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.compressionSet = cmd.Flags().Changed("compression")
 			return runConvert(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -172,6 +174,10 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	if o.configFile != "" {
 		if opts.Config, err = image.LoadConfig(o.configFile); err != nil {
 			return opts, err
+		}
+		opts.Excludes = append(append([]string(nil), opts.Config.Excludes...), opts.Excludes...)
+		if c := opts.Config.Compression; c != "" && !o.compressionSet {
+			opts.Compression = c
 		}
 	}
 	return opts, nil

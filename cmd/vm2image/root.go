@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/vm2image/vm2image/internal/workdir"
+	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -17,11 +18,13 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "vm2image",
 		Short:         "Turn a live Linux VM into a small, layered, runnable Docker/OCI image",
+		Version:       agent.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
 		RunE:          rootRun,
 	}
+	root.SetVersionTemplate(versionLine() + "\n")
 	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVerifyCmd(), newVersionCmd(), newExperimentCmd())
 	usageArgs(root)
 	return root

@@ -16,9 +16,13 @@ func newVersionCmd() *cobra.Command {
 		Example: "  vm2image version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "vm2image %s (protocol %d, %s %s/%s)\n",
-				agent.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is what the version command and --version print (vm2image-agent's alike).
+func versionLine() string {
+	return fmt.Sprintf("vm2image %s (protocol %d, %s %s/%s)", agent.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -84,7 +84,8 @@ func StartWebVM(t testing.TB) *VM {
 }
 
 // BootWebVM starts the WebVM services and the agent (listening on agentAddr) in root, a writable
-// copy or overlay of the WebVM recipe's root. The caller stops the VM with Stop, also on error.
+// copy or overlay of the WebVM recipe's root; with agentBin "", no agent (start one inside with
+// nsenter into InitPID's namespaces). The caller stops the VM with Stop, also on error.
 func BootWebVM(root, agentBin string, token []byte, agentAddr string, stderr io.Writer) (*VM, error) {
 	vm := &VM{Root: root, Token: token, Ports: map[string]int{}}
 	for _, name := range []string{"nginx", "app"} {
@@ -104,10 +105,14 @@ func BootWebVM(root, agentBin string, token []byte, agentAddr string, stderr io.
 	if err := os.WriteFile(site, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
+	last := fmt.Sprintf("exec /run/vm2image-agent --listen %s --token-file /run/vm2image-token --quiet", agentAddr)
+	if agentBin == "" { // no agent: the VM idles until stopped, and someone starts one inside
+		last, agentBin = "exec sleep infinity", "/dev/null"
+	}
 	inside := fmt.Sprintf(`mount -t sysfs sysfs /sys 2>/dev/null || true
 /usr/sbin/nginx
 setpriv --reuid=app --regid=app --init-groups busybox httpd -p 127.0.0.1:%d -h /srv/app/public
-exec /run/vm2image-agent --listen %s --token-file /run/vm2image-token --quiet`, vm.Ports["app"], agentAddr)
+%s`, vm.Ports["app"], last)
 	outside := `set -e
 mount -t tmpfs -o mode=755 tmpfs "$VMROOT/run"
 mount -t tmpfs -o mode=755 tmpfs "$VMROOT/dev"
@@ -131,7 +136,9 @@ exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh
 		return nil, err
 	}
 	vm.cmd = cmd
-	if vm.Addr, vm.Fingerprint, err = readListening(stdout, 30*time.Second); err != nil {
+	if last == "exec sleep infinity" {
+		go io.Copy(io.Discard, stdout)
+	} else if vm.Addr, vm.Fingerprint, err = readListening(stdout, 30*time.Second); err != nil {
 		return vm, err
 	}
 	for name, port := range vm.Ports {
@@ -140,6 +147,22 @@ exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh
 		}
 	}
 	return vm, nil
+}
+
+// InitPID returns the host's PID of the VM's first process (pid 1 in its namespace), for
+// nsenter; 0 when it cannot be found.
+func (vm *VM) InitPID() int {
+	if vm.cmd == nil || vm.cmd.Process == nil {
+		return 0
+	}
+	pid := vm.cmd.Process.Pid
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	var child int
+	fmt.Sscan(string(b), &child)
+	return child
 }
 
 // Stop kills the VM: unshare dies, its child (the VM's init) gets SIGKILL through

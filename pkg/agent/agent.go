@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"sync"
 
@@ -79,6 +81,10 @@ type problems struct {
 	list  []Problem
 	count int
 	logf  func(string, ...any)
+	// quietMissing keeps named paths the VM lacks out of the log (still in the list): a files
+	// request asks for optional paths too (etc/apt/trusted.gpg, preferences), and their absence
+	// is an answer, not an error.
+	quietMissing bool
 }
 
 const maxProblems = 500
@@ -89,6 +95,9 @@ func (p *problems) add(path string, err error) error {
 	p.count++
 	if len(p.list) < maxProblems {
 		p.list = append(p.list, Problem{Path: path, Err: err.Error()})
+	}
+	if p.quietMissing && errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
 	p.logf("%s: %v", path, err)
 	return nil
@@ -152,6 +161,7 @@ func (a *Agent) Filesystem(ctx context.Context, args TreeArgs, w io.Writer) (Tre
 // Files writes a tar stream of the named paths to w.
 func (a *Agent) Files(ctx context.Context, args TreeArgs, w io.Writer) (TreeResult, error) {
 	p := a.newProblems()
+	p.quietMissing = true
 	st, err := fswalk.WriteFiles(ctx, w, a.opts.Root, args.Paths, a.walkOptions(args, p), args.Recursive)
 	return p.result(st), err
 }

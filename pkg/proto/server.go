@@ -15,6 +15,9 @@ import (
 
 // Server defaults.
 const (
+	// DefaultPort is the agent's port: it listens there unless told otherwise, and a source
+	// given as HOST alone means HOST:DefaultPort.
+	DefaultPort        = 49153
 	DefaultMaxConns    = 16
 	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultPreAuthTimeout bounds a connection's TLS handshake and token proofs together.
@@ -196,6 +199,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		return err
 	}
 	defer release()
+	s.opts.Logf("proto: %s: accepted connection", peer)
 	sc := &serverConn{s: s, c: conn, peer: peer}
 	return sc.serve(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/vm2image/vm2image/pkg/agent"
@@ -12,6 +13,7 @@ import (
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/proto"
 )
 
 // Source is a VM to read from.
@@ -60,8 +62,10 @@ type Options struct {
 	Logf    func(format string, args ...any)
 }
 
-// Open parses spec and opens the source: "HOST:PORT", "agent://HOST:PORT", "dir:PATH", "tar:PATH".
+// Open parses spec and opens the source: "HOST:PORT", "agent://HOST:PORT", "dir:PATH", "tar:PATH";
+// HOST alone (and agent://HOST) means the agent's default port (WithDefaultPort).
 func Open(ctx context.Context, spec string, opts Options) (Source, error) {
+	spec = WithDefaultPort(spec)
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
@@ -76,5 +80,42 @@ func Open(ctx context.Context, spec string, opts Options) (Source, error) {
 	if _, _, err := net.SplitHostPort(spec); err == nil {
 		return Dial(ctx, spec, spec, opts)
 	}
-	return nil, fmt.Errorf("unknown source %q: want HOST:PORT, agent://HOST:PORT, dir:PATH or tar:PATH", spec)
+	return nil, fmt.Errorf("unknown source %q: want HOST[:PORT], agent://HOST:PORT, dir:PATH or tar:PATH", spec)
+}
+
+// WithDefaultPort returns spec with the agent's default port (proto.DefaultPort) added when it
+// names a host alone: an IP address ("10.0.0.5", "::1", "[::1]") or a host name ("vm",
+// "vm.example.org"), bare or after agent://. Anything else is returned unchanged.
+func WithDefaultPort(spec string) string {
+	prefix := ""
+	host := spec
+	if h, ok := strings.CutPrefix(spec, "agent://"); ok {
+		prefix, host = "agent://", h
+	}
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	if net.ParseIP(host) == nil && !isHostName(host) {
+		return spec
+	}
+	return prefix + net.JoinHostPort(host, strconv.Itoa(proto.DefaultPort))
+}
+
+// isHostName reports whether s is a DNS host name: dot-separated labels of letters, digits,
+// hyphens and underscores, none empty or starting with a hyphen.
+func isHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -299,3 +299,32 @@ func TestRemoteNonUTF8Paths(t *testing.T) {
 		}
 	}
 }
+
+func TestWithDefaultPort(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.0.0.5", "10.0.0.5:49153"},
+		{"vm", "vm:49153"},
+		{"vm.example.org", "vm.example.org:49153"},
+		{"web_1.lan.", "web_1.lan.:49153"},
+		{"::1", "[::1]:49153"},
+		{"[::1]", "[::1]:49153"},
+		{"agent://10.0.0.5", "agent://10.0.0.5:49153"},
+		{"agent://vm", "agent://vm:49153"},
+		// unchanged: a port given, other forms, what is no host name
+		{"10.0.0.5:1234", "10.0.0.5:1234"},
+		{"[::1]:1234", "[::1]:1234"},
+		{"agent://vm:1", "agent://vm:1"},
+		{"dir:/srv/root", "dir:/srv/root"},
+		{"tar:vm.tar", "tar:vm.tar"},
+		{"./root", "./root"},
+		{"/srv/root", "/srv/root"},
+		{"-vm", "-vm"},
+		{"a..b", "a..b"},
+		{"", ""},
+		{"host name", "host name"},
+	} {
+		if got := source.WithDefaultPort(tc.in); got != tc.want {
+			t.Errorf("WithDefaultPort(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@
 //
 //	go run ./internal/testenv/mkroot [web|base]
 //	go run ./internal/testenv/mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR
+//	go run ./internal/testenv/mkroot boot DIR - - -     (no agent: prints "vm PID nginx N app M")
 package main
 
 import (
@@ -49,8 +50,10 @@ func boot(dir, agentBin, tokenFile, addr string) {
 			log.Fatalf("copying the fixture root: %v %s", err, out)
 		}
 	}
-	tok, err := os.ReadFile(tokenFile)
-	if err != nil {
+	var tok []byte
+	if agentBin == "-" {
+		agentBin = ""
+	} else if tok, err = os.ReadFile(tokenFile); err != nil {
 		log.Fatal(err)
 	}
 	vm, err := testenv.BootWebVM(dir, agentBin, []byte(strings.TrimSpace(string(tok))), addr, os.Stderr)
@@ -61,7 +64,11 @@ func boot(dir, agentBin, tokenFile, addr string) {
 		log.Print(err)
 		return
 	}
-	fmt.Printf("agent %s nginx %d app %d fingerprint %s\n", vm.Addr, vm.Ports["nginx"], vm.Ports["app"], vm.Fingerprint)
+	if agentBin == "" {
+		fmt.Printf("vm %d nginx %d app %d\n", vm.InitPID(), vm.Ports["nginx"], vm.Ports["app"])
+	} else {
+		fmt.Printf("agent %s nginx %d app %d fingerprint %s\n", vm.Addr, vm.Ports["nginx"], vm.Ports["app"], vm.Fingerprint)
+	}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	<-ch

@@ -19,6 +19,8 @@ type convertOptions struct {
 	configFile, report, cacheDir                                              string
 	load, noPackages, insecure                                                bool
 	excludes                                                                  []string
+	services, skipServices, mainServices                                      []string
+	stopOnFailure, requireServices                                            bool
 }
 
 func newConvertCmd() *cobra.Command {
@@ -59,6 +61,11 @@ Dockerfile, services.yaml and compose.yaml. Outputs are written atomically.`,
 	f.StringVar(&o.configFile, "config", "", "YAML config file (base image table, ...)")
 	f.StringVar(&o.report, "report", "", "write the conversion report (JSON) here")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "packages layer cache (default /var/cache/vm2image/layers)")
+	f.StringArrayVar(&o.services, "service", nil, "keep a service left out by default (sshd, cron, ...) or add an enabled unit (repeatable)")
+	f.StringArrayVar(&o.skipServices, "skip-service", nil, "leave a service out (name, unit or program; repeatable)")
+	f.StringArrayVar(&o.mainServices, "main-service", nil, "the container ends when this service ends (repeatable)")
+	f.BoolVar(&o.stopOnFailure, "stop-on-failure", false, "stop every service when one fails for good (default: the others keep running)")
+	f.BoolVar(&o.requireServices, "require-services", false, "fail when no service to start is found")
 	return cmd
 }
 
@@ -72,7 +79,9 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		Push: o.push, Insecure: o.insecure, Base: o.base, NoPackages: o.noPackages, Builder: o.builder,
 		Strategy: diff.Strategy(o.strategy), Transfer: o.transfer, Excludes: o.excludes,
 		Compression: image.Compression(o.compression), WorkDir: o.workDir, CacheDir: o.cacheDir,
-		Progress: newProgress(stderr),
+		Progress: newProgress(stderr), IncludeServices: o.services, SkipServices: o.skipServices,
+		MainServices: o.mainServices, StopOnFailure: o.stopOnFailure, RequireServices: o.requireServices,
+		Warnf: func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) },
 	}
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
@@ -124,9 +133,24 @@ func printSummary(w io.Writer, r *convert.Report) {
 		fmt.Fprintf(w, "  diff layer:          %s uncompressed\n", mb(r.DiffLayer.Bytes))
 	}
 	fmt.Fprintf(w, "  transferred:         %s over the wire (%s mode)\n", mb(r.BytesTransferred), r.Transfer)
-	fmt.Fprintf(w, "  services:            %s (ports %s)\n", strings.Join(r.Services, ", "), strings.Join(r.Ports, ", "))
+	fmt.Fprintf(w, "  services:            %s (ports %s)\n", serviceList(r.ServiceSources), strings.Join(r.Ports, ", "))
+	for _, s := range r.SkippedServices {
+		fmt.Fprintf(w, "  skipped service:     %s: %s\n", s.Name, s.Reason)
+	}
 	fmt.Fprintf(w, "  image:               %s %s, %s compressed in %d layers\n", r.Image.Tag, r.Image.Digest, mb(r.Image.Bytes), len(r.Image.Layers))
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "  %-9s %6.2fs\n", p.Name, p.Seconds)
 	}
+}
+
+// serviceList names each service with where its description came from: "nginx (unit)".
+func serviceList(ss []convert.ServiceSource) string {
+	if len(ss) == 0 {
+		return "NONE"
+	}
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = s.Name + " (" + s.Source + ")"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -62,6 +62,15 @@ type Options struct {
 	Created     time.Time
 	Logf        func(format string, args ...any)
 	Progress    Progress
+
+	// Services: IncludeServices keeps services left out by default or adds enabled units
+	// (--service), SkipServices leaves services out (--skip-service), MainServices end the
+	// container when they end (--main-service), StopOnFailure stops every service when one
+	// fails (--stop-on-failure), RequireServices fails a conversion that finds none.
+	IncludeServices, SkipServices, MainServices []string
+	StopOnFailure, RequireServices              bool
+	// Warnf hears what the user must see even without -v (default: Logf).
+	Warnf func(format string, args ...any)
 }
 
 func (o *Options) applyDefaults() error {
@@ -88,6 +97,9 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
+	}
+	if o.Warnf == nil {
+		o.Warnf = o.Logf
 	}
 	if o.Progress == nil {
 		o.Progress = nopProgress{}

@@ -44,6 +44,10 @@ type Report struct {
 
 	Services []string `json:"services"`
 	Ports    []string `json:"ports,omitempty"`
+	// ServiceSources says, per service, whether its systemd unit or its process described it;
+	// SkippedServices are the VM's services left out, with the reason.
+	ServiceSources  []ServiceSource `json:"service_sources,omitempty"`
+	SkippedServices []ServiceSource `json:"skipped_services,omitempty"`
 
 	Image  ImageReport `json:"image"`
 	Phases []PhaseTime `json:"phases"`
@@ -113,4 +117,12 @@ func (r *Report) setSource(info *agent.Info) {
 	r.OS = info.OS.ID + " " + info.OS.VersionID
 	r.Arch = info.Arch
 	r.AgentVersion = info.AgentVersion
+}
+
+// ServiceSource is one service of the report.
+type ServiceSource struct {
+	Name   string `json:"name"`
+	Source string `json:"source,omitempty"` // unit or process
+	Unit   string `json:"unit,omitempty"`
+	Reason string `json:"reason,omitempty"` // why it was skipped
 }

@@ -241,3 +241,48 @@ func FuzzParseUnit(f *testing.F) {
 		}
 	})
 }
+
+func TestFromUnitsSelection(t *testing.T) {
+	m := unitFS(map[string]string{
+		"/lib/systemd/system/nginx.service":      "[Service]\nType=forking\nExecStart=/usr/sbin/nginx -g 'daemon on; master_process on;'\n",
+		"/lib/systemd/system/ssh.service":        "[Service]\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS\nRuntimeDirectory=sshd\n",
+		"/lib/systemd/system/cron.service":       "[Service]\nExecStart=/usr/sbin/cron -f\n",
+		"/lib/systemd/system/postgresql.service": "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+		"/lib/systemd/system/app.service":        "[Service]\nExecStart=/usr/bin/python3 /opt/app.py\nUser=app\n",
+	}, map[string]string{
+		"/etc/systemd/system/multi-user.target.wants/nginx.service":      "/lib/systemd/system/nginx.service",
+		"/etc/systemd/system/multi-user.target.wants/ssh.service":        "/lib/systemd/system/ssh.service",
+		"/etc/systemd/system/multi-user.target.wants/cron.service":       "/lib/systemd/system/cron.service",
+		"/etc/systemd/system/multi-user.target.wants/postgresql.service": "/lib/systemd/system/postgresql.service",
+		"/etc/systemd/system/multi-user.target.wants/app.service":        "/lib/systemd/system/app.service",
+	})
+	names := func(cfg Config) (run, skipped []string) {
+		for _, s := range cfg.Services {
+			run = append(run, s.Name+"/"+s.Source)
+		}
+		for _, s := range cfg.Skipped {
+			skipped = append(skipped, s.Name)
+		}
+		return
+	}
+	var cfg Config
+	FromUnits(&cfg, m, UnitOptions{NoProcesses: true})
+	run, skipped := names(cfg)
+	if !reflect.DeepEqual(run, []string{"app/unit", "nginx/unit"}) || !reflect.DeepEqual(skipped, []string{"cron", "ssh"}) {
+		t.Errorf("default: run %q skipped %q", run, skipped)
+	}
+	cfg = Config{}
+	FromUnits(&cfg, m, UnitOptions{NoProcesses: true, Include: []string{"sshd"}, Skip: []string{"app"}, CronInUse: true})
+	run, skipped = names(cfg)
+	if !reflect.DeepEqual(run, []string{"cron/unit", "nginx/unit", "ssh/unit"}) || !reflect.DeepEqual(skipped, []string{"app"}) {
+		t.Errorf("with flags: run %q skipped %q", run, skipped)
+	}
+	// A process in a unit is described by the unit; one without stays a process.
+	cfg = Config{Services: []Service{{Name: "app.py", Argv: []string{"python3", "/opt/app.py"}, Unit: "app.service", UID: 1000, User: "app", GID: 1000},
+		{Name: "adhoc", Argv: []string{"/usr/local/bin/adhoc"}}}}
+	FromUnits(&cfg, m, UnitOptions{})
+	run, _ = names(cfg)
+	if !reflect.DeepEqual(run, []string{"adhoc/process", "app.py/unit"}) || cfg.Services[1].UID != 1000 {
+		t.Errorf("processes: %q %+v", run, cfg.Services)
+	}
+}

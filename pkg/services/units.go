@@ -137,7 +137,9 @@ func keys(s Service) []string {
 
 func skipReason(s Service, opts UnitOptions) string {
 	k := keys(s)
-	matches := func(list []string) bool { return slices.ContainsFunc(list, func(n string) bool { return slices.Contains(k, n) }) }
+	matches := func(list []string) bool {
+		return slices.ContainsFunc(list, func(n string) bool { return slices.Contains(k, n) })
+	}
 	if matches(opts.Skip) {
 		return "--skip-service"
 	}

@@ -25,6 +25,9 @@ want eatmydata eatmydata
 want curl curl
 want ip iproute2
 want unshare util-linux
+want qemu-system-x86_64 qemu-system-x86
+want mkfs.ext4 e2fsprogs
+want debugfs e2fsprogs
 # Debian's docker.io provides the engine (dockerd) and the client.
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 

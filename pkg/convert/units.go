@@ -11,6 +11,7 @@ import (
 
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/services"
+	"github.com/vm2image/vm2image/pkg/source"
 )
 
 // Bounds on what unitTree reads from the VM.
@@ -88,4 +89,21 @@ func cronInUse(m *services.MemFS) bool {
 		}
 	}
 	return false
+}
+
+// Services returns the services a conversion of src with opts' service flags would start, and
+// those it would skip (for inspect). It reads the processes without their environments.
+func Services(ctx context.Context, src source.Source, opts Options) (services.Config, error) {
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.Warnf == nil {
+		opts.Warnf = opts.Logf
+	}
+	r := &run{opts: opts, src: src, report: &Report{}}
+	var err error
+	if r.procs, err = src.Processes(ctx, agent.ProcessArgs{}); err != nil {
+		return services.Config{}, fmt.Errorf("listing processes: %w", err)
+	}
+	return r.selectServices(ctx)
 }

@@ -286,3 +286,25 @@ func TestFromUnitsSelection(t *testing.T) {
 		t.Errorf("processes: %q %+v", run, cfg.Services)
 	}
 }
+
+// TestMemFSLinksStayInside is an attack: a VM's unit links to host files and loops; nothing
+// outside the fetched tree is ever read, and loops end with an error.
+func TestMemFSLinksStayInside(t *testing.T) {
+	m := unitFS(nil, map[string]string{
+		"/etc/systemd/system/evil.service":                         "/etc/passwd",
+		"/etc/systemd/system/evil2.service":                        "../../../../../../etc/hostname",
+		"/etc/systemd/system/loop.service":                         "loop2.service",
+		"/etc/systemd/system/loop2.service":                        "loop.service",
+		"/etc/systemd/system/multi-user.target.wants/evil.service": "/etc/systemd/system/evil.service",
+	})
+	for _, n := range []string{"evil.service", "evil2.service", "loop.service"} {
+		if u, err := LoadUnit(m, n); err == nil {
+			t.Errorf("%s loaded from outside the VM's tree: %v", n, u.Files)
+		}
+	}
+	var cfg Config
+	FromUnits(&cfg, m, UnitOptions{NoProcesses: true})
+	if len(cfg.Services) != 0 {
+		t.Errorf("services from dangling links: %+v", cfg.Services)
+	}
+}

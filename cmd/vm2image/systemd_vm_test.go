@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/services"
 	"github.com/vm2image/vm2image/pkg/source"
 )
@@ -31,6 +33,7 @@ func TestSystemdVM(t *testing.T) {
 	tok := filepath.Join(t.TempDir(), "token")
 	writeFile(t, tok, testenv.SystemdVMToken)
 	waitAgent(t, vm.AgentAddr, []byte(testenv.SystemdVMToken), 6*time.Minute)
+	waitListening(t, vm.AgentAddr, []byte(testenv.SystemdVMToken), []int{80, 8000, 5432}, 5*time.Minute)
 	vmNginx := httpGet(t, "http://127.0.0.1:80/")
 	vmApp := httpGet(t, "http://127.0.0.1:8000/")
 
@@ -123,6 +126,31 @@ func waitAgent(t *testing.T, addr string, token []byte, timeout time.Duration) {
 	t.Fatalf("the VM's agent did not answer within %s: %v", timeout, errors.Join(last, ctx.Err()))
 }
 
+// waitListening waits until the VM's processes listen on every port: the agent may answer
+// before the slower services (PostgreSQL under TCG) are up.
+func waitListening(t *testing.T, addr string, token []byte, ports []int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	missing := ports
+	for time.Now().Before(deadline) {
+		src, err := source.Open(t.Context(), addr, sourceToken(token))
+		if err == nil {
+			ps, perr := src.Processes(t.Context(), agent.ProcessArgs{ListeningOnly: true})
+			src.Close()
+			if perr == nil {
+				missing = slices.DeleteFunc(slices.Clone(ports), func(port int) bool {
+					return slices.ContainsFunc(ps, func(p procs.Process) bool { return listensOn(p, port) })
+				})
+				if len(missing) == 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("the VM does not listen on %v within %s", missing, timeout)
+}
+
 // waitPsql asks PostgreSQL in the container for the rows until it answers.
 func waitPsql(t *testing.T, id string) string {
 	t.Helper()
@@ -136,4 +164,8 @@ func waitPsql(t *testing.T, id string) string {
 	}
 	t.Fatalf("psql in the container: %v\n%s", err, out)
 	return ""
+}
+
+func listensOn(p procs.Process, port int) bool {
+	return slices.ContainsFunc(p.Listening, func(s procs.Socket) bool { return s.Port == port })
 }

@@ -47,6 +47,7 @@ dpkg-deb               dpkg
 dpkg-scanpackages      dpkg-dev
 apt-ftparchive         apt-utils
 mkfs.ext4              e2fsprogs
+debugfs                e2fsprogs
 qemu-system-x86_64     qemu-system-x86
 qemu-img               qemu-utils
 '

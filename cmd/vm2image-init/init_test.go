@@ -239,10 +239,11 @@ func TestServicesRunAsTheirUsers(t *testing.T) {
 	}
 }
 
-// TestFailedServiceStopsOthers: a service that exits 3 stops the others; the init exits 3.
+// TestFailedServiceStopsOthers: with stop_on_failure, a service that exits 3 stops the others;
+// the init exits 3.
 func TestFailedServiceStopsOthers(t *testing.T) {
 	t.Parallel()
-	p := startInit(t, services.Config{Services: []services.Service{sh("other", "sleep 1000; true"), sh("fails", "sleep 0.3; exit 3")}})
+	p := startInit(t, services.Config{StopOnFailure: true, Services: []services.Service{sh("other", "sleep 1000; true"), sh("fails", "sleep 0.3; exit 3")}})
 	other := p.servicePID("other")
 	if code := p.wait(5 * time.Second); code != 3 {
 		t.Errorf("exit code %d, want 3", code)

@@ -21,12 +21,55 @@ import (
 // errNotFound marks a program that is not there (exit code 127).
 var errNotFound = errors.New("program not found")
 
-// spawn starts a service's command as its user, in its working directory and environment, in a
-// new process group, and returns its pid. With tty, that group becomes the foreground group of
-// the terminal on stdin (an interactive command: docker run -it IMAGE sh). The caller reaps it.
-func spawn(spec services.Service, tty bool) (int, error) {
-	env := withDefaultPath(spec.Env)
-	argv := spec.Command()
+// spawn runs a service's pre-start commands in order, then starts its command as its user, in
+// its working directory and environment, in a new process group, and returns its pid. With tty,
+// that group becomes the foreground group of the terminal on stdin (an interactive command:
+// docker run -it IMAGE sh). The caller reaps it.
+func spawn(spec services.Service, tty bool, logf func(string, ...any)) (int, error) {
+	env, err := serviceEnv(spec)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range spec.Pre {
+		pid, err := spawnCmd(spec, c.Argv, c.Privileged, env, false)
+		if err != nil {
+			return 0, fmt.Errorf("exec_start_pre %q: %w", c.Argv, err)
+		}
+		code := waitPid(pid)
+		logf("%s: exec_start_pre %q exited with code %d", spec.Name, c.Argv, code)
+		if code != 0 && !c.IgnoreFailure {
+			return 0, fmt.Errorf("%w: exec_start_pre %q exited with code %d", errPreFailed, c.Argv, code)
+		}
+	}
+	return spawnCmd(spec, spec.Command(), spec.Privileged, env, tty)
+}
+
+// errPreFailed marks a pre-start command that failed (the service counts as failed, code 1).
+var errPreFailed = errors.New("pre-start command failed")
+
+// waitPid waits for one child and returns its exit status.
+func waitPid(pid int) int {
+	for {
+		var ws syscall.WaitStatus
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 1
+		}
+		return exitStatus(ws)
+	}
+}
+
+// spawnCmd starts one command of a service; privileged runs it as root.
+func spawnCmd(spec services.Service, argv []string, privileged bool, env []string, tty bool) (int, error) {
+	if spec.ExpandEnv {
+		argv = expandArgv(argv, env)
+		if len(argv) == 0 {
+			return 0, fmt.Errorf("%w: the command expands to nothing", errNotFound)
+		}
+	}
 	prog, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, err
@@ -34,6 +77,9 @@ func spawn(spec services.Service, tty bool) (int, error) {
 	cred, err := credential(spec)
 	if err != nil {
 		return 0, err
+	}
+	if privileged && os.Geteuid() == 0 {
+		cred = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{0}}
 	}
 	dir := spec.Cwd
 	if dir == "" {
@@ -44,6 +90,12 @@ func spawn(spec services.Service, tty bool) (int, error) {
 		Env:   env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Credential: cred, Foreground: tty, Ctty: 0},
+	}
+	if spec.UMask != "" {
+		if m, err := strconv.ParseUint(spec.UMask, 8, 32); err == nil {
+			old := syscall.Umask(int(m)) // the init is the only writer of its umask
+			defer syscall.Umask(old)
+		}
 	}
 	pid, err := syscall.ForkExec(prog, argv, attr)
 	if err != nil {
@@ -97,13 +149,28 @@ func credential(spec services.Service) (*syscall.Credential, error) {
 			uid, gid = u, g
 		}
 	}
+	if spec.Group != "" {
+		if gid = lookupGroup("/etc/group", spec.Group); gid < 0 {
+			return nil, fmt.Errorf("looking up group %s: not in /etc/group", spec.Group)
+		}
+	}
 	if os.Geteuid() != 0 {
 		if uid == os.Getuid() && gid == os.Getgid() {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("running as uid %d: the init is not root", uid)
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: userGroups("/etc/group", spec.User, gid)}, nil
+	groups := userGroups("/etc/group", spec.User, gid)
+	for _, g := range spec.SupplementaryGroups {
+		n := lookupGroup("/etc/group", g)
+		if n < 0 {
+			return nil, fmt.Errorf("looking up supplementary group %s: not in /etc/group", g)
+		}
+		if !slices.Contains(groups, uint32(n)) {
+			groups = append(groups, uint32(n))
+		}
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil
 }
 
 // lookupUser finds name's uid and gid in a passwd(5) file.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ type service struct {
 	lastCode int
 	restarts []time.Time // within the last minute
 	pending  bool        // a restart is scheduled
+	done     bool        // ended for good (not restarted)
 }
 
 // supervisor runs the services. Everything happens on one goroutine (run's loop): processes are
@@ -51,6 +53,10 @@ type supervisor struct {
 	decided   bool
 	killC     <-chan time.Time
 	giveUpC   <-chan time.Time
+	failCode  int  // the code of the first service that failed for good
+	failed    bool // a service failed for good
+	debug     bool
+	bootRoot  string // where boot applies tmpfiles and directories; "" skips it
 }
 
 func newSupervisor(cfg services.Config, logw io.Writer) *supervisor {
@@ -77,6 +83,9 @@ func (s *supervisor) run() int {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append(slices.Clone(forwarded), syscall.SIGCHLD)...)
 	defer signal.Stop(sigs)
+	if s.bootRoot != "" {
+		s.boot(s.bootRoot)
+	}
 	for _, svc := range s.svcs {
 		if s.stopping {
 			break
@@ -128,11 +137,15 @@ func (s *supervisor) handle(sig syscall.Signal) {
 
 // start starts svc's leader in a process group of its own.
 func (s *supervisor) start(svc *service) {
-	pid, err := spawn(svc.spec, s.tty)
+	svc.done = false
+	pid, err := spawn(svc.spec, s.tty, s.logf)
 	if err != nil {
 		code := 126
-		if errors.Is(err, errNotFound) {
+		switch {
+		case errors.Is(err, errNotFound):
 			code = 127
+		case errors.Is(err, errPreFailed):
+			code = 1
 		}
 		s.logf("starting %s: %v", svc.spec.Name, err)
 		s.ended(svc, code)
@@ -228,26 +241,70 @@ func (s *supervisor) alive(svc *service) bool {
 
 func (s *supervisor) anyAlive() bool { return slices.ContainsFunc(s.svcs, s.alive) }
 
-// ended applies svc's restart policy after it ended with code; a service that is not restarted
-// stops the others.
+// ended applies svc's restart policy after it ended with code. A service that is not
+// restarted is done: when it is a main service, or it failed and the configuration says
+// stop_on_failure, the others are stopped and the init exits with its code; otherwise the
+// others keep running, and when the last service is done the init exits with the code of the
+// first that failed (0 when none did).
 func (s *supervisor) ended(svc *service, code int) {
+	name := svc.spec.Name
+	if svc.spec.IgnoreFailure && code != 0 {
+		s.logf("%s: ignoring exit code %d (ignore_failure)", name, code)
+		code = 0
+	}
 	p := svc.spec.Restart
-	if p == services.RestartAlways || p == services.RestartOnFailure && code != 0 {
+	gaveUp := false
+	if p == services.RestartAlways || p == services.RestartOnFailure && code != 0 || p == services.RestartOnSuccess && code == 0 {
 		if delay, ok := s.restartDelay(svc); ok {
 			svc.pending = true
-			s.logf("restarting %s in %s", svc.spec.Name, delay)
+			s.logf("restarting %s in %s", name, delay)
 			time.AfterFunc(delay, func() { s.restartC <- svc })
 			return
 		}
-		s.logf("%s restarted %d times within a minute: giving up", svc.spec.Name, len(svc.restarts))
+		s.logf("%s restarted %d times within a minute: giving up", name, len(svc.restarts))
+		gaveUp = true
 	}
-	s.logf("%s ended with code %d: stopping the other services", svc.spec.Name, code)
-	s.decide(code)
-	s.stop(syscall.SIGTERM)
+	svc.done = true
+	failed := code != 0 || gaveUp
+	if failed && code == 0 {
+		code = 1
+	}
+	if failed && !s.failed {
+		s.failed, s.failCode = true, code
+	}
+	switch {
+	case svc.spec.Main:
+		s.logf("%s (main) ended with code %d: stopping the other services", name, code)
+		s.decide(code)
+		s.stop(syscall.SIGTERM)
+	case failed && s.cfg.StopOnFailure:
+		s.logf("%s failed with code %d: stopping the other services (stop_on_failure)", name, code)
+		s.decide(code)
+		s.stop(syscall.SIGTERM)
+	case s.allDone():
+		s.logf("%s ended with code %d: it was the last service", name, code)
+		s.decide(s.failCode)
+		s.stop(syscall.SIGTERM)
+	case failed:
+		s.logf("%s failed with code %d: the other services keep running", name, code)
+	default:
+		s.logf("%s ended with code 0: the other services keep running", name)
+	}
 }
 
-// restartDelay records a restart and returns its backoff (100ms doubling per restart within the
-// minute), or false when the service used up its restarts per minute.
+// allDone reports whether every service ended for good.
+func (s *supervisor) allDone() bool {
+	for _, o := range s.svcs {
+		if !o.done {
+			return false
+		}
+	}
+	return true
+}
+
+// restartDelay records a restart and returns its backoff (restart_sec, 100ms by default,
+// doubling per restart within the minute, at most 10s or restart_sec), or false when the
+// service used up its restarts per minute.
 func (s *supervisor) restartDelay(svc *service) (time.Duration, bool) {
 	now := time.Now()
 	svc.restarts = slices.DeleteFunc(svc.restarts, func(t time.Time) bool { return now.Sub(t) > time.Minute })
@@ -255,7 +312,8 @@ func (s *supervisor) restartDelay(svc *service) (time.Duration, bool) {
 		return 0, false
 	}
 	svc.restarts = append(svc.restarts, now)
-	return min(100*time.Millisecond<<(len(svc.restarts)-1), 10*time.Second), true
+	base := cmp.Or(svc.spec.RestartSec, 100*time.Millisecond)
+	return min(base<<(len(svc.restarts)-1), max(10*time.Second, base)), true
 }
 
 func (s *supervisor) decide(code int) {
@@ -273,16 +331,43 @@ func (s *supervisor) stop(sig syscall.Signal) {
 	for _, svc := range s.svcs {
 		svc.pending = false
 	}
-	s.forward(sig)
+	s.forwardStop(sig)
 	s.signalOrphans(sig)
-	s.killC = time.After(s.cfg.Stop())
+	s.killC = time.After(s.stopTimeout())
+}
+
+// stopTimeout is the longest of the configuration's and the services' stop timeouts.
+func (s *supervisor) stopTimeout() time.Duration {
+	d := s.cfg.Stop()
+	for _, svc := range s.svcs {
+		d = max(d, svc.spec.StopTimeout)
+	}
+	return d
+}
+
+// forwardStop sends a stop signal to every running service: its kill_signal instead of SIGTERM
+// when it has one.
+func (s *supervisor) forwardStop(sig syscall.Signal) {
+	for _, svc := range s.svcs {
+		if svc.pid == 0 && !svc.detached {
+			continue
+		}
+		ss := sig
+		if n := services.SignalNumber(svc.spec.KillSignal); n != 0 && sig == syscall.SIGTERM {
+			ss = syscall.Signal(n)
+		}
+		_ = syscall.Kill(-svc.pgid, ss)
+	}
+	for pid := range s.claims {
+		_ = syscall.Kill(pid, sig)
+	}
 }
 
 func (s *supervisor) killAll() {
 	if !s.anyAlive() {
 		return
 	}
-	s.logf("stop timeout %s passed: killing what remains", s.cfg.Stop())
+	s.logf("stop timeout %s passed: killing what remains", s.stopTimeout())
 	if s.requested {
 		s.code = exitKilled
 	}

@@ -24,6 +24,8 @@ type convertOptions struct {
 	load, noPackages, insecure, keepServiceEnv, force, noContext, contextLayers bool
 	excludes                                                                    []string
 	compressionSet                                                              bool // --compression given: it wins over --config's
+	services, skipServices, mainServices                                        []string
+	stopOnFailure, requireServices                                              bool
 }
 
 func newConvertCmd() *cobra.Command {
@@ -80,6 +82,11 @@ whether a file changed (an mtime-only difference is no change).`,
 	f.StringVar(&o.report, "report", "", "write the conversion report (JSON) here")
 	addCacheDirFlag(f, &o.cacheDir)
 	f.BoolVar(&o.keepServiceEnv, "keep-service-env", false, "put each service's whole environment in the image (by default only PATH, LANG, LC_*, HOME, USER, TZ and the like: the rest can hold secrets)")
+	f.StringArrayVar(&o.services, "service", nil, "keep a service left out by default (sshd, cron, ...) or add an enabled unit (repeatable)")
+	f.StringArrayVar(&o.skipServices, "skip-service", nil, "leave a service out (name, unit or program; repeatable)")
+	f.StringArrayVar(&o.mainServices, "main-service", nil, "the container ends when this service ends (repeatable)")
+	f.BoolVar(&o.stopOnFailure, "stop-on-failure", false, "stop every service when one fails for good (default: the others keep running)")
+	f.BoolVar(&o.requireServices, "require-services", false, "fail when no service to start is found")
 	return cmd
 }
 
@@ -167,6 +174,9 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	opts.Base, opts.NoPackages, opts.Excludes, opts.WorkDir, opts.CacheDir = o.base, o.noPackages, o.excludes, o.workDir, o.cacheDir
 	opts.Force, opts.NoContext, opts.ContextLayers = o.force, o.noContext, o.contextLayers
 	opts.KeepServiceEnv, opts.InitBinary, opts.Notef = o.keepServiceEnv, os.Getenv(envInit), noteTo(stderr)
+	opts.IncludeServices, opts.SkipServices, opts.MainServices = o.services, o.skipServices, o.mainServices
+	opts.StopOnFailure, opts.RequireServices = o.stopOnFailure, o.requireServices
+	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	opts.Progress = newProgress(stderr)
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
@@ -217,7 +227,10 @@ func printSummary(w io.Writer, r *convert.Report) {
 	if hasWire(r.Source) {
 		row("transferred", "%s over the wire (%s mode)", units.IEC(r.BytesTransferred), r.Transfer)
 	}
-	row("services", "%s (ports %s)", orNoneList(r.Services), orNoneList(r.Ports))
+	row("services", "%s (ports %s)", serviceList(r.ServiceSources), orNoneList(r.Ports))
+	for _, s := range r.SkippedServices {
+		row("skipped service", "%s: %s", s.Name, s.Reason)
+	}
 	row("image", "%s, %s compressed in %d layers", r.Image.Tag, units.IEC(r.Image.Bytes), len(r.Image.Layers))
 	row("image ID", "%s (as docker images shows it)", r.Image.ID)
 	row("manifest digest", "%s (as a registry shows it)", r.Image.Digest)
@@ -238,4 +251,16 @@ func orNoneList(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// serviceList names each service with where its description came from: "nginx (unit)".
+func serviceList(ss []convert.ServiceSource) string {
+	if len(ss) == 0 {
+		return "NONE"
+	}
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = s.Name + " (" + s.Source + ")"
+	}
+	return strings.Join(parts, ", ")
 }

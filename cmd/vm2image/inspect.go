@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vm2image/vm2image/internal/units"
 	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -62,6 +63,9 @@ type InspectReport struct {
 	Services       []procs.Process  `json:"services"`
 	// SystemUnknown says why kernel, CPUs and memory are not reported (a dir: or tar: source).
 	SystemUnknown string `json:"system_unknown,omitempty"`
+	// Start and Skipped are what a conversion with default flags would start and skip.
+	Start   []convert.ServiceSource `json:"start,omitempty"`
+	Skipped []convert.ServiceSource `json:"skipped,omitempty"`
 }
 
 func runInspect(ctx context.Context, o inspectOptions, spec string, out io.Writer) error {
@@ -118,6 +122,14 @@ func inspect(ctx context.Context, src source.Source, recommends bool) (*InspectR
 		return nil, fmt.Errorf("listing processes: %w", err)
 	}
 	rep.Services = append(rep.Services, ps...)
+	if cfg, err := convert.Services(ctx, src, convert.Options{}); err == nil {
+		for _, s := range cfg.Services {
+			rep.Start = append(rep.Start, convert.ServiceSource{Name: s.Name, Source: s.Source, Unit: s.Unit})
+		}
+		for _, s := range cfg.Skipped {
+			rep.Skipped = append(rep.Skipped, convert.ServiceSource{Name: s.Name, Unit: s.Unit, Reason: s.Reason})
+		}
+	}
 	return rep, nil
 }
 
@@ -146,6 +158,7 @@ func printInspect(out io.Writer, r *InspectReport) {
 	} else {
 		fmt.Fprintf(out, "Packages:  %d installed (%s), %d roots of the dependency graph (as convert counts them)\n", r.PackageCount, r.PackageManager, r.RootCount)
 	}
+	printSelection(out, r)
 	if len(r.Services) == 0 {
 		fmt.Fprintln(out, "Services:  none listening")
 		return
@@ -175,4 +188,16 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printSelection prints what a conversion would start and skip.
+func printSelection(out io.Writer, r *InspectReport) {
+	var start []string
+	for _, s := range r.Start {
+		start = append(start, s.Name+" ("+s.Source+")")
+	}
+	fmt.Fprintf(out, "Start:     %s\n", orDash(strings.Join(start, ", ")))
+	for _, s := range r.Skipped {
+		fmt.Fprintf(out, "Skipped:   %s: %s\n", s.Name, s.Reason)
+	}
 }

@@ -63,6 +63,15 @@ type Options struct {
 	// with a loose mode and made private (default Logf).
 	Notef    func(format string, args ...any)
 	Progress Progress
+
+	// Services: IncludeServices keeps services left out by default or adds enabled units
+	// (--service), SkipServices leaves services out (--skip-service), MainServices end the
+	// container when they end (--main-service), StopOnFailure stops every service when one
+	// fails (--stop-on-failure), RequireServices fails a conversion that finds none.
+	IncludeServices, SkipServices, MainServices []string
+	StopOnFailure, RequireServices              bool
+	// Warnf hears what the user must see even without -v (default: Logf).
+	Warnf func(format string, args ...any)
 }
 
 func (o *Options) applyDefaults() error {
@@ -80,6 +89,9 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.Notef == nil {
 		o.Notef = o.Logf
+	}
+	if o.Warnf == nil {
+		o.Warnf = o.Logf
 	}
 	if o.Progress == nil {
 		o.Progress = nopProgress{}

@@ -90,7 +90,7 @@ func TestParseOptions(t *testing.T) {
 			t.Errorf("%s default: %v", name, err)
 		}
 		err := parse("bogus")
-		if !errors.Is(err, ErrInvalidOption) || !contains(err.Error(), name) || !contains(err.Error(), `"bogus"`) {
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), `"bogus"`) {
 			t.Errorf("%s bogus: %v", name, err)
 		}
 	}
@@ -98,5 +98,3 @@ func TestParseOptions(t *testing.T) {
 		t.Errorf("default strategy %s", s)
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -62,6 +62,10 @@ type Report struct {
 	// SecretFiles are the files the image's own layers hold that carry private keys or
 	// password hashes: what a push publishes.
 	SecretFiles []SecretFile `json:"secret_files,omitempty"`
+	// ServiceSources says, per service, whether its systemd unit or its process described it;
+	// SkippedServices are the VM's services left out, with the reason.
+	ServiceSources  []ServiceSource `json:"service_sources,omitempty"`
+	SkippedServices []ServiceSource `json:"skipped_services,omitempty"`
 
 	Image  ImageReport `json:"image"`
 	Phases []PhaseTime `json:"phases"`
@@ -155,4 +159,12 @@ func (r *Report) EnvLeftOutCount() int {
 func (r *Report) fail(err error, took time.Duration) {
 	r.Error = err.Error()
 	r.Seconds = took.Seconds()
+}
+
+// ServiceSource is one service of the report.
+type ServiceSource struct {
+	Name   string `json:"name"`
+	Source string `json:"source,omitempty"` // unit or process
+	Unit   string `json:"unit,omitempty"`
+	Reason string `json:"reason,omitempty"` // why it was skipped
 }

@@ -13,11 +13,14 @@ import (
 	"strings"
 
 	"github.com/vm2image/vm2image/pkg/image"
+	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/services"
 )
 
-// selectServices picks the services to start from the VM's processes.
-func (r *run) selectServices() services.Config {
+// selectServices picks the services to start: the VM's listening processes, described by the
+// systemd units that started them where there are any, or the VM's enabled units when the
+// source has no processes.
+func (r *run) selectServices(ctx context.Context) (services.Config, error) {
 	agentPID := 0
 	for _, p := range r.procs {
 		if len(p.Argv) > 0 && strings.HasSuffix(path.Base(p.Argv[0]), "vm2image-agent") {
@@ -27,22 +30,66 @@ func (r *run) selectServices() services.Config {
 	var notes []string
 	svcs := services.Select(r.procs, services.SelectOptions{AgentPID: agentPID, IncludeEnv: true,
 		Notef: func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }})
-	cfg := services.Config{Version: services.ConfigVersion, Services: svcs, Notes: notes}
+	cfg := services.Config{Version: services.ConfigVersion, Services: svcs, Notes: notes, StopOnFailure: r.opts.StopOnFailure}
+	m := r.unitTree(ctx)
+	services.FromUnits(&cfg, m, services.UnitOptions{Include: r.opts.IncludeServices, Skip: r.opts.SkipServices,
+		NoProcesses: !hasUserProcesses(r.procs), CronInUse: cronInUse(m),
+		Notef: func(format string, args ...any) { cfg.Notes = append(cfg.Notes, fmt.Sprintf(format, args...)) }})
+	for i := range cfg.Services {
+		if contains(r.opts.MainServices, cfg.Services[i].Name) {
+			cfg.Services[i].Main = true
+		}
+	}
+	// After the units had their say: their Environment= and EnvironmentFile= go through the
+	// same allowlist as the processes' environments.
 	if r.report.ServiceEnvKept = r.opts.KeepServiceEnv; !r.opts.KeepServiceEnv {
 		r.report.ServiceEnvLeftOut = cfg.FilterEnv()
 	}
-	for _, s := range svcs {
+	for _, s := range cfg.Services {
 		r.report.Services = append(r.report.Services, s.Name)
+		r.report.ServiceSources = append(r.report.ServiceSources, ServiceSource{Name: s.Name, Source: s.Source, Unit: s.Unit})
+	}
+	for _, s := range cfg.Skipped {
+		r.report.SkippedServices = append(r.report.SkippedServices, ServiceSource{Name: s.Name, Unit: s.Unit, Reason: s.Reason})
+	}
+	if len(cfg.Services) == 0 {
+		msg := "no services found: the image will start nothing (give a command to docker run, or --service NAME)"
+		r.opts.Warnf("WARNING: %s", msg)
+		if r.opts.RequireServices {
+			return cfg, fmt.Errorf("%w: %s", ErrNoServices, msg)
+		}
 	}
 	for _, p := range cfg.PublishedPorts() {
 		r.report.Ports = append(r.report.Ports, fmt.Sprintf("%d/%s", p.Port, p.Proto))
 	}
-	return cfg
+	return cfg, nil
+}
+
+// hasUserProcesses reports whether the source listed processes other than kernel threads.
+func hasUserProcesses(ps []procs.Process) bool {
+	for _, p := range ps {
+		if !p.Kernel && p.PID != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // runtime writes the small runtime layer: the init and services.yaml under /.vm2image.
 func (r *run) runtime(ctx context.Context) error {
-	r.services = r.selectServices()
+	var err error
+	if r.services, err = r.selectServices(ctx); err != nil {
+		return err
+	}
 	var conf bytes.Buffer
 	if err := services.WriteServicesYAML(&conf, r.services); err != nil {
 		return err

@@ -3,6 +3,7 @@ package convert
 import (
 	"archive/tar"
 	"context"
+	"github.com/vm2image/vm2image/pkg/source"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,7 +37,10 @@ func runtimeRun(t *testing.T, keepEnv bool) *run {
 	o := testOptions(t, "/unused", "/unused", initPath)
 	o.Output, o.KeepServiceEnv = filepath.Join(t.TempDir(), "img.tar"), keepEnv
 	must(t, o.applyDefaults())
-	r := &run{opts: o, report: newReport(o), work: t.TempDir(), procs: vmProcesses(),
+	src, err := source.OpenDir(t.TempDir(), "dir:empty") // no units: services come from the processes
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	r := &run{opts: o, src: src, report: newReport(o), work: t.TempDir(), procs: vmProcesses(),
 		info: &agent.Info{Hostname: "web1", OS: agent.OSRelease{ID: "debian", VersionID: "12"}}}
 	r.report.Base.Ref = "debian:12"
 	return r

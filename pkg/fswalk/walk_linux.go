@@ -239,6 +239,9 @@ func (w *walker) child(dirfd int, p, name string, parentDev uint64) error {
 		return err
 	}
 	isDir, dev, ino := w.e.Type == fsmeta.TypeDir, w.e.Dev, w.e.Ino
+	if isDir && w.skippedMount(p) {
+		mountPointMeta(&w.e)
+	}
 	if err := w.visit(&w.e, dirfd, name); err != nil {
 		return err
 	}
@@ -289,6 +292,27 @@ func (w *walker) mountKind(p string) (known, skip bool) {
 	}
 	fstype, ok := w.mounts[p]
 	return ok, ok && IsPseudoFS(fstype)
+}
+
+// skippedMount reports whether p is a mount point of a pseudo or network filesystem that the
+// mountinfo names (not a directory TreatAsMounts names: that one is the root's own).
+func (w *walker) skippedMount(p string) bool {
+	if w.opts.Pseudo != PseudoSkip || w.opts.TreatAsMounts && len(w.names) == 1 && treatAsMounts[p] {
+		return false
+	}
+	fstype, ok := w.mounts[p]
+	return ok && IsPseudoFS(fstype)
+}
+
+// mountPointMeta gives the entry of a skipped mount point the metadata of the directory an
+// image has there, not the mounted filesystem's root (proc's 0555, a tmpfs's owner): root's,
+// mode 0755, or 01777 where the mounted root is sticky (a tmpfs /tmp); no xattrs.
+func mountPointMeta(e *fsmeta.Entry) {
+	mode := uint32(0o755)
+	if e.Mode&fsmeta.ModeSticky != 0 {
+		mode = 0o1777
+	}
+	e.Mode, e.UID, e.GID, e.Xattrs = mode, 0, 0, nil
 }
 
 // openat opens name in dirfd, without updating its access time while the kernel allows that.

@@ -321,3 +321,37 @@ func TestWalkDeep(t *testing.T) {
 		t.Errorf("deepest path %d bytes: %+v", len(deepest), m[deepest])
 	}
 }
+
+// TestWalkMountPointMetadata: the entry of a skipped mount point carries an image's directory
+// metadata (root, 0755; 01777 for a sticky tmpfs), never the mounted root's owner and mode.
+func TestWalkMountPointMetadata(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	BuildTree(t, dir, TestDir{"private": TestDir{}, "tmp": TestDir{}})
+	for name, opts := range map[string]string{"private": "size=1m,mode=0700,uid=1234,gid=1234", "tmp": "size=1m,mode=1777"} {
+		mnt := filepath.Join(dir, name)
+		if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, opts); err != nil {
+			testenv.Skip(t, "cannot mount a tmpfs here: "+err.Error())
+		}
+		t.Cleanup(func() { check(t, unix.Unmount(mnt, unix.MNT_DETACH)) })
+	}
+	got := map[string]fsmeta.Entry{}
+	err := Walk(t.Context(), dir, Options{OnError: failOnError(t)}, func(e *fsmeta.Entry) error {
+		got[e.Path] = *e
+		return nil
+	})
+	check(t, err)
+	if e := got["private"]; e.Mode != 0o755 || e.UID != 0 || e.GID != 0 {
+		t.Errorf("private: mode %o uid %d gid %d, want 755 0 0", e.Mode, e.UID, e.GID)
+	}
+	if e := got["tmp"]; e.Mode != 0o1777 || e.UID != 0 {
+		t.Errorf("tmp: mode %o uid %d, want 1777 0", e.Mode, e.UID)
+	}
+	// Served as a root of its own (TreatAsMounts), a directory keeps what it is.
+	check(t, Walk(t.Context(), dir, Options{Pseudo: PseudoWalk}, func(e *fsmeta.Entry) error {
+		if e.Path == "private" && e.Mode != 0o700 {
+			t.Errorf("PseudoWalk: private mode %o, want 700", e.Mode)
+		}
+		return nil
+	}))
+}

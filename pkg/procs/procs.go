@@ -32,6 +32,9 @@ type Process struct {
 	Kernel    bool     `json:"kernel,omitempty"`
 	Listening []Socket `json:"listening,omitempty"` // sorted by proto, port, addr
 	Env       []string `json:"env,omitempty"`       // only with Options.Env
+	// Unit is the systemd unit the process belongs to ("nginx.service"), from its cgroup; ""
+	// when the VM does not run systemd or the process is in no unit.
+	Unit string `json:"unit,omitempty"`
 }
 
 // Options selects what List reads and reports.
@@ -147,6 +150,9 @@ func (l *lister) read(pid int) (p Process, ok bool) {
 		p.Exe = l.link(filepath.Join(dir, "exe"))
 		p.Cwd = l.link(filepath.Join(dir, "cwd"))
 		p.Listening = l.listening(filepath.Join(dir, "fd"))
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
+			p.Unit = UnitFromCgroup(b)
+		}
 		if l.opts.Env {
 			p.Env = readNULList(filepath.Join(dir, "environ"))
 		}

@@ -236,7 +236,7 @@ func (s *selector) service(top *procs.Process, members []*procs.Process) Service
 	argv, fg := commands(*top)
 	svc := Service{
 		Name: serviceName(*top), Argv: argv, Exe: strings.TrimSuffix(top.Exe, " (deleted)"), User: top.User, UID: top.UID, GID: top.GID,
-		Cwd: top.Cwd, Restart: RestartNo, Foreground: fg,
+		Cwd: top.Cwd, Restart: RestartNo, Foreground: fg, Unit: top.Unit,
 	}
 	if s.opts.IncludeEnv {
 		svc.Env = cleanEnv(top.Env)

@@ -15,6 +15,7 @@ const (
 	RestartNo        = "no"         // the container stops when the service ends (the default)
 	RestartOnFailure = "on-failure" // restart after a non-zero exit or a death by signal
 	RestartAlways    = "always"     // restart after every exit
+	RestartOnSuccess = "on-success" // restart after a clean exit (code 0)
 )
 
 // Defaults the init applies when services.yaml leaves a field out.
@@ -48,6 +49,70 @@ type Service struct {
 	// Foreground is the command the init runs instead of Argv when Argv would detach (daemonize)
 	// and the program has a flag that keeps it in the foreground: see daemons.go.
 	Foreground []string `yaml:"foreground_argv,omitempty"`
+
+	// Source says where this description came from: SourceUnit (the systemd unit that started
+	// the process, or an enabled unit) or SourceProcess (the running process; "" reads as it).
+	Source string `yaml:"source,omitempty"`
+	Unit   string `yaml:"unit,omitempty"` // the systemd unit, when known
+	// Group and SupplementaryGroups are names (or numbers) the init looks up in the image's
+	// /etc/group; Group overrides GID when set.
+	Group               string   `yaml:"group,omitempty"`
+	SupplementaryGroups []string `yaml:"supplementary_groups,omitempty"`
+	// UMask is an octal file mode creation mask ("0022"); "" keeps the init's.
+	UMask string `yaml:"umask,omitempty"`
+	// Pre are run in order before the command (ExecStartPre=); one that fails without
+	// ignore_failure fails the start.
+	Pre []Command `yaml:"exec_start_pre,omitempty"`
+	// IgnoreFailure: the command's exit code counts as success ("-" prefix of ExecStart=).
+	IgnoreFailure bool `yaml:"ignore_failure,omitempty"`
+	// Privileged: the command runs as root ("+" or "!" prefix of ExecStart=).
+	Privileged bool `yaml:"privileged,omitempty"`
+	// ExpandEnv: the init expands $VAR and ${VAR} in the commands with the service's
+	// environment, as systemd does ($$ is a dollar).
+	ExpandEnv bool `yaml:"expand_env,omitempty"`
+	// EnvFiles are read by the init at start, inside the container, in order; later
+	// assignments win over Env.
+	EnvFiles []EnvFile `yaml:"env_files,omitempty"`
+	// Directories are created by the init before the service starts.
+	Directories []Directory `yaml:"directories,omitempty"`
+	// RestartSec is the first delay before a restart (default 100ms), doubled per restart.
+	RestartSec time.Duration `yaml:"restart_sec,omitempty"`
+	// KillSignal is the signal a stop sends ("SIGTERM" when empty).
+	KillSignal string `yaml:"kill_signal,omitempty"`
+	// StopTimeout overrides the configuration's stop timeout for this service.
+	StopTimeout time.Duration `yaml:"stop_timeout,omitempty"`
+	// Main: when this service ends for good, the init stops the others and exits with its
+	// code.
+	Main bool `yaml:"main,omitempty"`
+}
+
+// Where a service's description came from.
+const (
+	SourceUnit    = "unit"
+	SourceProcess = "process"
+)
+
+// EnvFile is an EnvironmentFile= of a unit.
+type EnvFile struct {
+	Path     string `yaml:"path"`
+	Optional bool   `yaml:"optional,omitempty"` // "-" prefix: a missing file is no error
+}
+
+// Directory is a directory the init creates before a service starts (RuntimeDirectory= and
+// its kind): mode, and owned by the service's user and group when Owned.
+type Directory struct {
+	Path  string `yaml:"path"`
+	Mode  string `yaml:"mode"` // octal
+	Owned bool   `yaml:"owned,omitempty"`
+	// Runtime: emptied when the service stops for good, as RuntimeDirectory= is (informational).
+	Runtime bool `yaml:"runtime,omitempty"`
+}
+
+// Skipped is a service of the VM the selection left out, with the reason.
+type Skipped struct {
+	Name   string `yaml:"name"`
+	Unit   string `yaml:"unit,omitempty"`
+	Reason string `yaml:"reason"`
 }
 
 // Port is one socket a service listened on.
@@ -69,6 +134,11 @@ type Config struct {
 	// Notes say why processes of the VM were left out, for people reading the file. The init
 	// ignores them.
 	Notes []string `yaml:"notes,omitempty"`
+	// StopOnFailure: the first service that fails for good stops the others (by default the
+	// others keep running and the container ends when the last service ends).
+	StopOnFailure bool `yaml:"stop_on_failure,omitempty"`
+	// Skipped lists the VM's services left out on purpose; the init ignores it.
+	Skipped []Skipped `yaml:"skipped,omitempty"`
 }
 
 // Command returns what the init runs: Foreground when set, else Argv.
@@ -152,8 +222,11 @@ func (s Service) validate() error {
 	case s.UID < 0 || s.GID < 0 || s.UID > 1<<31-2 || s.GID > 1<<31-2:
 		return fmt.Errorf("%w: uid %d, gid %d", ErrInvalid, s.UID, s.GID)
 	}
+	if err := s.validateUnitFields(); err != nil {
+		return err
+	}
 	switch s.Restart {
-	case "", RestartNo, RestartOnFailure, RestartAlways:
+	case "", RestartNo, RestartOnFailure, RestartAlways, RestartOnSuccess:
 	default:
 		return fmt.Errorf("%w: restart %q (want no, on-failure or always)", ErrInvalid, s.Restart)
 	}

@@ -16,8 +16,9 @@ const MaxConfigSize = 4 << 20
 // header opens every services.yaml this package writes.
 const header = `# services.yaml: the services vm2image-init starts in this image (written by vm2image).
 # Each runs with its own argv (foreground_argv when set), uid/gid, cwd and env; restart: no |
-# on-failure | always. When a service with restart "no" ends, the others are stopped and the
-# container exits with its code.
+# on-failure | on-success | always. A service that ends for good leaves the others running
+# unless it has main: true (or fails under stop_on_failure: true); source says whether it was
+# described by its systemd unit or by its running process.
 `
 
 // WriteServicesYAML writes cfg as services.yaml, with the version and restart policies set.

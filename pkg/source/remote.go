@@ -240,10 +240,13 @@ func (r *remote) streamCall(ctx context.Context, op string, args any, compressio
 	}
 	s := &remoteStream{r: r, c: c, rc: rc, op: op}
 	s.counter.r = rc
-	if s.dec, err = agent.NewDecompressor(&s.counter, compression); err != nil {
+	dec, err := agent.NewDecompressor(&s.counter, compression)
+	if err != nil { // dec may be a typed nil: never keep it
+		s.err = err
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("agent %s: %s: %w", r.addr, op, err)
 	}
+	s.dec = dec
 	return s, nil
 }
 

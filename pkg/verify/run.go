@@ -131,6 +131,7 @@ func Run(ctx context.Context, img v1.Image, src source.Source, opts RunOptions) 
 		defer eng.ImageRemove(context.WithoutCancel(ctx), tag, client.ImageRemoveOptions{})
 		rr.Image = tag
 	}
+	ports = rr.dropSkipped(ctx, eng, ports)
 	c, err := startContainer(ctx, eng, rr.Image)
 	if c != nil {
 		defer c.remove(context.WithoutCancel(ctx))
@@ -396,4 +397,24 @@ func (c *container) logTail(ctx context.Context, rr *RunReport) {
 	if s := strings.TrimSpace(out.String()); s != "" {
 		rr.note("container log (last lines):\n%s", s)
 	}
+}
+
+// dropSkipped leaves out the VM ports that the image does not start: a port the VM listened on
+// beyond loopback that the image does not expose belongs to a service the conversion skipped
+// (sshd, ...). They are noted, not checked. An image whose configuration cannot be read keeps
+// every port.
+func (rr *RunReport) dropSkipped(ctx context.Context, eng *client.Client, ports []vmPort) []vmPort {
+	res, err := eng.ImageInspect(ctx, rr.Image)
+	if err != nil || res.Config == nil || len(res.Config.ExposedPorts) == 0 {
+		return ports
+	}
+	var out []vmPort
+	for _, p := range ports {
+		if _, ok := res.Config.ExposedPorts[strconv.Itoa(p.port)+"/tcp"]; ok || p.loopback {
+			out = append(out, p)
+			continue
+		}
+		rr.note("tcp/%d is not checked: the image does not expose it (its service was skipped)", p.port)
+	}
+	return out
 }

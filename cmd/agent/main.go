@@ -25,6 +25,7 @@ import (
 
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
 )
 
 type options struct {
@@ -51,7 +52,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *version {
-		fmt.Println("vm2image-agent", agent.Version)
+		fmt.Println("vm2image-agent", vmread.Version)
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -72,7 +73,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if o.quiet {
 		logf = func(string, ...any) {}
 	}
-	a, err := agent.New(agent.Options{Root: o.root, Logf: logf})
+	a, err := vmread.New(vmread.Options{Root: o.root, Logf: logf})
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
-	srv := proto.NewServer(a.Handler(), proto.ServerOptions{
+	srv := proto.NewServer(agent.Handler(a), proto.ServerOptions{
 		Token: token, Plaintext: o.plaintext, MaxConns: o.maxConns, IdleTimeout: o.idle, MaxRate: o.maxRate, Logf: logf,
 	})
 	fmt.Fprintf(stdout, "vm2image-agent listening on %s\n", ln.Addr())

@@ -5,8 +5,8 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
 )
 
 func newVersionCmd() *cobra.Command {
@@ -17,7 +17,7 @@ func newVersionCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "vm2image %s (protocol %d, %s %s/%s)\n",
-				agent.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				vmread.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
 		},
 	}

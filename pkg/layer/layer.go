@@ -12,16 +12,16 @@ import (
 	"io"
 	"time"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Content is where the layer's file contents come from; source.Source satisfies it.
 type Content interface {
 	// Files returns an uncompressed tar stream of args.Paths, in the order given.
-	Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error)
+	Files(ctx context.Context, args wire.TreeArgs) (source.TarStream, error)
 }
 
 var _ Content = source.Source(nil)

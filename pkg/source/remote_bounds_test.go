@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 const hostileToken = "hostile-agent-token-0123456789abcdefXYZ"
@@ -70,7 +70,7 @@ func TestRemoteBoundsHostileAgent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := hostileSource(t, tc.h)
-			_, err := src.Tree(ctx, agent.TreeArgs{}, func(*fsmeta.Entry) error { return nil })
+			_, err := src.Tree(ctx, wire.TreeArgs{}, func(*fsmeta.Entry) error { return nil })
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want an error containing %q", err, tc.want)
 			}

@@ -1,4 +1,4 @@
-package agent
+package vmread
 
 import (
 	"bufio"
@@ -13,43 +13,14 @@ import (
 	"strings"
 
 	"github.com/vm2image/vm2image/pkg/fswalk"
+	"github.com/vm2image/vm2image/pkg/wire"
 	"golang.org/x/sys/unix"
 )
 
-// Info describes the served system.
-type Info struct {
-	OS           OSRelease `json:"os"`
-	Arch         string    `json:"arch"` // GOARCH names: amd64, arm64, 386, arm, ...
-	Kernel       string    `json:"kernel,omitempty"`
-	Hostname     string    `json:"hostname,omitempty"`
-	CPUs         int       `json:"cpus"`
-	MemoryBytes  int64     `json:"memory_bytes,omitempty"`
-	Mounts       []Mount   `json:"mounts,omitempty"`
-	Root         string    `json:"root"`
-	AgentVersion string    `json:"agent_version"`
-}
-
-// OSRelease holds the os-release fields the converter uses, plus all of them raw.
-type OSRelease struct {
-	ID         string            `json:"id"`
-	IDLike     []string          `json:"id_like,omitempty"`
-	VersionID  string            `json:"version_id,omitempty"`
-	Codename   string            `json:"version_codename,omitempty"`
-	PrettyName string            `json:"pretty_name,omitempty"`
-	Fields     map[string]string `json:"fields,omitempty"`
-}
-
-// Mount is a filesystem mounted under the served root.
-type Mount struct {
-	Path   string `json:"path"`
-	FSType string `json:"fstype"`
-	Source string `json:"source,omitempty"`
-}
-
 // Info reads os-release, architecture, kernel, hostname, CPUs, memory and mounts.
-func (a *Agent) Info(ctx context.Context) (*Info, error) {
+func (a *Reader) Info(ctx context.Context) (*wire.Info, error) {
 	root := a.opts.Root
-	info := &Info{Root: root, AgentVersion: Version, CPUs: runtime.NumCPU()}
+	info := &wire.Info{Root: root, AgentVersion: Version, CPUs: runtime.NumCPU()}
 	info.OS = readOSRelease(root)
 	info.Arch = detectArch(root)
 	var uts unix.Utsname
@@ -67,7 +38,7 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 }
 
 // ParseOSRelease parses an os-release file (shell-like KEY=value lines, optionally quoted).
-func ParseOSRelease(b []byte) OSRelease {
+func ParseOSRelease(b []byte) wire.OSRelease {
 	f := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
@@ -78,7 +49,7 @@ func ParseOSRelease(b []byte) OSRelease {
 		}
 		f[k] = unquote(v)
 	}
-	r := OSRelease{ID: f["ID"], VersionID: f["VERSION_ID"], Codename: f["VERSION_CODENAME"], PrettyName: f["PRETTY_NAME"], Fields: f}
+	r := wire.OSRelease{ID: f["ID"], VersionID: f["VERSION_ID"], Codename: f["VERSION_CODENAME"], PrettyName: f["PRETTY_NAME"], Fields: f}
 	if r.ID == "" {
 		r.ID = "linux"
 	}
@@ -98,13 +69,13 @@ func unquote(v string) string {
 	return v
 }
 
-func readOSRelease(root string) OSRelease {
+func readOSRelease(root string) wire.OSRelease {
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
 		if b, err := readInRoot(root, p); err == nil {
 			return ParseOSRelease(b)
 		}
 	}
-	return OSRelease{ID: "linux"}
+	return wire.OSRelease{ID: "linux"}
 }
 
 // readInRoot reads a file under root without following a symlink out of it.
@@ -183,7 +154,7 @@ func memTotal(path string) int64 {
 	return 0
 }
 
-func (a *Agent) mounts() []Mount {
+func (a *Reader) mounts() []wire.Mount {
 	p := a.opts.MountinfoPath
 	if p == "" {
 		p = "/proc/self/mountinfo"
@@ -197,14 +168,14 @@ func (a *Agent) mounts() []Mount {
 	if err != nil {
 		return nil
 	}
-	var out []Mount
+	var out []wire.Mount
 	root := a.opts.Root
 	for _, m := range ms {
 		rel, ok := underRoot(root, m.MountPoint)
 		if !ok {
 			continue
 		}
-		out = append(out, Mount{Path: rel, FSType: m.FSType, Source: m.Source})
+		out = append(out, wire.Mount{Path: rel, FSType: m.FSType, Source: m.Source})
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -131,7 +132,7 @@ func (lw *writer) item(it item) error {
 		return lw.marker(whiteoutName(it.path))
 	case opaqueItem:
 		lw.stats.Opaques++
-		return lw.marker(joinKey(it.path, OpaqueWhiteout))
+		return lw.marker(joinKey(it.path, archive.OpaqueMarker))
 	}
 	if it.e.Type == fsmeta.TypeRegular {
 		return lw.file(it.e)
@@ -148,7 +149,7 @@ func (lw *writer) marker(name string) error {
 func (lw *writer) headerOf(e *fsmeta.Entry) *tar.Header {
 	h := e.TarHeader()
 	if !lw.opts.KeepSELinux {
-		delete(h.PAXRecords, fsmeta.XattrPAXPrefix+"security.selinux")
+		delete(h.PAXRecords, archive.PAXXattrPrefix+"security.selinux")
 	}
 	return h
 }

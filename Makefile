@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/vm2image/vm2image/pkg/agent.Version=$(VERSION)
+LDFLAGS   := -s -w -X github.com/vm2image/vm2image/pkg/vmread.Version=$(VERSION)
 FUZZTIME  ?= 3s
 TESTFLAGS ?=
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/vm2image/vm2image/internal/suggest"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
 )
 
 // usageError is a mistake on the command line: exit code 2, as in vm2image.
@@ -69,7 +69,7 @@ func help(fs *pflag.FlagSet) string {
 
 // versionLine is what --version and the version command print, as vm2image does.
 func versionLine() string {
-	return fmt.Sprintf("vm2image-agent %s (protocol %d, %s %s/%s)", agent.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("vm2image-agent %s (protocol %d, %s %s/%s)", vmread.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // commands are the agent's subcommands (besides serving, which takes flags only).

@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/testenv"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // runAgent runs the real agent binary with args and returns its exit code, stdout and stderr.
@@ -54,8 +55,8 @@ func TestAgentCommandLine(t *testing.T) {
 		{[]string{"verison"}, 2, "", `unknown command "verison" for "vm2image-agent" (the agent takes flags only); did you mean version?`, true},
 		{[]string{"version", "extra"}, 2, "", `unexpected argument "extra"`, true},
 		{[]string{"--max-conns", "many"}, 2, "", "--max-conns", true},
-		{[]string{"--version"}, 0, "vm2image-agent " + agent.Version + " (protocol 2, ", "", false},
-		{[]string{"version"}, 0, "vm2image-agent " + agent.Version + " (protocol 2, ", "", false},
+		{[]string{"--version"}, 0, "vm2image-agent " + vmread.Version + " (protocol 2, ", "", false},
+		{[]string{"version"}, 0, "vm2image-agent " + vmread.Version + " (protocol 2, ", "", false},
 		{[]string{"--token-file", "/nonexistent/token"}, 1, "", "vm2image-agent: ", true},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -149,8 +150,8 @@ func TestAgentLogsConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info agent.Info
-	if err := cl.CallJSON(ctx, agent.OpInfo, nil, &info); err != nil {
+	var info wire.Info
+	if err := cl.CallJSON(ctx, wire.OpInfo, nil, &info); err != nil {
 		t.Fatal(err)
 	}
 	cl.Close()

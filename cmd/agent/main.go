@@ -25,6 +25,7 @@ import (
 
 	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
 )
 
 type options struct {
@@ -54,7 +55,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if o.quiet {
 		logf = func(string, ...any) {}
 	}
-	a, err := agent.New(agent.Options{Root: o.root, Logf: logf})
+	a, err := vmread.New(vmread.Options{Root: o.root, Logf: logf})
 	if err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
-	srv := proto.NewServer(a.Handler(), proto.ServerOptions{
+	srv := proto.NewServer(agent.Handler(a), proto.ServerOptions{
 		Token: token, Plaintext: o.plaintext, MaxConns: o.maxConns, IdleTimeout: o.idle, MaxRate: o.maxRate, Logf: logf,
 	})
 	fmt.Fprintf(stdout, "vm2image-agent listening on %s\n", ln.Addr())

@@ -17,11 +17,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vm2image/vm2image/internal/testenv"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // TestAgentBinaryIsStaticAndSmall cross-builds the agent the way `make agents` does.
@@ -123,15 +123,15 @@ func TestAgentGeneratesTokenAndServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	var info agent.Info
-	if err := cl.CallJSON(ctx, agent.OpInfo, nil, &info); err != nil || info.AgentVersion == "" {
+	var info wire.Info
+	if err := cl.CallJSON(ctx, wire.OpInfo, nil, &info); err != nil || info.AgentVersion == "" {
 		t.Fatalf("info: %+v %v", info, err)
 	}
 	err = cl.CallJSON(ctx, "no-such-op", nil, nil)
 	if !errors.Is(err, proto.ErrUnknownOp) || !strings.Contains(err.Error(), "no-such-op") {
 		t.Errorf("unknown op: %v", err)
 	}
-	if err := cl.CallJSON(ctx, agent.OpInfo, nil, &info); err != nil {
+	if err := cl.CallJSON(ctx, wire.OpInfo, nil, &info); err != nil {
 		t.Errorf("info after an unknown op: %v", err)
 	}
 }
@@ -157,20 +157,20 @@ func TestAgentIsReadOnly(t *testing.T) {
 	if _, err := src.Packages(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.Deps(ctx, agent.DepsArgs{Names: []string{"nginx-light"}, Recursive: true}); err != nil {
+	if _, err := src.Deps(ctx, wire.DepsArgs{Names: []string{"nginx-light"}, Recursive: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.Processes(ctx, agent.ProcessArgs{Env: true}); err != nil {
+	if _, err := src.Processes(ctx, wire.ProcessArgs{Env: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.Tree(ctx, agent.TreeArgs{Digest: true}, func(*fsmeta.Entry) error { return nil }); err != nil {
+	if _, err := src.Tree(ctx, wire.TreeArgs{Digest: true}, func(*fsmeta.Entry) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := src.Hash(ctx, []string{"etc/passwd"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, comp := range []string{"zstd", "gzip", "none"} {
-		ts, err := src.Filesystem(ctx, agent.TreeArgs{Compression: comp})
+		ts, err := src.Filesystem(ctx, wire.TreeArgs{Compression: comp})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/testenv"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/services"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // TestInitInContainer is the real thing: the services selected from the running fixture VM,
@@ -114,7 +114,7 @@ func selectFromVM(t *testing.T, vm *testenv.VM) services.Config {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	ps, err := src.Processes(context.Background(), agent.ProcessArgs{Env: true})
+	ps, err := src.Processes(context.Background(), wire.ProcessArgs{Env: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // TestAttackPreAuthFlood keeps 300 unauthenticated connections going against the real agent, from
@@ -152,10 +152,10 @@ func TestAttackHostileAgent(t *testing.T) {
 		}, true},
 		{"endless packages", func(_ context.Context, req proto.Request, w io.Writer) error {
 			switch req.Op {
-			case agent.OpInfo:
+			case wire.OpInfo:
 				_, err := io.WriteString(w, info)
 				return err
-			case agent.OpPackages:
+			case wire.OpPackages:
 			default:
 				_, err := io.WriteString(w, "[]")
 				return err
@@ -164,10 +164,10 @@ func TestAttackHostileAgent(t *testing.T) {
 		}, false}, // inspect reports a VM without a readable package database and goes on
 		{"endless processes", func(_ context.Context, req proto.Request, w io.Writer) error {
 			switch req.Op {
-			case agent.OpInfo:
+			case wire.OpInfo:
 				_, err := io.WriteString(w, info)
 				return err
-			case agent.OpProcesses:
+			case wire.OpProcesses:
 				return endless(w, `[`, `{"pid":1,"argv":["x","y"],"env":{"A":"b"}},`)
 			}
 			_, err := io.WriteString(w, `{"manager":"dpkg","packages":[]}`)

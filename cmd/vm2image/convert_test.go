@@ -19,6 +19,7 @@ import (
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
+	"github.com/vm2image/vm2image/pkg/image"
 )
 
 // convertFixture converts the running fixture VM with the given flags and returns the report.
@@ -62,7 +63,7 @@ func convertCacheDir() string { return testenv.CacheDir() }
 // owner, size, contents and link target (mtimes are not promised: checksum ignores them).
 func snapshotForCompare(t *testing.T, dir string, treatAsMounts bool) map[string]string {
 	t.Helper()
-	excl := append(append([]string(nil), convert.DefaultExcludes...), "/.vm2image", "/.dockerenv",
+	excl := append(append([]string(nil), image.DefaultExcludes...), "/.vm2image", "/.dockerenv",
 		"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/mtab")
 	out := map[string]string{}
 	err := fswalk.Walk(context.Background(), dir, fswalk.Options{Digest: true, Excludes: excl, TreatAsMounts: treatAsMounts},

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vm2image/vm2image/internal/units"
-	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 type exportOptions struct {
@@ -65,7 +65,7 @@ func runExport(ctx context.Context, o exportOptions, spec string, stdout, stderr
 	}
 	defer src.Close()
 	start := time.Now()
-	ts, err := src.Filesystem(ctx, agent.TreeArgs{Excludes: o.excludes})
+	ts, err := src.Filesystem(ctx, wire.TreeArgs{Excludes: o.excludes})
 	if err != nil {
 		return err
 	}

@@ -10,11 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vm2image/vm2image/internal/units"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 type inspectOptions struct {
@@ -53,7 +53,7 @@ unknown (the converter's own are not reported as the VM's).`,
 // InspectReport is what inspect prints with --json.
 type InspectReport struct {
 	Source         string           `json:"source"`
-	Info           *agent.Info      `json:"info"`
+	Info           *wire.Info       `json:"info"`
 	PackageManager pkgmgr.Manager   `json:"package_manager,omitempty"`
 	PackageCount   int              `json:"package_count"`
 	RootCount      int              `json:"root_count"`
@@ -117,7 +117,7 @@ func inspect(ctx context.Context, src source.Source, recommends bool) (*InspectR
 		rep.Roots = pkgmgr.NewGraph(db, pkgmgr.GraphOptions{Recommends: recommends}).RootNames()
 		rep.RootCount = len(rep.Roots)
 	}
-	ps, err := src.Processes(ctx, agent.ProcessArgs{ListeningOnly: true})
+	ps, err := src.Processes(ctx, wire.ProcessArgs{ListeningOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
 	}

@@ -8,17 +8,17 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/vm2image/vm2image/internal/workdir"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/vmread"
 )
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "vm2image",
 		Short:         "Turn a live Linux VM into a small, layered, runnable Docker/OCI image",
-		Version:       agent.Version,
+		Version:       vmread.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/testenv"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/services"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // TestSystemdVM converts a real Debian 12 booted with systemd under QEMU (nginx, sshd, a Python
@@ -135,7 +135,7 @@ func waitListening(t *testing.T, addr string, token []byte, ports []int, timeout
 	for time.Now().Before(deadline) {
 		src, err := source.Open(t.Context(), addr, sourceToken(token))
 		if err == nil {
-			ps, perr := src.Processes(t.Context(), agent.ProcessArgs{ListeningOnly: true})
+			ps, perr := src.Processes(t.Context(), wire.ProcessArgs{ListeningOnly: true})
 			src.Close()
 			if perr == nil {
 				missing = slices.DeleteFunc(slices.Clone(ports), func(port int) bool {

@@ -5,8 +5,8 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
 )
 
 func newVersionCmd() *cobra.Command {
@@ -24,5 +24,5 @@ func newVersionCmd() *cobra.Command {
 
 // versionLine is what the version command and --version print (vm2image-agent's alike).
 func versionLine() string {
-	return fmt.Sprintf("vm2image %s (protocol %d, %s %s/%s)", agent.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("vm2image %s (protocol %d, %s %s/%s)", vmread.Version, proto.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -69,11 +69,43 @@ func noExecRule(g graph) []string {
 var converterSide = []string{"pkg/builder", "pkg/cache", "pkg/convert", "pkg/diff", "pkg/experiment",
 	"pkg/image", "pkg/layer", "pkg/services", "pkg/verify"}
 
-// agentImportExceptions import the agent's server package today for its wire types
-// (TreeArgs, Info, TreeResult, ProcessArgs, the compression names). Issue 12 item 4 moves those
-// types to a types-only package; then each entry goes, and the rule holds for all. An entry
-// that no longer imports pkg/agent fails the test too, so the list only shrinks.
-var agentImportExceptions = []string{"pkg/convert", "pkg/diff", "pkg/experiment", "pkg/layer", "pkg/verify"}
+// agentImportExceptions would list converter-side packages allowed to import the agent's server
+// package. Empty since the wire types moved to pkg/wire (issue 12 item 4); an entry that no
+// longer imports pkg/agent fails the test too, so the list can only shrink.
+var agentImportExceptions = []string{}
+
+// typeRules: who may import what around the protocol's vocabulary (direct imports).
+var typeRules = []struct {
+	pkg       string
+	forbidden []string
+	why       string
+}{
+	{"pkg/source", []string{"pkg/agent"}, "the remote client decodes with pkg/wire and internal/wirecompress"},
+	{"pkg/verify", []string{"pkg/agent", "pkg/convert"}, "verify reads labels from pkg/image, wire types from pkg/wire"},
+	{"pkg/wire", []string{"pkg/agent", "pkg/vmread", "pkg/proto", "pkg/source"}, "the wire types are a vocabulary, imported by both sides"},
+	{"pkg/vmread", []string{"pkg/agent", "pkg/source"}, "the reader of a root serves both sides and knows neither"},
+}
+
+// wireAllowed is everything pkg/wire may import from the module: the types its answers embed.
+var wireAllowed = []string{"pkg/delta", "pkg/fswalk", "pkg/pkgmgr"}
+
+// typesRule checks typeRules, and that pkg/wire holds types only.
+func typesRule(g graph) []string {
+	var v []string
+	for _, r := range typeRules {
+		for _, f := range r.forbidden {
+			if slices.Contains(g[module+r.pkg], module+f) {
+				v = append(v, fmt.Sprintf("%s imports %s: %s", r.pkg, f, r.why))
+			}
+		}
+	}
+	for _, imp := range g[module+"pkg/wire"] {
+		if own(imp) && !slices.Contains(wireAllowed, short(imp)) {
+			v = append(v, fmt.Sprintf("pkg/wire imports %s: it holds types only", short(imp)))
+		}
+	}
+	return v
+}
 
 // converterRule: converter-side packages do not import pkg/agent, but for the known exceptions.
 func converterRule(g graph) []string {
@@ -100,6 +132,7 @@ var rules = []struct {
 	{"diff and pkgmgr never import convert", libraryRule},
 	{"pkgmgr runs nothing", noExecRule},
 	{"converter-side packages do not import pkg/agent", converterRule},
+	{"wire types and the root reader sit between both sides", typesRule},
 }
 
 // TestImportRules checks the module's import graph against every rule.
@@ -147,9 +180,14 @@ func TestRulesCatch(t *testing.T) {
 		}
 	}
 	// An exception that no longer holds is reported too.
-	g := plant(module+"pkg/cache", "fmt")
-	g[module+"pkg/layer"] = slices.DeleteFunc(slices.Clone(g[module+"pkg/layer"]), func(s string) bool { return s == module+"pkg/agent" })
-	if got := converterRule(g); !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "pkg/layer no longer imports") }) {
+	saved := agentImportExceptions
+	agentImportExceptions = []string{"pkg/layer"}
+	defer func() { agentImportExceptions = saved }()
+	if got := converterRule(real); !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "pkg/layer no longer imports") }) {
 		t.Errorf("stale exception not reported: %q", got)
+	}
+	// The type rules catch a planted import.
+	if got := typesRule(plant(module+"pkg/wire", module+"pkg/proto")); len(got) == 0 {
+		t.Error("pkg/wire -> pkg/proto planted: not reported")
 	}
 }

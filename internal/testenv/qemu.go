@@ -124,8 +124,16 @@ func SystemdVMDisk(t testing.TB, agentBin string) (disk, kernel, initrd string) 
 	if err := os.WriteFile(volatile, []byte("[Journal]\nStorage=volatile\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Likewise a database that checkpoints, vacuums and flushes on its own rewrites its files
+	// after the conversion: verify (rightly) reports them. The VM's PostgreSQL is kept quiet:
+	// no timed checkpoints, no autovacuum, no background writes; nothing queries it.
+	quiet := filepath.Join(t.TempDir(), "quiet.conf")
+	if err := os.WriteFile(quiet, []byte("autovacuum = off\ncheckpoint_timeout = '1d'\nmax_wal_size = '1GB'\nbgwriter_lru_maxpages = 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	script := "cd /usr/local/bin\nwrite " + agentBin + " vm2image-agent\nsif /usr/local/bin/vm2image-agent mode 0100755\n" +
-		"mkdir /etc/systemd/journald.conf.d\ncd /etc/systemd/journald.conf.d\nwrite " + volatile + " volatile.conf\n"
+		"mkdir /etc/systemd/journald.conf.d\ncd /etc/systemd/journald.conf.d\nwrite " + volatile + " volatile.conf\n" +
+		"mkdir /etc/postgresql/15/main/conf.d\ncd /etc/postgresql/15/main/conf.d\nwrite " + quiet + " vm2image-quiet.conf\n"
 	cmd := exec.Command("debugfs", "-w", "-f", "-", disk)
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {

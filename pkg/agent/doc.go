@@ -1,3 +1,3 @@
-// Package agent is what vm2image-agent serves: system information, installed packages,
-// dependency queries, processes and ports, file manifests, hashes and tar streams of a root.
+// Package agent serves the agent protocol: it decodes requests (pkg/wire), answers them from a
+// vmread.Reader, compresses tar streams and sets trailers.
 package agent

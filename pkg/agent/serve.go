@@ -9,36 +9,22 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/vm2image/vm2image/internal/wirecompress"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
-// Operations of the protocol.
-const (
-	OpInfo       = "info"
-	OpPackages   = "packages"
-	OpDeps       = "deps"
-	OpProcesses  = "processes"
-	OpTree       = "tree"
-	OpHash       = "hash"
-	OpFiles      = "files"
-	OpFilesystem = "filesystem"
-)
+// server answers the protocol's requests from one Reader.
+type server struct{ r *vmread.Reader }
 
-// HashArgs are the arguments of the hash request.
-type HashArgs struct {
-	Paths Paths `json:"paths"`
-}
-
-// MaxHashPaths bounds one hash request.
-const MaxHashPaths = 100000
-
-// Handler returns the protocol handler that serves this agent.
-func (a *Agent) Handler() proto.Handler { return proto.HandlerFunc(a.serve) }
+// Handler returns the protocol handler that serves what r reads.
+func Handler(r *vmread.Reader) proto.Handler { return proto.HandlerFunc(server{r}.serve) }
 
 // serve answers one request; errors of the tree code map to their wire codes here, once.
-func (a *Agent) serve(ctx context.Context, req proto.Request, w io.Writer) error {
+func (a server) serve(ctx context.Context, req proto.Request, w io.Writer) error {
 	err := a.dispatch(ctx, req, w)
 	if errors.Is(err, fswalk.ErrOutsideRoot) && !errors.Is(err, proto.ErrOutsideRoot) {
 		err = fmt.Errorf("%w: %w", proto.ErrOutsideRoot, err)
@@ -46,38 +32,38 @@ func (a *Agent) serve(ctx context.Context, req proto.Request, w io.Writer) error
 	return err
 }
 
-func (a *Agent) dispatch(ctx context.Context, req proto.Request, w io.Writer) error {
+func (a server) dispatch(ctx context.Context, req proto.Request, w io.Writer) error {
 	switch req.Op {
-	case OpInfo:
-		return writeJSON(w)(a.Info(ctx))
-	case OpPackages:
-		return writeJSON(w)(a.Packages(ctx))
-	case OpDeps:
-		var args DepsArgs
+	case wire.OpInfo:
+		return writeJSON(w)(a.r.Info(ctx))
+	case wire.OpPackages:
+		return writeJSON(w)(a.r.Packages(ctx))
+	case wire.OpDeps:
+		var args wire.DepsArgs
 		if err := decodeArgs(req, &args); err != nil {
 			return err
 		}
-		return writeJSON(w)(a.Deps(ctx, args))
-	case OpProcesses:
-		var args ProcessArgs
+		return writeJSON(w)(a.r.Deps(ctx, args))
+	case wire.OpProcesses:
+		var args wire.ProcessArgs
 		if err := decodeArgs(req, &args); err != nil {
 			return err
 		}
-		return writeJSON(w)(a.Processes(ctx, args))
-	case OpHash:
-		var args HashArgs
+		return writeJSON(w)(a.r.Processes(ctx, args))
+	case wire.OpHash:
+		var args wire.HashArgs
 		if err := decodeArgs(req, &args); err != nil {
 			return err
 		}
-		if len(args.Paths) > MaxHashPaths {
-			return fmt.Errorf("%w: %d paths in one hash request (at most %d)", proto.ErrBadRequest, len(args.Paths), MaxHashPaths)
+		if len(args.Paths) > wire.MaxHashPaths {
+			return fmt.Errorf("%w: %d paths in one hash request (at most %d)", proto.ErrBadRequest, len(args.Paths), wire.MaxHashPaths)
 		}
-		return writeJSON(w)(a.Hash(ctx, args.Paths), nil)
-	case OpTree:
+		return writeJSON(w)(a.r.Hash(ctx, args.Paths), nil)
+	case wire.OpTree:
 		return a.serveTree(ctx, req, w)
-	case OpFiles, OpFilesystem:
+	case wire.OpFiles, wire.OpFilesystem:
 		return a.serveTar(ctx, req, w)
-	case OpDelta:
+	case wire.OpDelta:
 		return a.serveDelta(ctx, req, w)
 	}
 	return fmt.Errorf("%w: %q", proto.ErrUnknownOp, req.Op)
@@ -103,14 +89,14 @@ func writeJSON(w io.Writer) func(v any, err error) error {
 	}
 }
 
-func (a *Agent) serveTree(ctx context.Context, req proto.Request, w io.Writer) error {
-	var args TreeArgs
+func (a server) serveTree(ctx context.Context, req proto.Request, w io.Writer) error {
+	var args wire.TreeArgs
 	if err := decodeArgs(req, &args); err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	ew := fsmeta.NewWriter(bw)
-	res, err := a.Tree(ctx, args, ew.Write)
+	res, err := a.r.Tree(ctx, args, ew.Write)
 	if err != nil {
 		return err
 	}
@@ -120,23 +106,23 @@ func (a *Agent) serveTree(ctx context.Context, req proto.Request, w io.Writer) e
 	return setTrailer(ctx, res)
 }
 
-func (a *Agent) serveTar(ctx context.Context, req proto.Request, w io.Writer) error {
-	var args TreeArgs
+func (a server) serveTar(ctx context.Context, req proto.Request, w io.Writer) error {
+	var args wire.TreeArgs
 	if err := decodeArgs(req, &args); err != nil {
 		return err
 	}
-	if req.Op == OpFiles && len(args.Paths) == 0 {
+	if req.Op == wire.OpFiles && len(args.Paths) == 0 {
 		return fmt.Errorf("%w: files needs paths", proto.ErrBadRequest)
 	}
-	cw, err := NewCompressor(w, args.Compression, args.Level)
+	cw, err := wirecompress.NewCompressor(w, args.Compression, args.Level)
 	if err != nil {
 		return fmt.Errorf("%w: %v", proto.ErrBadRequest, err)
 	}
-	produce := a.Filesystem
-	if req.Op == OpFiles {
-		produce = a.Files
+	produce := a.r.Filesystem
+	if req.Op == wire.OpFiles {
+		produce = a.r.Files
 	}
-	res, err := compressPipelined(ctx, cw, args.Compression == CompressNone, func(w io.Writer) (TreeResult, error) {
+	res, err := compressPipelined(ctx, cw, args.Compression == wire.CompressNone, func(w io.Writer) (wire.TreeResult, error) {
 		return produce(ctx, args, w)
 	})
 	if cerr := cw.Close(); err == nil {
@@ -151,12 +137,12 @@ func (a *Agent) serveTar(ctx context.Context, req proto.Request, w io.Writer) er
 // compressPipelined runs produce (walk + tar) in its own goroutine, feeding cw (the compressor)
 // through a ring buffer, so reading files and compressing overlap: the compressor is the
 // bottleneck, and this keeps it busy. Without compression the stage is skipped.
-func compressPipelined(ctx context.Context, cw io.Writer, plain bool, produce func(io.Writer) (TreeResult, error)) (TreeResult, error) {
+func compressPipelined(ctx context.Context, cw io.Writer, plain bool, produce func(io.Writer) (wire.TreeResult, error)) (wire.TreeResult, error) {
 	if plain {
 		return produce(cw)
 	}
 	ring := proto.NewRing(pipelineRing)
-	var res TreeResult
+	var res wire.TreeResult
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -185,4 +171,24 @@ func setTrailer(ctx context.Context, v any) error {
 	}
 	proto.SetTrailer(ctx, b)
 	return nil
+}
+
+// serveDelta streams a delta, compressed, with the DeltaResult as trailer.
+func (a server) serveDelta(ctx context.Context, req proto.Request, w io.Writer) error {
+	var args wire.DeltaArgs
+	if err := decodeArgs(req, &args); err != nil {
+		return err
+	}
+	cw, err := wirecompress.NewCompressor(w, args.Compression, 0)
+	if err != nil {
+		return fmt.Errorf("%w: %v", proto.ErrBadRequest, err)
+	}
+	res, err := a.r.Delta(ctx, args, cw)
+	if cerr := cw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return setTrailer(ctx, res)
 }

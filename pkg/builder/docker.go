@@ -20,8 +20,8 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/vm2image/vm2image/internal/filecopy"
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
-	"github.com/vm2image/vm2image/pkg/source"
 )
 
 // docker runs the plan in a container of the base image through the engine's API: one
@@ -233,7 +233,7 @@ func (d *docker) copyOut(ctx context.Context, p, dir string) error {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	if err := source.Unpack(ctx, res.Content, parent, nil); err != nil {
+	if err := archive.Apply(ctx, parent, res.Content, archive.Logf(nil)); err != nil {
 		return fmt.Errorf("copying %s out of the build container: %w", p, err)
 	}
 	return nil
@@ -259,7 +259,7 @@ func (d *docker) tree(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	if err := source.Unpack(ctx, rc, dir, d.logf); err != nil {
+	if err := archive.Apply(ctx, dir, rc, archive.Logf(d.logf)); err != nil {
 		return "", fmt.Errorf("unpacking the build container's export: %w", err)
 	}
 	d.exported = dir

@@ -11,12 +11,12 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/delta"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Transfer in diff mode: the layer's file contents come from where they are cheapest. A file
@@ -138,7 +138,7 @@ func localDigests(ctx context.Context, root string, need []*fsmeta.Entry) (map[s
 
 // Files streams the requested files in order: local ones from disk, deltas patched locally,
 // the rest from one request to the agent.
-func (lf *localFirst) Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error) {
+func (lf *localFirst) Files(ctx context.Context, args wire.TreeArgs) (source.TarStream, error) {
 	var remote []string
 	for _, p := range args.Paths {
 		if _, ok := lf.plan[p]; !ok {
@@ -273,7 +273,7 @@ func (lf *localFirst) patch(ctx context.Context, w io.Writer, p string, o origin
 		return err
 	}
 	var sig bytes.Buffer
-	bl := delta.BlockLenWithin(st.Size(), agent.MaxDeltaSignature)
+	bl := delta.BlockLenWithin(st.Size(), wire.MaxDeltaSignature)
 	if bl == 0 {
 		return fmt.Errorf("%s: too large for a delta", p)
 	}
@@ -326,11 +326,11 @@ func (s *mergedStream) Close() error {
 	return nil
 }
 
-func (s *mergedStream) Result() agent.TreeResult {
+func (s *mergedStream) Result() wire.TreeResult {
 	if s.remote != nil {
 		return s.remote.Result()
 	}
-	return agent.TreeResult{}
+	return wire.TreeResult{}
 }
 
 func (s *mergedStream) WireBytes() int64 {

@@ -9,11 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/vm2image/vm2image/internal/filecopy"
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/services"
 )
 
@@ -170,7 +169,7 @@ func copyWithoutWhiteouts(ctx context.Context, src, dst string) error {
 		if h, err = tr.Next(); err != nil {
 			break
 		}
-		if strings.HasPrefix(path.Base(h.Name), ".wh.") {
+		if archive.IsWhiteout(h.Name) {
 			continue
 		}
 		if err = tw.WriteHeader(h); err == nil {

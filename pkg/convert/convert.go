@@ -7,21 +7,14 @@ import (
 
 	"github.com/vm2image/vm2image/internal/helperbin"
 	"github.com/vm2image/vm2image/internal/workdir"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/services"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
-
-// DefaultExcludes are left out of every conversion (anchored): scratch space, package caches
-// and lists that a container rebuilds, and files a container runtime provides.
-var DefaultExcludes = []string{
-	"/tmp/*", "/var/tmp/*", "/var/cache/apt/archives/*.deb", "/var/cache/apt/*.bin",
-	"/var/lib/apt/lists/*", "/lost+found", "/swapfile", "/swap.img",
-}
 
 // Options configure a conversion.
 type Options struct {
@@ -122,7 +115,7 @@ type run struct {
 	work   string
 	report *Report
 
-	info    *agent.Info
+	info    *wire.Info
 	vmDB    *pkgmgr.DB
 	procs   []procs.Process
 	base    *image.Base
@@ -215,7 +208,7 @@ func (r *run) connect(ctx context.Context) error {
 		r.opts.Logf("no package database (%v): converting without a packages layer", err)
 		r.vmDB = nil
 	}
-	if r.procs, err = r.src.Processes(ctx, agent.ProcessArgs{Env: true}); err != nil {
+	if r.procs, err = r.src.Processes(ctx, wire.ProcessArgs{Env: true}); err != nil {
 		return fmt.Errorf("listing processes: %w", err)
 	}
 	r.report.setSource(r.info)

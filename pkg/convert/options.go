@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Format is the output format of -o.
@@ -110,9 +110,9 @@ func ParseCompression(s string) (image.Compression, error) {
 // ParseWireCompression checks the name of the compression of streams from the agent ("" is zstd).
 func ParseWireCompression(s string) (string, error) {
 	if s == "" {
-		return agent.CompressZstd, nil
+		return wire.CompressZstd, nil
 	}
-	return oneOf("--wire-compression", s, agent.CompressZstd, agent.CompressGzip, agent.CompressNone)
+	return oneOf("--wire-compression", s, wire.CompressZstd, wire.CompressGzip, wire.CompressNone)
 }
 
 // validate checks every enum of o (after defaults), before anything is read or written.

@@ -18,19 +18,6 @@ import (
 	"github.com/vm2image/vm2image/pkg/services"
 )
 
-// Labels vm2image sets on the images it writes. LabelExcludes holds the conversion's excludes
-// as a JSON list: verify reads it to compare under the same excludes.
-const (
-	LabelSource       = "org.vm2image.source"
-	LabelHost         = "org.vm2image.source.hostname"
-	LabelOS           = "org.vm2image.source.os"
-	LabelAgentVersion = "org.vm2image.agent.version"
-	LabelCreated      = "org.vm2image.created"
-	LabelStrategy     = "org.vm2image.strategy"
-	LabelExcludes     = "org.vm2image.excludes"
-	LabelVersion      = "org.vm2image.version"
-)
-
 // Version is the converter's version, written in the labels.
 var Version = "0.1.0-dev"
 
@@ -43,9 +30,9 @@ func (r *run) imageConfig() image.ConfigSpec {
 		StopSignal: "SIGTERM",
 		Created:    r.opts.Created,
 		Labels: map[string]string{
-			LabelSource: r.opts.Source, LabelHost: r.info.Hostname, LabelOS: r.report.OS,
-			LabelAgentVersion: r.info.AgentVersion, LabelCreated: r.opts.Created.Format("2006-01-02T15:04:05Z"),
-			LabelStrategy: string(r.opts.Strategy), LabelExcludes: string(excl), LabelVersion: Version,
+			image.LabelSource: r.opts.Source, image.LabelHost: r.info.Hostname, image.LabelOS: r.report.OS,
+			image.LabelAgentVersion: r.info.AgentVersion, image.LabelCreated: r.opts.Created.Format("2006-01-02T15:04:05Z"),
+			image.LabelStrategy: string(r.opts.Strategy), image.LabelExcludes: string(excl), image.LabelVersion: Version,
 		},
 	}
 	for _, p := range r.services.PublishedPorts() {

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/filecopy"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // maxRepoFile bounds one repository configuration file or key taken from the VM, and
@@ -134,7 +134,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 func (r *run) fetchFiles(ctx context.Context, paths []string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, p := range paths {
-		ts, err := r.src.Files(ctx, agent.TreeArgs{Paths: []string{p}, Recursive: true, Compression: "gzip"})
+		ts, err := r.src.Files(ctx, wire.TreeArgs{Paths: []string{p}, Recursive: true, Compression: "gzip"})
 		if err != nil {
 			return nil, err
 		}

@@ -3,11 +3,11 @@ package convert
 import (
 	"time"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/layer"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/services"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Phases of a conversion, in order.
@@ -140,7 +140,7 @@ func newReport(o Options) *Report {
 	return &Report{Source: o.Source, Strategy: string(o.Strategy), Transfer: string(o.Transfer), Services: []string{}}
 }
 
-func (r *Report) setSource(info *agent.Info) {
+func (r *Report) setSource(info *wire.Info) {
 	r.OS = info.OS.ID + " " + info.OS.VersionID
 	r.Arch = info.Arch
 	r.AgentVersion = info.AgentVersion

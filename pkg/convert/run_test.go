@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
@@ -231,8 +232,8 @@ func checkImage(t *testing.T, rep *Report, img v1.Image, initBody []byte) {
 	cf, err := img.ConfigFile()
 	must(t, err)
 	var excl []string
-	must(t, json.Unmarshal([]byte(cf.Config.Labels[LabelExcludes]), &excl))
-	if !slices.Contains(excl, "/opt/cache/*") || !slices.Contains(excl, "/tmp/*") || cf.Config.Labels[LabelOS] != "debian 12" {
+	must(t, json.Unmarshal([]byte(cf.Config.Labels[image.LabelExcludes]), &excl))
+	if !slices.Contains(excl, "/opt/cache/*") || !slices.Contains(excl, "/tmp/*") || cf.Config.Labels[image.LabelOS] != "debian 12" {
 		t.Errorf("labels %v: want the conversion's excludes and OS", cf.Config.Labels)
 	}
 	if !slices.Equal(cf.Config.Entrypoint, []string{"/.vm2image/init"}) || cf.Architecture != hostArch {

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // A dir: source has no processes: the runtime phase and the context are tested here over a
@@ -41,7 +41,7 @@ func runtimeRun(t *testing.T, keepEnv bool) *run {
 	must(t, err)
 	t.Cleanup(func() { src.Close() })
 	r := &run{opts: o, src: src, report: newReport(o), work: t.TempDir(), procs: vmProcesses(),
-		info: &agent.Info{Hostname: "web1", OS: agent.OSRelease{ID: "debian", VersionID: "12"}}}
+		info: &wire.Info{Hostname: "web1", OS: wire.OSRelease{ID: "debian", VersionID: "12"}}}
 	r.report.Base.Ref = "debian:12"
 	return r
 }

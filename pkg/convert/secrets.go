@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/vm2image/vm2image/pkg/archive"
 )
 
 // Images hold what the VM holds, secrets included: a VM's host keys, TLS keys and password
@@ -69,7 +71,7 @@ func scanLayer(r io.Reader, role string) ([]SecretFile, error) {
 			return out, err
 		}
 		name := "/" + strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		if h.Typeflag != tar.TypeReg || h.Size == 0 || strings.HasPrefix(path.Base(name), ".wh.") {
+		if h.Typeflag != tar.TypeReg || h.Size == 0 || archive.IsWhiteout(name) {
 			continue
 		}
 		if kind := kindByName(name); kind != "" {

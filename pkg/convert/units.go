@@ -9,9 +9,9 @@ import (
 	"path"
 	"strings"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/services"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Bounds on what unitTree reads from the VM.
@@ -30,7 +30,7 @@ func (r *run) unitTree(ctx context.Context) *services.MemFS {
 	dirs := append([]string{"/var/spool/cron/crontabs", "/etc/cron.d"}, services.UnitPaths...)
 	total, files := 0, 0
 	for _, d := range dirs {
-		ts, err := r.src.Files(ctx, agent.TreeArgs{Paths: []string{strings.TrimPrefix(d, "/")}, Recursive: true, Compression: "gzip"})
+		ts, err := r.src.Files(ctx, wire.TreeArgs{Paths: []string{strings.TrimPrefix(d, "/")}, Recursive: true, Compression: "gzip"})
 		if err != nil {
 			r.opts.Logf("reading %s: %v", d, err)
 			continue
@@ -102,7 +102,7 @@ func Services(ctx context.Context, src source.Source, opts Options) (services.Co
 	}
 	r := &run{opts: opts, src: src, report: &Report{}}
 	var err error
-	if r.procs, err = src.Processes(ctx, agent.ProcessArgs{}); err != nil {
+	if r.procs, err = src.Processes(ctx, wire.ProcessArgs{}); err != nil {
 		return services.Config{}, fmt.Errorf("listing processes: %w", err)
 	}
 	return r.selectServices(ctx)

@@ -8,16 +8,16 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/layer"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 func (r *run) excludes() []string {
-	return append(append([]string(nil), DefaultExcludes...), r.opts.Excludes...)
+	return append(append([]string(nil), image.DefaultExcludes...), r.opts.Excludes...)
 }
 
 func (r *run) vmDiff(ctx context.Context) error {
@@ -81,7 +81,7 @@ func (r *run) newTree(ctx context.Context) (source.Source, error) {
 	if r.opts.Transfer != TransferFull {
 		return r.src, nil
 	}
-	ts, err := r.src.Filesystem(ctx, agent.TreeArgs{Excludes: r.excludes()})
+	ts, err := r.src.Filesystem(ctx, wire.TreeArgs{Excludes: r.excludes()})
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (r *run) newTree(ctx context.Context) (source.Source, error) {
 // filesystem" figure.
 func (r *run) measureOriginal(ctx context.Context, t source.Source) error {
 	var n int64
-	_, err := t.Tree(ctx, agent.TreeArgs{Excludes: r.excludes(), NoXattrs: true}, func(e *fsmeta.Entry) error {
+	_, err := t.Tree(ctx, wire.TreeArgs{Excludes: r.excludes(), NoXattrs: true}, func(e *fsmeta.Entry) error {
 		if e.Type == fsmeta.TypeRegular {
 			n += e.Size
 		}
@@ -118,7 +118,7 @@ type countingContent struct {
 	streams []source.TarStream
 }
 
-func (c *countingContent) Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error) {
+func (c *countingContent) Files(ctx context.Context, args wire.TreeArgs) (source.TarStream, error) {
 	ts, err := c.src.Files(ctx, args)
 	if err == nil {
 		c.mu.Lock()

@@ -7,10 +7,10 @@ import (
 	"io"
 	"time"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Strategy decides when a file counts as changed.
@@ -124,14 +124,14 @@ type Result struct {
 // Tree is what Trees reads a tree from; source.Source satisfies it.
 type Tree interface {
 	// Tree calls fn for every entry, in fswalk.Walk's order.
-	Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error)
+	Tree(ctx context.Context, args wire.TreeArgs, fn func(*fsmeta.Entry) error) (wire.TreeResult, error)
 	// Hash returns the digests of the named regular files, in the order given.
 	Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error)
 }
 
 // fileTree is what Rdiff needs of the old tree: its files' contents.
 type fileTree interface {
-	Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error)
+	Files(ctx context.Context, args wire.TreeArgs) (source.TarStream, error)
 }
 
 // deltaTree is what Rdiff wants of the new tree: block deltas against a signature (else it

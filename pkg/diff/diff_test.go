@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/internal/testenv"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/diff/difftest"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // pair builds OLD and NEW trees and opens them as sources.
@@ -241,7 +241,7 @@ func (f *faulty) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult,
 	return f.Source.Hash(ctx, paths)
 }
 
-func (f *faulty) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {
+func (f *faulty) Tree(ctx context.Context, args wire.TreeArgs, fn func(*fsmeta.Entry) error) (wire.TreeResult, error) {
 	res, err := f.Source.Tree(ctx, args, func(e *fsmeta.Entry) error {
 		if f.unreadable != "" && strings.HasPrefix(e.Path, f.unreadable+"/") {
 			return nil
@@ -249,7 +249,7 @@ func (f *faulty) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.
 		return fn(e)
 	})
 	if f.unreadable != "" {
-		res.Problems = append(res.Problems, agent.Problem{Path: f.unreadable, Err: "reading directory: permission denied"})
+		res.Problems = append(res.Problems, wire.Problem{Path: f.unreadable, Err: "reading directory: permission denied"})
 		res.ProblemsTotal++
 	}
 	return res, err
@@ -382,7 +382,7 @@ func ExampleTrees() {
 // noDelta hides a source's Delta method, so Trees computes deltas from its files.
 type noDelta struct{ src source.Source }
 
-func (n noDelta) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {
+func (n noDelta) Tree(ctx context.Context, args wire.TreeArgs, fn func(*fsmeta.Entry) error) (wire.TreeResult, error) {
 	return n.src.Tree(ctx, args, fn)
 }
 
@@ -390,7 +390,7 @@ func (n noDelta) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult,
 	return n.src.Hash(ctx, paths)
 }
 
-func (n noDelta) Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error) {
+func (n noDelta) Files(ctx context.Context, args wire.TreeArgs) (source.TarStream, error) {
 	return n.src.Files(ctx, args)
 }
 

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // minReplacedChildren is how many old entries a directory must have lost, all of them, for it
@@ -54,7 +54,7 @@ func (m *merger) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g := &group{cancel: cancel}
-	args := agent.TreeArgs{Excludes: m.opts.Excludes}
+	args := wire.TreeArgs{Excludes: m.opts.Excludes}
 	g.Go(func() error { return m.old.produce(ctx, m.oldT, args, m.opts.KeepSELinux) })
 	g.Go(func() error { return m.new.produce(ctx, m.newT, args, m.opts.KeepSELinux) })
 	m.work = newWorkQueue(m, g, ctx)

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/delta"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // delta measures the block delta of a modified file: the signature of the old file, then the
@@ -18,7 +18,7 @@ import (
 func (m *merger) delta(ctx context.Context, c *Change) error {
 	var sig bytes.Buffer
 	err := readFile(ctx, m.oldT.(fileTree), c.Path, func(r io.Reader, size int64) error {
-		bl := delta.BlockLenWithin(size, agent.MaxDeltaSignature)
+		bl := delta.BlockLenWithin(size, wire.MaxDeltaSignature)
 		if bl == 0 {
 			return fmt.Errorf("a signature of %d bytes cannot be sent: %w", size, delta.ErrTooLarge)
 		}
@@ -80,7 +80,7 @@ var errMissing = errors.New("file not in the tree's stream (vanished or unreadab
 
 // readFile fetches one regular file of a tree and passes its contents to fn.
 func readFile(ctx context.Context, ft fileTree, path string, fn func(r io.Reader, size int64) error) error {
-	st, err := ft.Files(ctx, agent.TreeArgs{Paths: []string{path}, NoXattrs: true})
+	st, err := ft.Files(ctx, wire.TreeArgs{Paths: []string{path}, NoXattrs: true})
 	if err != nil {
 		return err
 	}

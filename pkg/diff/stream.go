@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 const (
@@ -29,7 +29,7 @@ type stream struct {
 
 	// Set by produce; read once it has returned.
 	entries, sockets int64
-	res              agent.TreeResult
+	res              wire.TreeResult
 }
 
 func newStream(side string) *stream {
@@ -37,7 +37,7 @@ func newStream(side string) *stream {
 }
 
 // produce walks t and sends its entries, sockets left out, until the walk ends or ctx is done.
-func (s *stream) produce(ctx context.Context, t Tree, args agent.TreeArgs, keepSELinux bool) error {
+func (s *stream) produce(ctx context.Context, t Tree, args wire.TreeArgs, keepSELinux bool) error {
 	defer close(s.ch)
 	b := s.getBatch()
 	res, err := t.Tree(ctx, args, func(e *fsmeta.Entry) error {

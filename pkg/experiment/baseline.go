@@ -11,9 +11,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // BaselineReport holds the figures of a baseline run.
@@ -85,19 +85,19 @@ func (r *runner) runOneLayer(ctx context.Context, ps *preparedSource, c Cell, ru
 	return nil
 }
 
-// exportCompressed streams the source's whole filesystem (wire compression wire, or the
+// exportCompressed streams the source's whole filesystem (wire compression wireComp, or the
 // source's default when empty) through compression into w, counting the bytes into b.
-func exportCompressed(ctx context.Context, ps *preparedSource, compression, wire string, w io.Writer, b *BaselineReport) error {
+func exportCompressed(ctx context.Context, ps *preparedSource, compression, wireComp string, w io.Writer, b *BaselineReport) error {
 	so := ps.opts
-	if wire != "" {
-		so.Compression = wire
+	if wireComp != "" {
+		so.Compression = wireComp
 	}
 	src, err := source.Open(ctx, ps.source, so)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	ts, err := src.Filesystem(ctx, agent.TreeArgs{Excludes: ps.excludes(), Compression: wire})
+	ts, err := src.Filesystem(ctx, wire.TreeArgs{Excludes: ps.excludes(), Compression: wireComp})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/internal/ctxio"
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/image"
 )
 
@@ -79,7 +80,7 @@ func whiteoutLayerSize(deleted []string) (int64, error) {
 	}
 	tw := tar.NewWriter(zw)
 	for _, p := range topmost(deleted) {
-		wh := path.Join(path.Dir(p), ".wh."+path.Base(p))
+		wh := path.Join(path.Dir(p), archive.WhiteoutPrefix+path.Base(p))
 		if err := tw.WriteHeader(&tar.Header{Name: wh, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0)}); err != nil {
 			return 0, err
 		}

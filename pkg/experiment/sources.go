@@ -16,7 +16,7 @@ import (
 
 	"github.com/vm2image/vm2image/internal/fixture"
 	"github.com/vm2image/vm2image/internal/helperbin"
-	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
 )
@@ -42,7 +42,7 @@ func (p *preparedSource) close() {
 // excludes are the conversion's excludes for this source: the converter's defaults and the
 // source's own.
 func (p *preparedSource) excludes() []string {
-	return append(append([]string(nil), convert.DefaultExcludes...), p.spec.Excludes...)
+	return append(append([]string(nil), image.DefaultExcludes...), p.spec.Excludes...)
 }
 
 // baseTag names the engine image a fixture's base is imported as.

@@ -6,11 +6,9 @@ import (
 	"path"
 	"strings"
 	"time"
-)
 
-// XattrPAXPrefix prefixes extended attributes stored as PAX records, as GNU tar, libarchive and
-// the Docker engine write and read them.
-const XattrPAXPrefix = "SCHILY.xattr."
+	"github.com/vm2image/vm2image/pkg/archive"
+)
 
 // TarHeader returns the PAX tar header of e, as an OCI layer or a root-filesystem archive holds
 // it: the relative path without "./" (directories end in "/"), permission bits, numeric owners
@@ -48,7 +46,7 @@ func (e *Entry) TarHeader() *tar.Header {
 	if len(e.Xattrs) > 0 {
 		h.PAXRecords = make(map[string]string, len(e.Xattrs))
 		for k, v := range e.Xattrs {
-			h.PAXRecords[XattrPAXPrefix+k] = string(v)
+			h.PAXRecords[archive.PAXXattrPrefix+k] = string(v)
 		}
 	}
 	return h
@@ -94,7 +92,7 @@ func FromTarHeader(h *tar.Header) (Entry, error) {
 		return Entry{}, fmt.Errorf("reading tar entry %q: unsupported type %q", h.Name, h.Typeflag)
 	}
 	for k, v := range h.PAXRecords {
-		if name, ok := strings.CutPrefix(k, XattrPAXPrefix); ok {
+		if name, ok := strings.CutPrefix(k, archive.PAXXattrPrefix); ok {
 			if e.Xattrs == nil {
 				e.Xattrs = map[string][]byte{}
 			}

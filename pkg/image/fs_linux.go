@@ -1,68 +1,11 @@
 package image
 
 import (
-	"archive/tar"
 	"errors"
 	"os"
-	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-const noFollow = unix.O_NOFOLLOW
-
-// mknod makes the device node or fifo hdr describes at target.
-func mknod(target string, hdr *tar.Header) error {
-	mode := uint32(hdr.Mode & 0o7777)
-	switch hdr.Typeflag {
-	case tar.TypeChar:
-		mode |= unix.S_IFCHR
-	case tar.TypeBlock:
-		mode |= unix.S_IFBLK
-	default:
-		mode |= unix.S_IFIFO
-	}
-	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-	if err := unix.Mknod(target, mode, int(dev)); err != nil {
-		return &os.PathError{Op: "mknod", Path: target, Err: err}
-	}
-	return nil
-}
-
-// setXattrs sets the PAX "SCHILY.xattr." records of hdr on target, without following a
-// symlink. Filesystems without xattrs, and attributes a symlink may not carry, are skipped.
-func setXattrs(target string, hdr *tar.Header) error {
-	for k, v := range hdr.PAXRecords {
-		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
-		if !ok {
-			continue
-		}
-		err := unix.Lsetxattr(target, name, []byte(v), 0)
-		switch {
-		case err == nil:
-		case errors.Is(err, unix.ENOTSUP), hdr.Typeflag == tar.TypeSymlink && errors.Is(err, unix.EPERM):
-		default:
-			return &os.PathError{Op: "setxattr " + name, Path: target, Err: err}
-		}
-	}
-	return nil
-}
-
-// lchtimes sets target's access and modification times without following a symlink.
-func lchtimes(target string, atime, mtime time.Time) error {
-	if mtime.IsZero() {
-		return nil
-	}
-	if atime.IsZero() {
-		atime = mtime
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return &os.PathError{Op: "utimes", Path: target, Err: err}
-	}
-	return nil
-}
 
 // freeBytes returns the bytes available to the caller on dir's filesystem.
 func freeBytes(dir string) (int64, error) {

@@ -3,26 +3,11 @@
 package image
 
 import (
-	"archive/tar"
 	"errors"
 	"os"
-	"time"
 )
 
-const noFollow = 0
-
 var errUnsupported = errors.New("not supported on this system")
-
-func mknod(target string, hdr *tar.Header) error { return errUnsupported }
-
-func setXattrs(target string, hdr *tar.Header) error { return nil }
-
-func lchtimes(target string, atime, mtime time.Time) error {
-	if fi, err := os.Lstat(target); err != nil || mtime.IsZero() || fi.Mode()&os.ModeSymlink != 0 {
-		return err
-	}
-	return os.Chtimes(target, atime, mtime)
-}
 
 func freeBytes(dir string) (int64, error) { return 0, errUnsupported }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/vm2image/vm2image/pkg/archive"
 	"golang.org/x/sys/unix"
 )
 
@@ -152,7 +153,7 @@ func TestUnpackRejectsHostileLayers(t *testing.T) {
 			os.Mkdir(outside, 0o755)
 			os.WriteFile(filepath.Join(outside, "sentinel"), []byte("sentinel\n"), 0o644)
 			err := Unpack(context.Background(), imageOf(t, buildTar(t, tt.entries)), root)
-			if err == nil || !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), `"`+tt.entry+`"`) {
+			if err == nil || !errors.Is(err, archive.ErrUnsafePath) || !strings.Contains(err.Error(), `"`+tt.entry+`"`) {
 				t.Fatalf("Unpack error = %v; want ErrUnsafePath naming %q", err, tt.entry)
 			}
 			checkOutside(t, top)
@@ -234,7 +235,7 @@ func FuzzUnpackLayer(f *testing.F) {
 		os.Mkdir(root, 0o755)
 		os.Mkdir(filepath.Join(top, "outside"), 0o755)
 		os.WriteFile(filepath.Join(top, "outside", "sentinel"), []byte("sentinel\n"), 0o644)
-		_ = applyLayer(context.Background(), root, bytes.NewReader(data))
+		_ = ApplyLayer(context.Background(), root, bytes.NewReader(data))
 		checkOutside(t, top)
 	})
 }

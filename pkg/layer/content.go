@@ -8,8 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // maxRequestBytes bounds the JSON-encoded paths of one Files request: a request to an agent
@@ -129,7 +129,7 @@ func (c *contentReader) fill() error {
 func (c *contentReader) open() error {
 	paths := c.chunks[0]
 	c.chunks = c.chunks[1:]
-	s, err := c.src.Files(c.ctx, agent.TreeArgs{Paths: paths, NoXattrs: true})
+	s, err := c.src.Files(c.ctx, wire.TreeArgs{Paths: paths, NoXattrs: true})
 	if err != nil {
 		return fmt.Errorf("requesting file contents: %w", err)
 	}

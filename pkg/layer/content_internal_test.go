@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/diff/difftest"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // countingContent counts Files requests.
@@ -20,7 +20,7 @@ type countingContent struct {
 	calls int
 }
 
-func (c *countingContent) Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error) {
+func (c *countingContent) Files(ctx context.Context, args wire.TreeArgs) (source.TarStream, error) {
 	c.calls++
 	return c.src.Files(ctx, args)
 }

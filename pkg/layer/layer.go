@@ -12,16 +12,17 @@ import (
 	"io"
 	"time"
 
-	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Content is where the layer's file contents come from; source.Source satisfies it.
 type Content interface {
 	// Files returns an uncompressed tar stream of args.Paths, in the order given.
-	Files(ctx context.Context, args agent.TreeArgs) (source.TarStream, error)
+	Files(ctx context.Context, args wire.TreeArgs) (source.TarStream, error)
 }
 
 var _ Content = source.Source(nil)
@@ -131,7 +132,7 @@ func (lw *writer) item(it item) error {
 		return lw.marker(whiteoutName(it.path))
 	case opaqueItem:
 		lw.stats.Opaques++
-		return lw.marker(joinKey(it.path, OpaqueWhiteout))
+		return lw.marker(joinKey(it.path, archive.OpaqueMarker))
 	}
 	if it.e.Type == fsmeta.TypeRegular {
 		return lw.file(it.e)
@@ -148,7 +149,7 @@ func (lw *writer) marker(name string) error {
 func (lw *writer) headerOf(e *fsmeta.Entry) *tar.Header {
 	h := e.TarHeader()
 	if !lw.opts.KeepSELinux {
-		delete(h.PAXRecords, fsmeta.XattrPAXPrefix+"security.selinux")
+		delete(h.PAXRecords, archive.PAXXattrPrefix+"security.selinux")
 	}
 	return h
 }

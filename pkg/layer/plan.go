@@ -5,14 +5,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
-)
-
-// OCI whiteout names.
-const (
-	WhiteoutPrefix = ".wh."
-	OpaqueWhiteout = ".wh..wh..opq"
 )
 
 type itemKind uint8
@@ -104,7 +99,7 @@ func isBelow(p, dir string) bool {
 // hasWhiteoutName reports whether a component of p starts with ".wh.".
 func hasWhiteoutName(p string) bool {
 	for {
-		if strings.HasPrefix(p, WhiteoutPrefix) {
+		if strings.HasPrefix(p, archive.WhiteoutPrefix) {
 			return true
 		}
 		i := strings.IndexByte(p, '/')
@@ -139,7 +134,7 @@ func splitPath(p string) (dir, base string) {
 // whiteoutName is the tar name of the whiteout of p.
 func whiteoutName(p string) string {
 	dir, base := splitPath(p)
-	return joinKey(dir, WhiteoutPrefix+base)
+	return joinKey(dir, archive.WhiteoutPrefix+base)
 }
 
 // linkKey identifies an inode of the new tree.

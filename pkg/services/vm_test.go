@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/vm2image/vm2image/internal/testenv"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/services"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // TestSelectFixtureVM selects the services of the running fixture VM from the agent's real
@@ -27,7 +27,7 @@ func TestSelectFixtureVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	ps, err := src.Processes(ctx, agent.ProcessArgs{Env: true})
+	ps, err := src.Processes(ctx, wire.ProcessArgs{Env: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,12 +18,14 @@ import (
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/vmread"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // serveAgent serves an agent of root on a loopback port and returns a source connected to it.
 func serveAgent(t *testing.T, root, compression string) source.Source {
 	t.Helper()
-	a, err := agent.New(agent.Options{Root: root})
+	a, err := vmread.New(vmread.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func serveAgent(t *testing.T, root, compression string) source.Source {
 	token := []byte("delta-test-token")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- proto.NewServer(a.Handler(), proto.ServerOptions{Token: token}).Serve(ctx, ln) }()
+	go func() { done <- proto.NewServer(agent.Handler(a), proto.ServerOptions{Token: token}).Serve(ctx, ln) }()
 	src, err := source.Open(ctx, ln.Addr().String(), source.Options{Token: token, Compression: compression})
 	if err != nil {
 		cancel()
@@ -131,11 +133,11 @@ func checkRefused(t *testing.T, src source.Source, remote bool, sig, rk []byte) 
 		(remote && !errors.Is(err, proto.ErrBadRequest)) {
 		t.Errorf("delta against a RabinKarp signature: %v", err)
 	}
-	if _, err := fetchDelta(src, "srv/data/big.bin", make([]byte, agent.MaxDeltaSignature+1)); err == nil {
+	if _, err := fetchDelta(src, "srv/data/big.bin", make([]byte, wire.MaxDeltaSignature+1)); err == nil {
 		t.Error("oversized signature: no error")
 	}
 	// The largest signature and a long path that JSON escapes six-fold still fit in a request.
-	biggest := append(sig[:12:12], make([]byte, (agent.MaxDeltaSignature-12)/36*36)...)
+	biggest := append(sig[:12:12], make([]byte, (wire.MaxDeltaSignature-12)/36*36)...)
 	notFound := fs.ErrNotExist
 	if remote {
 		notFound = proto.ErrNotFound

@@ -6,18 +6,19 @@ import (
 	"io"
 	"os"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/vmread"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // local runs the agent's code in-process on a directory.
 type local struct {
 	name    string
-	a       *agent.Agent
+	a       *vmread.Reader
 	cleanup func() error
 }
 
@@ -32,7 +33,7 @@ func OpenDir(dir, name string) (Source, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("opening source %s: not a directory", name)
 	}
-	a, err := agent.New(agent.Options{Root: dir})
+	a, err := vmread.New(vmread.Options{Root: dir})
 	if err != nil {
 		return nil, err
 	}
@@ -41,19 +42,19 @@ func OpenDir(dir, name string) (Source, error) {
 
 func (l *local) String() string { return l.name }
 
-func (l *local) Info(ctx context.Context) (*agent.Info, error) { return l.a.Info(ctx) }
+func (l *local) Info(ctx context.Context) (*wire.Info, error) { return l.a.Info(ctx) }
 
 func (l *local) Packages(ctx context.Context) (*pkgmgr.DB, error) { return l.a.Packages(ctx) }
 
-func (l *local) Deps(ctx context.Context, args agent.DepsArgs) ([]agent.DepsAnswer, error) {
+func (l *local) Deps(ctx context.Context, args wire.DepsArgs) ([]wire.DepsAnswer, error) {
 	return l.a.Deps(ctx, args)
 }
 
-func (l *local) Processes(ctx context.Context, args agent.ProcessArgs) ([]procs.Process, error) {
+func (l *local) Processes(ctx context.Context, args wire.ProcessArgs) ([]procs.Process, error) {
 	return l.a.Processes(ctx, args)
 }
 
-func (l *local) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {
+func (l *local) Tree(ctx context.Context, args wire.TreeArgs, fn func(*fsmeta.Entry) error) (wire.TreeResult, error) {
 	return l.a.Tree(ctx, args, fn)
 }
 
@@ -61,14 +62,14 @@ func (l *local) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, 
 	return l.a.Hash(ctx, paths), nil
 }
 
-func (l *local) Filesystem(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
-	return l.stream(ctx, func(ctx context.Context, w io.Writer) (agent.TreeResult, error) {
+func (l *local) Filesystem(ctx context.Context, args wire.TreeArgs) (TarStream, error) {
+	return l.stream(ctx, func(ctx context.Context, w io.Writer) (wire.TreeResult, error) {
 		return l.a.Filesystem(ctx, args, w)
 	}), nil
 }
 
-func (l *local) Files(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
-	return l.stream(ctx, func(ctx context.Context, w io.Writer) (agent.TreeResult, error) {
+func (l *local) Files(ctx context.Context, args wire.TreeArgs) (TarStream, error) {
+	return l.stream(ctx, func(ctx context.Context, w io.Writer) (wire.TreeResult, error) {
 		return l.a.Files(ctx, args, w)
 	}), nil
 }
@@ -77,7 +78,7 @@ func (l *local) Files(ctx context.Context, args agent.TreeArgs) (TarStream, erro
 const localRing = 4 << 20
 
 // stream runs produce in a goroutine behind a ring buffer.
-func (l *local) stream(ctx context.Context, produce func(context.Context, io.Writer) (agent.TreeResult, error)) TarStream {
+func (l *local) stream(ctx context.Context, produce func(context.Context, io.Writer) (wire.TreeResult, error)) TarStream {
 	ctx, cancel := context.WithCancel(ctx)
 	ring := proto.NewRing(localRing)
 	s := &localStream{ring: ring, cancel: cancel, done: make(chan struct{})}
@@ -101,7 +102,7 @@ type localStream struct {
 	ring   *proto.Ring
 	cancel context.CancelFunc
 	done   chan struct{}
-	res    agent.TreeResult
+	res    wire.TreeResult
 }
 
 func (s *localStream) Read(p []byte) (int, error) { return s.ring.Read(p) }
@@ -113,7 +114,7 @@ func (s *localStream) Close() error {
 	return nil
 }
 
-func (s *localStream) Result() agent.TreeResult {
+func (s *localStream) Result() wire.TreeResult {
 	<-s.done
 	return s.res
 }

@@ -9,12 +9,13 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/internal/wirecompress"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // remote talks to a vm2image-agent over the network. It keeps idle connections for reuse; each
@@ -106,29 +107,29 @@ func reusable(err error) bool {
 	return err == nil || errors.As(err, &pe)
 }
 
-func (r *remote) Info(ctx context.Context) (*agent.Info, error) {
-	var v agent.Info
-	return &v, r.call(ctx, agent.OpInfo, nil, &v, maxInfoAnswer)
+func (r *remote) Info(ctx context.Context) (*wire.Info, error) {
+	var v wire.Info
+	return &v, r.call(ctx, wire.OpInfo, nil, &v, maxInfoAnswer)
 }
 
 func (r *remote) Packages(ctx context.Context) (*pkgmgr.DB, error) {
 	var v pkgmgr.DB
-	return &v, r.call(ctx, agent.OpPackages, nil, &v, maxPackagesAnswer)
+	return &v, r.call(ctx, wire.OpPackages, nil, &v, maxPackagesAnswer)
 }
 
-func (r *remote) Deps(ctx context.Context, args agent.DepsArgs) ([]agent.DepsAnswer, error) {
-	var v []agent.DepsAnswer
-	return v, r.call(ctx, agent.OpDeps, args, &v, maxDepsAnswer)
+func (r *remote) Deps(ctx context.Context, args wire.DepsArgs) ([]wire.DepsAnswer, error) {
+	var v []wire.DepsAnswer
+	return v, r.call(ctx, wire.OpDeps, args, &v, maxDepsAnswer)
 }
 
-func (r *remote) Processes(ctx context.Context, args agent.ProcessArgs) ([]procs.Process, error) {
+func (r *remote) Processes(ctx context.Context, args wire.ProcessArgs) ([]procs.Process, error) {
 	var v []procs.Process
-	return v, r.call(ctx, agent.OpProcesses, args, &v, maxProcessAnswer)
+	return v, r.call(ctx, wire.OpProcesses, args, &v, maxProcessAnswer)
 }
 
 func (r *remote) Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error) {
 	var v []fswalk.HashResult
-	if err := r.call(ctx, agent.OpHash, agent.HashArgs{Paths: paths}, &v, hashAnswerLimit(paths)); err != nil {
+	if err := r.call(ctx, wire.OpHash, wire.HashArgs{Paths: paths}, &v, hashAnswerLimit(paths)); err != nil {
 		return nil, err
 	}
 	if len(v) != len(paths) {
@@ -150,13 +151,13 @@ func hashAnswerLimit(paths []string) int64 {
 	return n
 }
 
-func (r *remote) Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error) {
-	var res agent.TreeResult
+func (r *remote) Tree(ctx context.Context, args wire.TreeArgs, fn func(*fsmeta.Entry) error) (wire.TreeResult, error) {
+	var res wire.TreeResult
 	c, err := r.get(ctx)
 	if err != nil {
 		return res, err
 	}
-	rc, err := c.Call(ctx, agent.OpTree, args)
+	rc, err := c.Call(ctx, wire.OpTree, args)
 	if err != nil {
 		c.Close()
 		return res, fmt.Errorf("agent %s: tree: %w", r.addr, err)
@@ -206,15 +207,15 @@ func decodeTrailer(rc io.Reader, v any) error {
 	return nil
 }
 
-func (r *remote) Filesystem(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
-	return r.tarCall(ctx, agent.OpFilesystem, args)
+func (r *remote) Filesystem(ctx context.Context, args wire.TreeArgs) (TarStream, error) {
+	return r.tarCall(ctx, wire.OpFilesystem, args)
 }
 
-func (r *remote) Files(ctx context.Context, args agent.TreeArgs) (TarStream, error) {
-	return r.tarCall(ctx, agent.OpFiles, args)
+func (r *remote) Files(ctx context.Context, args wire.TreeArgs) (TarStream, error) {
+	return r.tarCall(ctx, wire.OpFiles, args)
 }
 
-func (r *remote) tarCall(ctx context.Context, op string, args agent.TreeArgs) (TarStream, error) {
+func (r *remote) tarCall(ctx context.Context, op string, args wire.TreeArgs) (TarStream, error) {
 	if args.Compression == "" {
 		args.Compression = r.opts.Compression
 	}
@@ -240,7 +241,7 @@ func (r *remote) streamCall(ctx context.Context, op string, args any, compressio
 	}
 	s := &remoteStream{r: r, c: c, rc: rc, op: op}
 	s.counter.r = rc
-	dec, err := agent.NewDecompressor(&s.counter, compression)
+	dec, err := wirecompress.NewDecompressor(&s.counter, compression)
 	if err != nil { // dec may be a typed nil: never keep it
 		s.err = err
 		s.Close()
@@ -268,7 +269,7 @@ type remoteStream struct {
 	op      string
 	counter countingReader
 	dec     io.ReadCloser
-	res     agent.TreeResult
+	res     wire.TreeResult
 	trailer any // where the End frame's trailer is decoded (nil: ignored)
 	err     error
 }
@@ -313,7 +314,7 @@ func (s *remoteStream) decodeTrailer() error {
 	return decodeTrailer(s.rc, s.trailer)
 }
 
-func (s *remoteStream) Result() agent.TreeResult { return s.res }
+func (s *remoteStream) Result() wire.TreeResult { return s.res }
 
 func (s *remoteStream) WireBytes() int64 { return s.counter.n.Load() }
 

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 const hostileToken = "hostile-agent-token-0123456789abcdefXYZ"
@@ -72,7 +72,7 @@ func TestRemoteBoundsHostileAgent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := hostileSource(t, tc.h)
-			_, err := src.Tree(ctx, agent.TreeArgs{}, func(*fsmeta.Entry) error { return nil })
+			_, err := src.Tree(ctx, wire.TreeArgs{}, func(*fsmeta.Entry) error { return nil })
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -106,7 +106,7 @@ func TestRemoteTreeEntryBound(t *testing.T) {
 		}
 	})
 	n := 0
-	_, err := src.Tree(context.Background(), agent.TreeArgs{}, func(*fsmeta.Entry) error { n++; return nil })
+	_, err := src.Tree(context.Background(), wire.TreeArgs{}, func(*fsmeta.Entry) error { n++; return nil })
 	if !errors.Is(err, proto.ErrTooLarge) || n != 1000 {
 		t.Fatalf("endless tree: %d entries taken, err %v", n, err)
 	}
@@ -123,7 +123,7 @@ func TestRemoteSilentAgent(t *testing.T) {
 	})
 	done := make(chan error, 1)
 	go func() {
-		_, err := src.Tree(context.Background(), agent.TreeArgs{}, func(*fsmeta.Entry) error { return nil })
+		_, err := src.Tree(context.Background(), wire.TreeArgs{}, func(*fsmeta.Entry) error { return nil })
 		done <- err
 	}()
 	select {

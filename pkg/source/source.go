@@ -8,33 +8,33 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/proto"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // Source is a VM to read from.
 type Source interface {
 	// String names the source as the user gave it.
 	String() string
-	Info(ctx context.Context) (*agent.Info, error)
+	Info(ctx context.Context) (*wire.Info, error)
 	Packages(ctx context.Context) (*pkgmgr.DB, error)
-	Deps(ctx context.Context, args agent.DepsArgs) ([]agent.DepsAnswer, error)
-	Processes(ctx context.Context, args agent.ProcessArgs) ([]procs.Process, error)
+	Deps(ctx context.Context, args wire.DepsArgs) ([]wire.DepsAnswer, error)
+	Processes(ctx context.Context, args wire.ProcessArgs) ([]procs.Process, error)
 	// Tree calls fn for every entry of the tree, in walk order.
-	Tree(ctx context.Context, args agent.TreeArgs, fn func(*fsmeta.Entry) error) (agent.TreeResult, error)
+	Tree(ctx context.Context, args wire.TreeArgs, fn func(*fsmeta.Entry) error) (wire.TreeResult, error)
 	Hash(ctx context.Context, paths []string) ([]fswalk.HashResult, error)
 	// Filesystem returns the whole tree as an uncompressed tar stream. The stream's Close
 	// returns the walk's result through Result once it has been read to EOF.
-	Filesystem(ctx context.Context, args agent.TreeArgs) (TarStream, error)
+	Filesystem(ctx context.Context, args wire.TreeArgs) (TarStream, error)
 	// Files returns a tar stream of args.Paths.
-	Files(ctx context.Context, args agent.TreeArgs) (TarStream, error)
+	Files(ctx context.Context, args wire.TreeArgs) (TarStream, error)
 	// Delta returns the delta (pkg/delta) that turns the file whose signature is given into the
 	// source's file at path. Read it to EOF: an error at the end (the file changed while read,
-	// say) voids it. The signature is at most agent.MaxDeltaSignature bytes.
+	// say) voids it. The signature is at most wire.MaxDeltaSignature bytes.
 	Delta(ctx context.Context, path string, signature []byte) (io.ReadCloser, error)
 	Close() error
 }
@@ -43,7 +43,7 @@ type Source interface {
 type TarStream interface {
 	io.ReadCloser
 	// Result is valid once Read has returned io.EOF.
-	Result() agent.TreeResult
+	Result() wire.TreeResult
 	// WireBytes is how many bytes crossed the wire (compressed) so far; 0 for local sources.
 	WireBytes() int64
 }

@@ -14,11 +14,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vm2image/vm2image/internal/testenv"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // snapshot walks dir the way the agent does and returns comparable records, keyed by path.
@@ -82,7 +82,7 @@ func TestFilesystemStreamEqualsVM(t *testing.T) {
 	for _, comp := range []string{"zstd", "gzip"} {
 		t.Run(comp, func(t *testing.T) {
 			src := dialVM(t, vm, comp)
-			ts, err := src.Filesystem(context.Background(), agent.TreeArgs{})
+			ts, err := src.Filesystem(context.Background(), wire.TreeArgs{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func TestRemoteBadInput(t *testing.T) {
 	}
 	src := dialVM(t, vm, "")
 	for _, p := range []string{"../../etc/shadow", "/../../../etc/passwd"} {
-		ts, err := src.Files(ctx, agent.TreeArgs{Paths: []string{p}})
+		ts, err := src.Files(ctx, wire.TreeArgs{Paths: []string{p}})
 		if err == nil {
 			_, err = io.Copy(io.Discard, ts)
 			ts.Close()
@@ -195,7 +195,7 @@ func TestDirAndTarSources(t *testing.T) {
 			t.Errorf("%s: info %+v %v", spec, info, err)
 		}
 		var paths []string
-		if _, err := src.Tree(ctx, agent.TreeArgs{}, func(e *fsmeta.Entry) error { paths = append(paths, e.Path); return nil }); err != nil {
+		if _, err := src.Tree(ctx, wire.TreeArgs{}, func(e *fsmeta.Entry) error { paths = append(paths, e.Path); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		want := []string{".", "etc", "etc/os-release", "srv", "srv/link", "srv/proc", "srv/proc/x"}
@@ -220,7 +220,7 @@ func TestDepsAnsweredInVMContext(t *testing.T) {
 	testenv.RequireCommands(t, "dpkg-query")
 	vm := testenv.StartWebVM(t)
 	src := dialVM(t, vm, "")
-	ans, err := src.Deps(context.Background(), agent.DepsArgs{Names: []string{"nginx-light", "not-installed-pkg"}})
+	ans, err := src.Deps(context.Background(), wire.DepsArgs{Names: []string{"nginx-light", "not-installed-pkg"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestDepsAnsweredInVMContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	groups := strings.Split(string(out), ", ")
-	var depends []agent.Edge
+	var depends []wire.Edge
 	for _, e := range ans[0].Edges {
 		if e.Kind == "depends" {
 			depends = append(depends, e)
@@ -250,7 +250,7 @@ func TestDepsAnsweredInVMContext(t *testing.T) {
 			t.Logf("%q resolved to provider %s", groups[i], e.To)
 		}
 	}
-	closure, err := src.Deps(context.Background(), agent.DepsArgs{Names: []string{"nginx-light"}, Recursive: true})
+	closure, err := src.Deps(context.Background(), wire.DepsArgs{Names: []string{"nginx-light"}, Recursive: true})
 	if err != nil || len(closure) < 10 {
 		t.Fatalf("recursive closure: %d packages, %v", len(closure), err)
 	}
@@ -275,7 +275,7 @@ func TestRemoteNonUTF8Paths(t *testing.T) {
 			t.Errorf("hash %q: %+v", names[i], h)
 		}
 	}
-	ts, err := src.Files(ctx, agent.TreeArgs{Paths: names})
+	ts, err := src.Files(ctx, wire.TreeArgs{Paths: names})
 	if err != nil {
 		t.Fatal(err)
 	}

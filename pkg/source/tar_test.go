@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,7 +45,7 @@ func TestUnpackRefusesHostileEntries(t *testing.T) {
 		{"dotdot", []tent{{name: "../escape", typ: tar.TypeReg, body: "x"}}, "../escape"},
 		{"nested dotdot", []tent{{name: "a/../../escape", typ: tar.TypeReg, body: "x"}}, "a/../../escape"},
 		{"absolute", []tent{{name: "/etc/evil", typ: tar.TypeReg, body: "x"}}, "/etc/evil"},
-		{"write through symlink out", []tent{{name: "link", link: "/", typ: tar.TypeSymlink}, {name: "link/evil", typ: tar.TypeReg, body: "x"}}, "link/evil"},
+		{"write through symlink climbing from /", []tent{{name: "link", link: "/../..", typ: tar.TypeSymlink}, {name: "link/evil", typ: tar.TypeReg, body: "x"}}, "link/evil"},
 		{"write through relative symlink out", []tent{{name: "up", link: "../../..", typ: tar.TypeSymlink}, {name: "up/evil", typ: tar.TypeReg, body: "x"}}, "up/evil"},
 		{"hardlink out", []tent{{name: "h", link: "../../etc/passwd", typ: tar.TypeLink}}, "h"},
 	}
@@ -71,20 +70,6 @@ func TestUnpackRefusesHostileEntries(t *testing.T) {
 				t.Error("a file was written at /evil")
 			}
 		})
-	}
-}
-
-func TestSafeName(t *testing.T) {
-	for name, want := range map[string]string{"./etc/passwd": "etc/passwd", "etc/": "etc", "./": ".", "a//b": "a/b", "a/./b": "a/b"} {
-		got, err := SafeName(name)
-		if err != nil || got != want {
-			t.Errorf("SafeName(%q) = %q, %v; want %q", name, got, err, want)
-		}
-	}
-	for _, name := range []string{"/abs", "..", "a/../..", "a/\x00"} {
-		if _, err := SafeName(name); !errors.Is(err, ErrUnsafeEntry) {
-			t.Errorf("SafeName(%q): %v, want ErrUnsafeEntry", name, err)
-		}
 	}
 }
 

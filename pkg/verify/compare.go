@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // vmBatch and vmBuffered bound how far the VM's walk runs ahead of the comparison, which starts
@@ -50,7 +50,7 @@ func (c *comparison) close() { c.stage.close() }
 
 // vmResult is what the goroutines reading the source deliver.
 type vmResult struct {
-	tree  agent.TreeResult
+	tree  wire.TreeResult
 	err   error
 	db    *pkgmgr.DB
 	dbErr error
@@ -114,7 +114,7 @@ func (c *comparison) run(ctx context.Context, img imageSource) error {
 func (c *comparison) walkVM(ctx context.Context, out chan<- []fsmeta.Entry, done chan<- vmResult) {
 	defer close(out)
 	batch := make([]fsmeta.Entry, 0, vmBatch)
-	res, err := c.src.Tree(ctx, agent.TreeArgs{Excludes: c.excl, Digest: true}, func(e *fsmeta.Entry) error {
+	res, err := c.src.Tree(ctx, wire.TreeArgs{Excludes: c.excl, Digest: true}, func(e *fsmeta.Entry) error {
 		batch = append(batch, *e)
 		if len(batch) == vmBatch {
 			select {
@@ -137,7 +137,7 @@ func (c *comparison) walkVM(ctx context.Context, out chan<- []fsmeta.Entry, done
 }
 
 // problems notes the paths the source could not read: their digests are unknown.
-func (c *comparison) problems(res agent.TreeResult) {
+func (c *comparison) problems(res wire.TreeResult) {
 	for i, p := range res.Problems {
 		if i == maxProblemNotes {
 			break

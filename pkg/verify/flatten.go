@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -13,17 +12,9 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 )
-
-// Names with a meaning in OCI layers.
-const (
-	whiteoutPrefix = ".wh."
-	opaqueMarker   = ".wh..wh..opq"
-)
-
-// ErrUnsafeName is wrapped by the errors of entries whose name climbs out of the root.
-var ErrUnsafeName = errors.New("layer entry name climbs out of the root")
 
 // node is one name of the flattened image: metadata and the contents' digest, never contents.
 // About 80 bytes, plus the name and its slot in the parent's map.
@@ -179,42 +170,25 @@ type op struct {
 	target    string // opLink
 }
 
-// cleanName turns a tar name into a clean relative path ("." for the root).
-func cleanName(name string) (string, error) {
-	if strings.ContainsRune(name, 0) {
-		return "", fmt.Errorf("%w: NUL in name", ErrUnsafeName)
-	}
-	for _, c := range strings.Split(strings.Trim(name, "/"), "/") {
-		if c == ".." {
-			return "", ErrUnsafeName
-		}
-	}
-	p := path.Clean("/" + name)
-	if p == "/" {
-		return ".", nil
-	}
-	return p[1:], nil
-}
-
 // parse turns a tar entry into an operation; ok is false for entries without one.
 func (f *flattener) parse(hdr *tar.Header, r io.Reader) (o op, ok bool, err error) {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return o, false, nil
 	}
-	p, err := cleanName(hdr.Name)
+	p, err := archive.SafeName(hdr.Name)
 	if err != nil || p == "." {
 		return o, false, err // the runtime owns the root
 	}
 	dir, base := path.Split(p)
 	o.dir, o.base = strings.TrimSuffix(dir, "/"), base
 	switch {
-	case base == opaqueMarker:
+	case base == archive.OpaqueMarker:
 		o.kind = opOpaque
-	case strings.HasPrefix(base, whiteoutPrefix):
-		o.kind, o.base = opWhiteout, strings.TrimPrefix(base, whiteoutPrefix)
+	case strings.HasPrefix(base, archive.WhiteoutPrefix):
+		o.kind, o.base = opWhiteout, strings.TrimPrefix(base, archive.WhiteoutPrefix)
 	case hdr.Typeflag == tar.TypeLink:
 		o.kind = opLink
-		if o.target, err = cleanName(hdr.Linkname); err != nil {
+		if o.target, err = archive.SafeName(hdr.Linkname); err != nil {
 			return o, false, fmt.Errorf("hard link to %q: %w", hdr.Linkname, err)
 		}
 	default:

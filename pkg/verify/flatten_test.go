@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vm2image/vm2image/pkg/archive"
 )
 
 // TestFlatten stacks layers as the Docker engine does: later entries replace earlier ones,
@@ -66,8 +67,8 @@ func TestFlattenRefuses(t *testing.T) {
 		entries []te
 		want    error
 	}{
-		{"dot-dot", []te{{name: "a/../../etc/passwd", body: "x"}}, ErrUnsafeName},
-		{"hard link out", []te{{name: "a=>../etc/passwd"}}, ErrUnsafeName},
+		{"dot-dot", []te{{name: "a/../../etc/passwd", body: "x"}}, archive.ErrUnsafePath},
+		{"hard link out", []te{{name: "a=>../etc/passwd"}}, archive.ErrUnsafePath},
 		{"hard link to nothing", []te{{name: "a=>b"}}, nil},
 		{"hard link to a directory", []te{{name: "d/"}, {name: "a=>d"}}, nil},
 	} {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/fsmeta"
 )
 
@@ -75,7 +76,7 @@ func tarHeader(e te) *tar.Header {
 		if h.PAXRecords == nil {
 			h.PAXRecords = map[string]string{}
 		}
-		h.PAXRecords[fsmeta.XattrPAXPrefix+k] = v
+		h.PAXRecords[archive.PAXXattrPrefix+k] = v
 	}
 	return h
 }

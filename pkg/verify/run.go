@@ -19,10 +19,10 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 	"github.com/vm2image/vm2image/internal/engine"
-	"github.com/vm2image/vm2image/pkg/agent"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // RunOptions control Run.
@@ -154,7 +154,7 @@ func Run(ctx context.Context, img v1.Image, src source.Source, opts RunOptions) 
 
 // listeningPorts returns the TCP ports the VM's processes listen on, the agent's aside.
 func listeningPorts(ctx context.Context, src source.Source, rr *RunReport) ([]vmPort, error) {
-	ps, err := src.Processes(ctx, agent.ProcessArgs{ListeningOnly: true})
+	ps, err := src.Processes(ctx, wire.ProcessArgs{ListeningOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("listing the source's processes: %w", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/source"
 )
 
@@ -18,7 +18,7 @@ const RuntimeDir = "/.vm2image"
 // Options control Image.
 type Options struct {
 	// Excludes are anchored globs (as convert takes them) added to those the conversion used,
-	// which the image's org.vm2image.excludes label holds (convert.DefaultExcludes when it has
+	// which the image's org.vm2image.excludes label holds (image.DefaultExcludes when it has
 	// none), and to RuntimeDir.
 	Excludes []string
 	// KeepSELinux compares security.selinux labels too; by default they are dropped, as the
@@ -150,13 +150,13 @@ func compare(ctx context.Context, img imageSource, src source.Source, opts Optio
 // excludes returns the excludes to compare under: the conversion's, opts', RuntimeDir.
 func excludes(labels map[string]string, opts Options, r *Report) ([]string, error) {
 	var excl []string
-	if s, ok := labels[convert.LabelExcludes]; ok {
+	if s, ok := labels[image.LabelExcludes]; ok {
 		if err := json.Unmarshal([]byte(s), &excl); err != nil {
-			return nil, fmt.Errorf("reading label %s: %w", convert.LabelExcludes, err)
+			return nil, fmt.Errorf("reading label %s: %w", image.LabelExcludes, err)
 		}
 	} else {
-		excl = append(excl, convert.DefaultExcludes...)
-		r.note("the image has no %s label: comparing under the default excludes", convert.LabelExcludes)
+		excl = append(excl, image.DefaultExcludes...)
+		r.note("the image has no %s label: comparing under the default excludes", image.LabelExcludes)
 	}
 	excl = append(excl, opts.Excludes...)
 	return append(excl, RuntimeDir), nil

@@ -1,4 +1,4 @@
-package agent_test
+package vmread_test
 
 import (
 	"context"
@@ -10,7 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/vm2image/vm2image/pkg/agent"
+	"github.com/vm2image/vm2image/pkg/vmread"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 // TestFilesMissingOptionalPathsAreNotLogged: asking for repository files a VM may lack
@@ -22,7 +23,7 @@ func TestFilesMissingOptionalPathsAreNotLogged(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte("deb http://deb.debian.org/debian bookworm main\n"), 0o644)
 	var mu sync.Mutex
 	var logged []string
-	a, err := agent.New(agent.Options{Root: root, Logf: func(format string, args ...any) {
+	a, err := vmread.New(vmread.Options{Root: root, Logf: func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
 		logged = append(logged, fmt.Sprintf(format, args...))
@@ -33,7 +34,7 @@ func TestFilesMissingOptionalPathsAreNotLogged(t *testing.T) {
 	paths := []string{"/etc/apt/sources.list", "/etc/apt/sources.list.d/", "/etc/apt/trusted.gpg", "/etc/apt/trusted.gpg.d/",
 		"/etc/apt/preferences", "/etc/apt/preferences.d/", "/etc/yum.repos.d/"}
 	for _, p := range paths {
-		res, err := a.Files(context.Background(), agent.TreeArgs{Paths: []string{p}, Recursive: true, Compression: "none"}, io.Discard)
+		res, err := a.Files(context.Background(), wire.TreeArgs{Paths: []string{p}, Recursive: true, Compression: "none"}, io.Discard)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
@@ -48,7 +49,7 @@ func TestFilesMissingOptionalPathsAreNotLogged(t *testing.T) {
 	if os.Geteuid() != 0 {
 		secret := filepath.Join(root, "etc/apt/preferences")
 		os.WriteFile(secret, []byte("x"), 0)
-		a.Files(context.Background(), agent.TreeArgs{Paths: []string{"/etc/apt/preferences"}, Compression: "none"}, io.Discard)
+		a.Files(context.Background(), wire.TreeArgs{Paths: []string{"/etc/apt/preferences"}, Compression: "none"}, io.Discard)
 		if len(logged) == 0 {
 			t.Error("an unreadable file was not logged")
 		}

@@ -1,4 +1,4 @@
-package agent
+package wirecompress
 
 import (
 	"bytes"
@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"testing"
+
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 func TestCompressorsRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	sizes := []int{0, 1, zstdChunk - 1, zstdChunk, zstdChunk + 1, 5*zstdChunk + 12345}
-	for _, name := range []string{CompressZstd, CompressGzip, CompressNone} {
+	for _, name := range []string{wire.CompressZstd, wire.CompressGzip, wire.CompressNone} {
 		for _, n := range sizes {
 			data := make([]byte, n)
 			for i := range data { // compressible but not trivial
@@ -42,7 +44,7 @@ func TestCompressorsRoundTrip(t *testing.T) {
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("%s %d bytes: round trip gave %d bytes, %v", name, n, len(got), err)
 			}
-			if name == CompressZstd && n > 0 {
+			if name == wire.CompressZstd && n > 0 {
 				// The concatenated frames decode with the reference zstd tool too.
 				if _, err := exec.LookPath("zstd"); err == nil {
 					cmd := exec.Command("zstd", "-d", "-q", "-c")
@@ -67,7 +69,7 @@ func (f *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestPzstdWriteError(t *testing.T) {
-	cw, err := NewCompressor(&failWriter{n: 1000}, CompressZstd, 0)
+	cw, err := NewCompressor(&failWriter{n: 1000}, wire.CompressZstd, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

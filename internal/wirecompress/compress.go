@@ -1,4 +1,4 @@
-package agent
+package wirecompress
 
 import (
 	"fmt"
@@ -7,13 +7,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
-)
-
-// Compression names accepted on the wire.
-const (
-	CompressZstd = "zstd"
-	CompressGzip = "gzip"
-	CompressNone = "none"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 type nopCloser struct{ io.Writer }
@@ -28,14 +22,14 @@ const zstdChunk = 1 << 20
 func NewCompressor(w io.Writer, name string, level int) (io.WriteCloser, error) {
 	conc := min(runtime.GOMAXPROCS(0), 4)
 	switch name {
-	case "", CompressZstd:
+	case "", wire.CompressZstd:
 		lvl := zstd.SpeedFastest
 		if level > 0 {
 			lvl = zstd.EncoderLevelFromZstd(level)
 		}
 		// Independent frames of zstdChunk bytes, compressed on every core (see pzstd).
 		return newPzstd(w, lvl, conc, zstdChunk)
-	case CompressGzip:
+	case wire.CompressGzip:
 		if level == 0 {
 			level = pgzip.BestSpeed
 		}
@@ -47,7 +41,7 @@ func NewCompressor(w io.Writer, name string, level int) (io.WriteCloser, error) 
 			return nil, err
 		}
 		return zw, nil
-	case CompressNone:
+	case wire.CompressNone:
 		return nopCloser{w}, nil
 	}
 	return nil, fmt.Errorf("unknown compression %q (zstd, gzip, none)", name)
@@ -56,7 +50,7 @@ func NewCompressor(w io.Writer, name string, level int) (io.WriteCloser, error) 
 // NewDecompressor reads a stream written by NewCompressor with the same name.
 func NewDecompressor(r io.Reader, name string) (io.ReadCloser, error) {
 	switch name {
-	case "", CompressZstd:
+	case "", wire.CompressZstd:
 		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true),
 			// Bounded for a hostile agent: our encoders use windows of 8 MiB at most.
 			zstd.WithDecoderMaxWindow(32<<20), zstd.WithDecoderMaxMemory(256<<20))
@@ -64,9 +58,9 @@ func NewDecompressor(r io.Reader, name string) (io.ReadCloser, error) {
 			return nil, err
 		}
 		return d.IOReadCloser(), nil
-	case CompressGzip:
+	case wire.CompressGzip:
 		return pgzip.NewReader(r)
-	case CompressNone:
+	case wire.CompressNone:
 		return io.NopCloser(r), nil
 	}
 	return nil, fmt.Errorf("unknown compression %q (zstd, gzip, none)", name)

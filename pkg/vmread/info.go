@@ -1,4 +1,4 @@
-package agent
+package vmread
 
 import (
 	"bufio"
@@ -18,46 +18,15 @@ import (
 
 	"github.com/vm2image/vm2image/internal/rootfs"
 	"github.com/vm2image/vm2image/pkg/fswalk"
+	"github.com/vm2image/vm2image/pkg/wire"
 	"golang.org/x/sys/unix"
 )
 
-// Info describes the served system.
-type Info struct {
-	OS           OSRelease `json:"os"`
-	Arch         string    `json:"arch"` // GOARCH names: amd64, arm64, 386, arm, ...
-	Kernel       string    `json:"kernel,omitempty"`
-	Hostname     string    `json:"hostname,omitempty"`
-	CPUs         int       `json:"cpus"`
-	MemoryBytes  int64     `json:"memory_bytes,omitempty"`
-	Mounts       []Mount   `json:"mounts,omitempty"`
-	Root         string    `json:"root"`
-	AgentVersion string    `json:"agent_version"`
-	// Problems are the VM files that could not be read (a field is then left empty).
-	Problems []Problem `json:"problems,omitempty"`
-}
-
-// OSRelease holds the os-release fields the converter uses, plus all of them raw.
-type OSRelease struct {
-	ID         string            `json:"id"`
-	IDLike     []string          `json:"id_like,omitempty"`
-	VersionID  string            `json:"version_id,omitempty"`
-	Codename   string            `json:"version_codename,omitempty"`
-	PrettyName string            `json:"pretty_name,omitempty"`
-	Fields     map[string]string `json:"fields,omitempty"`
-}
-
-// Mount is a filesystem mounted under the served root.
-type Mount struct {
-	Path   string `json:"path"`
-	FSType string `json:"fstype"`
-	Source string `json:"source,omitempty"`
-}
-
 // Info reads os-release, architecture, kernel, hostname, CPUs, memory and mounts. Every VM file
 // is read inside the root with a size bound; one that cannot be read is reported in Problems.
-func (a *Agent) Info(ctx context.Context) (*Info, error) {
+func (a *Reader) Info(ctx context.Context) (*wire.Info, error) {
 	root := a.opts.Root
-	info := &Info{Root: root, AgentVersion: Version, CPUs: runtime.NumCPU()}
+	info := &wire.Info{Root: root, AgentVersion: Version, CPUs: runtime.NumCPU()}
 	r, err := rootfs.Open(root)
 	if err != nil {
 		return nil, fmt.Errorf("reading system information: %w", err)
@@ -72,7 +41,7 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 	if root == "/" {
 		info.Hostname = unix.ByteSliceToString(uts.Nodename[:])
 	} else if h, err := readHostname(r); err != nil {
-		info.Problems = append(info.Problems, Problem{Path: "/etc/hostname", Err: err.Error()})
+		info.Problems = append(info.Problems, wire.Problem{Path: "/etc/hostname", Err: err.Error()})
 	} else {
 		info.Hostname = h
 	}
@@ -105,7 +74,7 @@ func readHostname(r *rootfs.Root) (string, error) {
 }
 
 // ParseOSRelease parses an os-release file (shell-like KEY=value lines, optionally quoted).
-func ParseOSRelease(b []byte) OSRelease {
+func ParseOSRelease(b []byte) wire.OSRelease {
 	f := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
@@ -116,7 +85,7 @@ func ParseOSRelease(b []byte) OSRelease {
 		}
 		f[k] = unquote(v)
 	}
-	r := OSRelease{ID: f["ID"], VersionID: f["VERSION_ID"], Codename: f["VERSION_CODENAME"], PrettyName: f["PRETTY_NAME"], Fields: f}
+	r := wire.OSRelease{ID: f["ID"], VersionID: f["VERSION_ID"], Codename: f["VERSION_CODENAME"], PrettyName: f["PRETTY_NAME"], Fields: f}
 	if r.ID == "" {
 		r.ID = "linux"
 	}
@@ -138,18 +107,18 @@ func unquote(v string) string {
 
 // readOSRelease reads etc/os-release, else usr/lib/os-release, as os-release(5) says; a file
 // that exists but cannot be read is a problem.
-func readOSRelease(r *rootfs.Root) (OSRelease, []Problem) {
-	var probs []Problem
+func readOSRelease(r *rootfs.Root) (wire.OSRelease, []wire.Problem) {
+	var probs []wire.Problem
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
 		b, err := r.ReadFile(p, rootfs.ConfigLimit)
 		if err == nil {
 			return ParseOSRelease(b), probs
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			probs = append(probs, Problem{Path: "/" + p, Err: err.Error()})
+			probs = append(probs, wire.Problem{Path: "/" + p, Err: err.Error()})
 		}
 	}
-	return OSRelease{ID: "linux"}, probs
+	return wire.OSRelease{ID: "linux"}, probs
 }
 
 var elfArch = map[elf.Machine]string{
@@ -216,7 +185,7 @@ func memTotal(path string) int64 {
 // maxMountinfo bounds the mount table read (the kernel's, or a test's file).
 const maxMountinfo = 64 << 20
 
-func (a *Agent) mounts() []Mount {
+func (a *Reader) mounts() []wire.Mount {
 	p := a.opts.MountinfoPath
 	if p == "" {
 		p = "/proc/self/mountinfo"
@@ -230,14 +199,14 @@ func (a *Agent) mounts() []Mount {
 	if err != nil {
 		return nil
 	}
-	var out []Mount
+	var out []wire.Mount
 	root := a.opts.Root
 	for _, m := range ms {
 		rel, ok := underRoot(root, m.MountPoint)
 		if !ok {
 			continue
 		}
-		out = append(out, Mount{Path: rel, FSType: m.FSType, Source: m.Source})
+		out = append(out, wire.Mount{Path: rel, FSType: m.FSType, Source: m.Source})
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package agent
+package vmread
 
 import (
 	"context"
@@ -13,12 +13,13 @@ import (
 	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
 
-// Version is the agent's version, reported by info and compared by the converter.
+// Version is the agent's version, reported by info.
 var Version = "0.1.0-dev"
 
-// Options configure an Agent.
+// Options configure a Reader.
 type Options struct {
 	// Root is the directory served as "/" (default "/").
 	Root string
@@ -30,11 +31,11 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// maxConcurrentDeltas bounds the deltas an agent computes at once.
+// maxConcurrentDeltas bounds the deltas a Reader computes at once.
 const maxConcurrentDeltas = 2
 
-// Agent answers the requests of the protocol for one root. It only reads.
-type Agent struct {
+// Reader reads what the agent protocol asks of one root. It only reads.
+type Reader struct {
 	opts Options
 
 	deltaSlots chan struct{} // bounds concurrent deltas (memory)
@@ -44,8 +45,8 @@ type Agent struct {
 	dbErr  error
 }
 
-// New returns an Agent serving opts.Root.
-func New(opts Options) (*Agent, error) {
+// New returns a Reader of opts.Root.
+func New(opts Options) (*Reader, error) {
 	if opts.Root == "" {
 		opts.Root = "/"
 	}
@@ -63,22 +64,16 @@ func New(opts Options) (*Agent, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	return &Agent{opts: opts, deltaSlots: make(chan struct{}, maxConcurrentDeltas)}, nil
+	return &Reader{opts: opts, deltaSlots: make(chan struct{}, maxConcurrentDeltas)}, nil
 }
 
-// Root returns the served root directory.
-func (a *Agent) Root() string { return a.opts.Root }
-
-// Problem is a per-path error met while walking or reading: reported, never fatal.
-type Problem struct {
-	Path string `json:"path"`
-	Err  string `json:"error"`
-}
+// Root returns the root directory read.
+func (a *Reader) Root() string { return a.opts.Root }
 
 // problems collects per-path errors, keeping the first few hundred.
 type problems struct {
 	mu    sync.Mutex
-	list  []Problem
+	list  []wire.Problem
 	count int
 	logf  func(string, ...any)
 	// quietMissing keeps named paths the VM lacks out of the log (still in the list): a files
@@ -94,7 +89,7 @@ func (p *problems) add(path string, err error) error {
 	defer p.mu.Unlock()
 	p.count++
 	if len(p.list) < maxProblems {
-		p.list = append(p.list, Problem{Path: path, Err: err.Error()})
+		p.list = append(p.list, wire.Problem{Path: path, Err: err.Error()})
 	}
 	if p.quietMissing && errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -103,25 +98,7 @@ func (p *problems) add(path string, err error) error {
 	return nil
 }
 
-// TreeArgs are the arguments of the tree, filesystem and files requests.
-type TreeArgs struct {
-	Excludes    []string `json:"excludes,omitempty"`
-	NoXattrs    bool     `json:"no_xattrs,omitempty"`
-	Digest      bool     `json:"digest,omitempty"`
-	Compression string   `json:"compression,omitempty"` // zstd (default), gzip, none
-	Level       int      `json:"level,omitempty"`
-	Paths       Paths    `json:"paths,omitempty"` // files only
-	Recursive   bool     `json:"recursive,omitempty"`
-}
-
-// TreeResult summarises a walk or a tar stream.
-type TreeResult struct {
-	Stats         fswalk.Stats `json:"stats"`
-	Problems      []Problem    `json:"problems,omitempty"`
-	ProblemsTotal int          `json:"problems_total,omitempty"`
-}
-
-func (a *Agent) walkOptions(args TreeArgs, p *problems) fswalk.Options {
+func (a *Reader) walkOptions(args wire.TreeArgs, p *problems) fswalk.Options {
 	return fswalk.Options{
 		Excludes:      args.Excludes,
 		TreatAsMounts: a.opts.Root != "/",
@@ -132,16 +109,16 @@ func (a *Agent) walkOptions(args TreeArgs, p *problems) fswalk.Options {
 	}
 }
 
-func (a *Agent) newProblems() *problems { return &problems{logf: a.opts.Logf} }
+func (a *Reader) newProblems() *problems { return &problems{logf: a.opts.Logf} }
 
-func (p *problems) result(st fswalk.Stats) TreeResult {
+func (p *problems) result(st fswalk.Stats) wire.TreeResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return TreeResult{Stats: st, Problems: p.list, ProblemsTotal: p.count}
+	return wire.TreeResult{Stats: st, Problems: p.list, ProblemsTotal: p.count}
 }
 
 // Tree calls fn for every entry of the tree in walk order.
-func (a *Agent) Tree(ctx context.Context, args TreeArgs, fn func(*fsmeta.Entry) error) (TreeResult, error) {
+func (a *Reader) Tree(ctx context.Context, args wire.TreeArgs, fn func(*fsmeta.Entry) error) (wire.TreeResult, error) {
 	p := a.newProblems()
 	var st fswalk.Stats
 	err := fswalk.Walk(ctx, a.opts.Root, a.walkOptions(args, p), func(e *fsmeta.Entry) error {
@@ -152,14 +129,14 @@ func (a *Agent) Tree(ctx context.Context, args TreeArgs, fn func(*fsmeta.Entry) 
 }
 
 // Filesystem writes the whole tree as an uncompressed tar stream to w.
-func (a *Agent) Filesystem(ctx context.Context, args TreeArgs, w io.Writer) (TreeResult, error) {
+func (a *Reader) Filesystem(ctx context.Context, args wire.TreeArgs, w io.Writer) (wire.TreeResult, error) {
 	p := a.newProblems()
 	st, err := fswalk.WriteTar(ctx, w, a.opts.Root, a.walkOptions(args, p))
 	return p.result(st), err
 }
 
 // Files writes a tar stream of the named paths to w.
-func (a *Agent) Files(ctx context.Context, args TreeArgs, w io.Writer) (TreeResult, error) {
+func (a *Reader) Files(ctx context.Context, args wire.TreeArgs, w io.Writer) (wire.TreeResult, error) {
 	p := a.newProblems()
 	p.quietMissing = true
 	st, err := fswalk.WriteFiles(ctx, w, a.opts.Root, args.Paths, a.walkOptions(args, p), args.Recursive)
@@ -167,23 +144,17 @@ func (a *Agent) Files(ctx context.Context, args TreeArgs, w io.Writer) (TreeResu
 }
 
 // Hash returns the content digests of the named paths.
-func (a *Agent) Hash(ctx context.Context, paths []string) []fswalk.HashResult {
+func (a *Reader) Hash(ctx context.Context, paths []string) []fswalk.HashResult {
 	return fswalk.Hash(ctx, a.opts.Root, paths)
 }
 
-// Packages returns the installed-package database, read once per agent.
-func (a *Agent) Packages(ctx context.Context) (*pkgmgr.DB, error) {
+// Packages returns the installed-package database, read once per Reader.
+func (a *Reader) Packages(ctx context.Context) (*pkgmgr.DB, error) {
 	a.dbOnce.Do(func() { a.db, a.dbErr = pkgmgr.Read(ctx, a.opts.Root) })
 	return a.db, a.dbErr
 }
 
-// ProcessArgs are the arguments of the processes request.
-type ProcessArgs struct {
-	Env           bool `json:"env,omitempty"`
-	ListeningOnly bool `json:"listening_only,omitempty"`
-}
-
 // Processes lists the processes running in the served root.
-func (a *Agent) Processes(ctx context.Context, args ProcessArgs) ([]procs.Process, error) {
+func (a *Reader) Processes(ctx context.Context, args wire.ProcessArgs) ([]procs.Process, error) {
 	return procs.List(ctx, procs.Options{ProcDir: a.opts.ProcDir, Root: a.opts.Root, Env: args.Env, ListeningOnly: args.ListeningOnly})
 }

@@ -1,4 +1,4 @@
-package agent
+package vmread
 
 import (
 	"context"
@@ -6,34 +6,12 @@ import (
 	"sort"
 
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/wire"
 )
-
-// DepsArgs are the arguments of the deps request.
-type DepsArgs struct {
-	Names     []string `json:"names"`
-	Recursive bool     `json:"recursive,omitempty"` // follow resolved edges to the closure
-}
-
-// Edge is one dependency of a package resolved against the installed database.
-type Edge struct {
-	Kind pkgmgr.DepKind    `json:"kind"`
-	Alts []pkgmgr.Relation `json:"alts"`
-	// To is the installed package that satisfies the dependency ("" when none does).
-	To string `json:"to,omitempty"`
-}
-
-// DepsAnswer is the answer for one package.
-type DepsAnswer struct {
-	Name      string `json:"name"`
-	Installed bool   `json:"installed"`
-	Version   string `json:"version,omitempty"`
-	Arch      string `json:"arch,omitempty"`
-	Edges     []Edge `json:"edges,omitempty"`
-}
 
 // Deps answers dependency queries in the VM's own context: the edges of each named package
 // resolved to the installed member of every group of alternatives, through Provides.
-func (a *Agent) Deps(ctx context.Context, args DepsArgs) ([]DepsAnswer, error) {
+func (a *Reader) Deps(ctx context.Context, args wire.DepsArgs) ([]wire.DepsAnswer, error) {
 	db, err := a.Packages(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading packages: %w", err)
@@ -41,7 +19,7 @@ func (a *Agent) Deps(ctx context.Context, args DepsArgs) ([]DepsAnswer, error) {
 	idx := newIndex(db)
 	seen := map[string]bool{}
 	queue := append([]string(nil), args.Names...)
-	var out []DepsAnswer
+	var out []wire.DepsAnswer
 	for len(queue) > 0 {
 		name := queue[0]
 		queue = queue[1:]
@@ -101,18 +79,18 @@ func (ix *index) resolve(alts []pkgmgr.Relation) string {
 	return ""
 }
 
-func (ix *index) answer(name string) DepsAnswer {
+func (ix *index) answer(name string) wire.DepsAnswer {
 	p, ok := ix.byName[name]
 	if !ok {
-		return DepsAnswer{Name: name}
+		return wire.DepsAnswer{Name: name}
 	}
-	ans := DepsAnswer{Name: name, Installed: true, Version: p.Version, Arch: p.Arch}
+	ans := wire.DepsAnswer{Name: name, Installed: true, Version: p.Version, Arch: p.Arch}
 	for _, d := range p.Depends {
 		to := ix.resolve(d.Alts)
 		if to == name {
 			to = "" // a self-dependency is harmless: no edge
 		}
-		ans.Edges = append(ans.Edges, Edge{Kind: d.Kind, Alts: d.Alts, To: to})
+		ans.Edges = append(ans.Edges, wire.Edge{Kind: d.Kind, Alts: d.Alts, To: to})
 	}
 	return ans
 }

@@ -26,6 +26,7 @@ type verifyOptions struct {
 	excludes    []string
 	run         bool
 	runTimeout  time.Duration
+	runStayUp   time.Duration
 	runExec     bool
 	json        bool
 	maxDiffs    int
@@ -66,6 +67,7 @@ Exit status: 0 when equal, 1 when different, 2 on error.`,
 	f.StringArrayVar(&o.excludes, "exclude", nil, "anchored glob of paths to leave out (repeatable; added to the conversion's)")
 	f.BoolVar(&o.run, "run", false, "also start the image and check the VM's ports")
 	f.DurationVar(&o.runTimeout, "run-timeout", 30*time.Second, "how long the ports have to accept connections with --run")
+	f.DurationVar(&o.runStayUp, "run-stay-up", 5*time.Second, "with --run, how long the container must keep running from its start (also when the VM listened on no port)")
 	f.BoolVar(&o.runExec, "run-exec", false, "with --run, reach loopback ports with docker exec rather than the container's network namespace")
 	f.BoolVar(&o.json, "json", false, "print the whole report as JSON")
 	f.IntVar(&o.maxDiffs, "max-diffs", 20, "differences to print (all with --json)")
@@ -136,7 +138,7 @@ func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*
 		return nil, err
 	}
 	if o.run {
-		ro := verify.RunOptions{Ref: target.engineRef, Timeout: o.runTimeout, ExecProbe: o.runExec}
+		ro := verify.RunOptions{Ref: target.engineRef, Timeout: o.runTimeout, ExecProbe: o.runExec, StayUp: o.runStayUp}
 		rr, err := verify.Run(ctx, target.img, src, ro)
 		if err != nil {
 			return nil, fmt.Errorf("running the image: %w", err)

@@ -327,6 +327,32 @@ func TestVerifyRun(t *testing.T) {
 		t.Errorf("nginx's port not reported: %+v", rep.Differences)
 	}
 	t.Logf("nginx: %+v; notes: %q", nginx, rep.Run.Notes)
+	// A source without processes (dir:) names no port: --run still starts the image and checks
+	// that it stays up. The good image does; one whose entrypoint exits at once does not.
+	stopped := func(ref string) bool {
+		t.Helper()
+		o := verifyOptions{run: true, json: true, noPackages: true, cacheDir: convertCacheDir(), runStayUp: 3 * time.Second}
+		var out bytes.Buffer
+		err := runVerify(context.Background(), o, ref, "dir:"+e.vm.Root, &out)
+		var rep verify.Report
+		if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil || rep.Run == nil {
+			t.Fatalf("verify --run %s dir:: %v / %v\n%s", ref, err, jerr, out.String())
+		}
+		for _, d := range rep.Differences {
+			if d.Kind == verify.KindStopped {
+				t.Logf("%s: %+v", ref, d)
+				return true
+			}
+		}
+		return false
+	}
+	if stopped("oci:" + e.layout + ":good") {
+		t.Error("--run from a dir: source: the good image reported as stopped")
+	}
+	dead := layerEntry{hdr: tar.Header{Name: ".vm2image/init", Typeflag: tar.TypeReg, Mode: 0o755, Size: 18}, body: []byte("#!/bin/sh\nexit 3\n\n")}
+	if !stopped(e.addFault(t, "dead-init", testLayer(t, dead))) {
+		t.Error("--run from a dir: source: an image whose entrypoint exits at once passed")
+	}
 	if out := run(t, "docker", "images", "-q", "vm2image-verify/run"); strings.TrimSpace(out) != "" {
 		t.Errorf("temporary tags left in the engine: %s", out)
 	}

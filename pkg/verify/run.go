@@ -42,11 +42,17 @@ type RunOptions struct {
 	ExecProbe bool
 	// Engine is the Docker engine to use; nil connects to the one DOCKER_HOST names.
 	Engine *client.Client
+	// StayUp is how long the container must keep running from its start (default 5s): an
+	// image whose services die at once fails even when the VM listened on no port.
+	StayUp time.Duration
 }
 
 func (o *RunOptions) applyDefaults(src source.Source) {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
+	}
+	if o.StayUp <= 0 {
+		o.StayUp = 5 * time.Second
 	}
 	if o.VMHost == "" {
 		o.VMHost = sourceHost(src.String())
@@ -107,8 +113,7 @@ func Run(ctx context.Context, img v1.Image, src source.Source, opts RunOptions) 
 		return nil, err
 	}
 	if len(ports) == 0 {
-		rr.note("the source shows no process listening on TCP: nothing to check")
-		return rr, nil
+		rr.note("the source shows no process listening on TCP: only checked that the container starts and stays up for %s", opts.StayUp)
 	}
 	for i := range ports {
 		ports[i].askVM(ctx, opts.VMHost)
@@ -132,6 +137,7 @@ func Run(ctx context.Context, img v1.Image, src source.Source, opts RunOptions) 
 		rr.Image = tag
 	}
 	ports = rr.dropSkipped(ctx, eng, ports)
+	started := time.Now()
 	c, err := startContainer(ctx, eng, rr.Image)
 	if c != nil {
 		defer c.remove(context.WithoutCancel(ctx))
@@ -145,6 +151,7 @@ func Run(ctx context.Context, img v1.Image, src source.Source, opts RunOptions) 
 	for _, p := range ports {
 		rr.check(ctx, c, p, deadline)
 	}
+	rr.stayUp(ctx, c, started.Add(opts.StayUp))
 	if len(rr.Differences) > 0 {
 		c.logTail(ctx, rr)
 	}
@@ -279,6 +286,18 @@ func (rr *RunReport) check(ctx context.Context, c *container, p vmPort, deadline
 		}
 	}
 	rr.Ports = append(rr.Ports, pc)
+}
+
+// stayUp checks that the container still runs at until (waiting for it when needed).
+func (rr *RunReport) stayUp(ctx context.Context, c *container, until time.Time) {
+	select {
+	case <-time.After(time.Until(until)):
+	case <-ctx.Done():
+		return
+	}
+	if err := c.running(ctx); err != nil {
+		rr.Differences = append(rr.Differences, Difference{Kind: KindStopped, Path: "container", VM: "runs its services", Image: err.Error()})
+	}
 }
 
 func engineClient(ctx context.Context, c *client.Client) (*client.Client, error) {

@@ -49,8 +49,9 @@ const (
 	KindPackageMissing Kind = "package-missing"
 	KindPackageExtra   Kind = "package-extra"
 	KindPackageVersion Kind = "package-version"
-	KindPort           Kind = "port" // --run: a port the VM listened on does not accept connections
-	KindHTTP           Kind = "http" // --run: GET / answers otherwise than on the VM
+	KindPort           Kind = "port"    // --run: a port the VM listened on does not accept connections
+	KindHTTP           Kind = "http"    // --run: GET / answers otherwise than on the VM
+	KindStopped        Kind = "stopped" // --run: the container did not stay up
 )
 
 // Difference is one difference between the VM and the image. Path is a path relative to the

@@ -18,6 +18,7 @@ type Ring struct {
 	buf      []byte
 	start, n int // data is buf[start:start+n], wrapping around
 	peak     int // the largest n seen, for tests
+	waiting  int // readers blocked in Read, for tests that must close under a blocked reader
 
 	wclosed bool  // the writer is done
 	werr    error // what Read returns once drained (io.EOF for a clean end)
@@ -96,7 +97,9 @@ func (r *Ring) Read(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for r.n == 0 && !r.wclosed && !r.rclosed {
+		r.waiting++
 		r.readable.Wait()
+		r.waiting--
 	}
 	switch {
 	case r.rclosed:

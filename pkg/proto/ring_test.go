@@ -115,7 +115,12 @@ func TestRingCloseWithErrorWakesReader(t *testing.T) {
 		_, err := r.Read(make([]byte, 4))
 		got <- err
 	}()
-	time.Sleep(10 * time.Millisecond)
+	// Close only once the reader is blocked in Read, so the wake-up itself is what is tested.
+	waitFor(t, 5*time.Second, "the reader to block", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.waiting == 1
+	})
 	r.CloseWithError(nil)
 	if err := <-got; err != io.EOF {
 		t.Fatalf("blocked Read: %v", err)

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // VM is a fixture root running as a small "virtual machine": its own pid and mount namespaces,
@@ -58,14 +59,7 @@ func goTool() string {
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // freePort returns a TCP port free on all addresses at the time of the call.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", ":0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return fixture.FreePort() }
 
 // StartWebVM boots the WebVM fixture on an overlay of its cached root for the test: nginx on a
 // free port (v4 and v6), the app's own busybox httpd as user app on another, the agent on a third.
@@ -217,20 +211,9 @@ func readListening(r io.Reader, timeout time.Duration) (addr, fingerprint string
 	}
 }
 
-// WaitPort waits until addr accepts TCP connections.
+// WaitPort waits until addr accepts TCP connections (fixture.WaitPort).
 func WaitPort(ctx context.Context, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s does not accept connections: %w", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return fixture.WaitPort(ctx, addr, timeout)
 }
 
 type tlogWriter struct {

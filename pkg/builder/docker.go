@@ -19,6 +19,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/vm2image/vm2image/internal/engine"
 	"github.com/vm2image/vm2image/internal/filecopy"
 	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
@@ -50,9 +51,9 @@ var _ backend = (*docker)(nil)
 // newDocker creates and starts a container of image that sleeps while the steps run as execs;
 // archives, when set, is bound at /var/cache/apt/archives.
 func newDocker(ctx context.Context, image, archives, workDir string, m pkgmgr.Manager, logf func(string, ...any)) (*docker, error) {
-	cli, err := client.New(client.FromEnv)
+	cli, err := engine.Connect(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the Docker engine: %w", err)
+		return nil, err
 	}
 	d := &docker{cli: cli, manager: m, workDir: workDir, logf: logf}
 	// Never privileged; every capability but dockerCaps dropped; no setuid gains.

@@ -29,8 +29,8 @@ echo
 echo "\$ vm2image inspect $addr --token-file $work/token --fingerprint $fingerprint"
 bin/vm2image inspect "$addr" --token-file "$work/token" --fingerprint "$fingerprint"
 echo
-echo "\$ vm2image convert $addr --token-file $work/token --fingerprint $fingerprint -o $work/vm.tar --tag vm2image-demo/web:latest --report $work/report.json"
-bin/vm2image convert "$addr" --token-file "$work/token" --fingerprint "$fingerprint" -o "$work/vm.tar" --tag vm2image-demo/web:latest --report "$work/report.json"
+echo "\$ vm2image convert $addr --token-file $work/token --fingerprint $fingerprint -o $work/vm.tar --tag vm2image-demo/web:latest --report $work/report.json --force"
+bin/vm2image convert "$addr" --token-file "$work/token" --fingerprint "$fingerprint" -o "$work/vm.tar" --tag vm2image-demo/web:latest --report "$work/report.json" --force
 echo
 docker load -i "$work/vm.tar"
 cid=$(docker run -d vm2image-demo/web:latest)

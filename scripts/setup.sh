@@ -55,7 +55,7 @@ qemu-img               qemu-utils
 # Pacman's version oracle (see scripts/vercmp.c): a path of its own rather than a "vercmp" on
 # every user's PATH, so it never shadows or passes for a vercmp that a pacman package installs.
 vercmp_dir=/usr/local/libexec/vm2image
-vercmp_bin=$vercmp_dir/vercmp
+vercmp_bin=/usr/local/libexec/vm2image/vercmp # built below (build_vercmp); the tests require this path
 
 if [ "${1:-}" = --list-tools ]; then
 	awk 'NF == 2 { print $1 }' <<<"$tools"

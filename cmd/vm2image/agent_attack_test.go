@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,33 +27,6 @@ import (
 )
 
 const attackToken = "Zq8-wL3mK9_pT2vR7xN4yB6cH1fJ5dG0sQ"
-
-var (
-	attackBinOnce sync.Once
-	attackBinPath string
-	attackBinErr  error
-)
-
-// attackBinary builds the converter once per test process.
-func attackBinary(t *testing.T) string {
-	t.Helper()
-	attackBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vm2image-bin-")
-		if err != nil {
-			attackBinErr = err
-			return
-		}
-		attackBinPath = filepath.Join(dir, "vm2image")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", attackBinPath, ".").CombinedOutput()
-		if err != nil {
-			attackBinErr = &exec.ExitError{Stderr: out}
-		}
-	})
-	if attackBinErr != nil {
-		t.Fatalf("building vm2image: %v", attackBinErr)
-	}
-	return attackBinPath
-}
 
 // lockedBuffer collects a process's stderr.
 type lockedBuffer struct {
@@ -123,7 +95,7 @@ func runAttackCLI(t *testing.T, env []string, args ...string) (string, error, in
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, attackBinary(t), args...)
+	cmd := exec.CommandContext(ctx, vm2imageBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	var rss int64

@@ -21,7 +21,7 @@ import (
 // handshake, a third trickling a hello one byte a second. Real `vm2image inspect` runs meanwhile
 // must all succeed.
 func TestAttackPreAuthFlood(t *testing.T) {
-	attackBinary(t) // built before the flood starts
+	vm2imageBinary(t) // built before the flood starts
 	a := startRealAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	var wg sync.WaitGroup

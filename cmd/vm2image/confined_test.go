@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,34 +26,6 @@ import (
 
 // These tests attack the real binaries (vm2image and vm2image-agent) with hostile VM roots:
 // symlinks to host files, devices, huge files, and signals during a tar: source.
-
-var (
-	cliOnce sync.Once
-	cliPath string
-	cliErr  error
-)
-
-// cliBinary builds this command once per test process.
-func cliBinary(t *testing.T) string {
-	t.Helper()
-	cliOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vm2image-cli-")
-		if err != nil {
-			cliErr = err
-			return
-		}
-		cliPath = filepath.Join(dir, "vm2image")
-		out, err := exec.Command("go", "build", "-o", cliPath, ".").CombinedOutput()
-		if err != nil {
-			cliErr = err
-			cliPath = string(out)
-		}
-	})
-	if cliErr != nil {
-		t.Fatalf("building vm2image: %v\n%s", cliErr, cliPath)
-	}
-	return cliPath
-}
 
 // binRun is one finished run of a binary.
 type binRun struct {
@@ -220,7 +191,7 @@ func hostileRoots(t *testing.T, marker string) (roots map[string]string, control
 // nothing of the host files; absolute links inside the root still resolve (chroot semantics).
 func TestAttackSymlinksToHostFiles(t *testing.T) {
 	testenv.Short(t)
-	bin := cliBinary(t)
+	bin := vm2imageBinary(t)
 	marker := newMarker(t)
 	roots, control := hostileRoots(t, marker)
 	roots["control"] = control
@@ -258,7 +229,7 @@ func TestAttackConvertLeaksNoHostFile(t *testing.T) {
 	testenv.Short(t)
 	testenv.RequireRoot(t)
 	base := testenv.EngineBase(t)
-	bin := cliBinary(t)
+	bin := vm2imageBinary(t)
 	marker := newMarker(t)
 	roots, _ := hostileRoots(t, marker)
 	out := t.TempDir()
@@ -337,7 +308,7 @@ func inStream(r io.Reader, marker string, depth int) bool {
 func TestAttackHugeAndDeviceFiles(t *testing.T) {
 	testenv.Short(t)
 	testenv.RequireRoot(t) // device nodes
-	bin := cliBinary(t)
+	bin := vm2imageBinary(t)
 	base := t.TempDir()
 	mk := func(name string, hostname func(root string), statusSize int64) string {
 		root := filepath.Join(base, name)
@@ -458,7 +429,7 @@ func startBlockedTar(t *testing.T, work string, args ...string) (*exec.Cmd, stri
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(cliBinary(t), append(args, "--work-dir", work, "tar:"+fifo)...)
+	cmd := exec.Command(vm2imageBinary(t), append(args, "--work-dir", work, "tar:"+fifo)...)
 	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
 	var errOut bytes.Buffer
 	cmd.Stderr = &errOut
@@ -530,7 +501,7 @@ func TestSignalsRemoveTarDir(t *testing.T) {
 		if c.name == "convert" {
 			next = append(next, "--base", "docker-daemon:vm2image-test/none:none")
 		}
-		r := runBin(t, []string{"VM2IMAGE_INIT=" + testenv.InitBinary(t)}, cliBinary(t), append(next, "--work-dir", work, "tar:"+tarOf(t, root))...)
+		r := runBin(t, []string{"VM2IMAGE_INIT=" + testenv.InitBinary(t)}, vm2imageBinary(t), append(next, "--work-dir", work, "tar:"+tarOf(t, root))...)
 		t.Logf("%s: next run: %v %s", c.name, r.err, r.stderr)
 		if left := workDirs(t, work); len(left) != 0 {
 			t.Errorf("%s: the killed run's directory survived the next run: %v", c.name, left)

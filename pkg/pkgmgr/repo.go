@@ -173,45 +173,15 @@ type aptToken struct {
 // Install-Recommends "0"; };") nest; "#clear KEY;" removes a key and everything under it;
 // "#include" is ignored; list items (a value without a tag) set nothing.
 func (c aptConfig) parse(text string) {
-	var scope []string
-	var pending []aptToken
-	for _, t := range aptTokens(text) {
-		switch t.punct {
-		case 0:
-			pending = append(pending, t)
-			continue
-		case '{':
-			name := ""
-			if len(pending) > 0 && !pending[0].quoted {
-				name = pending[0].text
-			}
-			scope = append(scope, name)
-		case '}':
-			if len(scope) > 0 {
-				scope = scope[:len(scope)-1]
-			}
-		case ';':
-			c.statement(scope, pending)
+	for _, st := range aptStatements(text) {
+		switch {
+		case st.directive || st.list:
+		case st.clear:
+			c.clear(strings.ToLower(st.key))
+		default:
+			c[strings.ToLower(st.key)] = st.value
 		}
-		pending = nil
 	}
-}
-
-// statement applies "TAG VALUE;" or "#clear TAG;" within scope.
-func (c aptConfig) statement(scope []string, toks []aptToken) {
-	if len(toks) == 0 || toks[0].quoted {
-		return
-	}
-	if strings.EqualFold(toks[0].text, "#clear") {
-		for _, t := range toks[1:] {
-			c.clear(aptKey(scope, t.text))
-		}
-		return
-	}
-	if strings.HasPrefix(toks[0].text, "#") || len(toks) < 2 {
-		return
-	}
-	c[aptKey(scope, toks[0].text)] = toks[1].text
 }
 
 func (c aptConfig) clear(key string) {
@@ -220,17 +190,6 @@ func (c aptConfig) clear(key string) {
 			delete(c, k)
 		}
 	}
-}
-
-// aptKey joins the scope and a tag into a lower-case key; empty (anonymous) scopes drop out.
-func aptKey(scope []string, tag string) string {
-	var parts []string
-	for _, s := range scope {
-		if s != "" {
-			parts = append(parts, s)
-		}
-	}
-	return strings.ToLower(strings.Join(append(parts, tag), "::"))
 }
 
 // aptTokens splits a file into words, quoted strings and the punctuation "{", "}", ";",

@@ -330,16 +330,16 @@ func waitChildren(t *testing.T, ppid int, ok func(int) bool, want string) []proc
 // the service while the daemon lives, forwards signals to it, and ends when it is gone.
 func TestDetachingDaemon(t *testing.T) {
 	t.Parallel()
-	p := startInit(t, services.Config{Services: []services.Service{sh("daemon", `setsid sleep 1.2 & exit 0`)}})
+	// The daemon marks its end just before it exits: an init that ended while it lived ends
+	// before the mark exists.
+	ended := filepath.Join(t.TempDir(), "ended")
+	p := startInit(t, services.Config{Services: []services.Service{sh("daemon", `setsid sh -c 'sleep 1.2; touch `+ended+`' & exit 0`)}})
 	p.waitLog(`daemon: pid \d+ exited 0 but its processes live on`, 5*time.Second)
-	time.Sleep(500 * time.Millisecond)
-	select {
-	case <-p.done:
-		t.Fatal("the init exited while the daemon lives")
-	default:
-	}
 	if code := p.wait(5 * time.Second); code != 0 || !strings.Contains(p.log(), "daemon: its last process is gone") {
 		t.Errorf("exit code %d, want 0 after the daemon's end", code)
+	}
+	if _, err := os.Stat(ended); err != nil {
+		t.Errorf("the init exited while the daemon lived: %v", err)
 	}
 
 	p = startInit(t, services.Config{Services: []services.Service{sh("daemon", `setsid sleep 1000 & exit 0`)}})
@@ -354,20 +354,14 @@ func TestDetachingDaemon(t *testing.T) {
 // stop timeout and the init exits 137.
 func TestStopTimeoutAndSignals(t *testing.T) {
 	t.Parallel()
-	hups := filepath.Join(t.TempDir(), "hups")
-	svc := sh("stubborn", `trap "" TERM; trap "echo hup >> `+hups+`" HUP; while :; do sleep 0.05; done`)
+	hups, ready := filepath.Join(t.TempDir(), "hups"), filepath.Join(t.TempDir(), "ready")
+	svc := sh("stubborn", `trap "" TERM; trap "echo hup >> `+hups+`" HUP; touch `+ready+`; while :; do sleep 0.05; done`)
 	p := startInit(t, services.Config{Services: []services.Service{svc}, StopTimeout: 700 * time.Millisecond})
 	p.servicePID("stubborn")
-	time.Sleep(200 * time.Millisecond)
+	waitFile(t, ready, 5*time.Second) // its traps are set
 	p.signal(syscall.SIGHUP)
 	p.waitLog("forwarding SIGHUP", 2*time.Second)
-	deadline := time.Now().Add(2 * time.Second)
-	for b, _ := os.ReadFile(hups); !bytes.Contains(b, []byte("hup")); b, _ = os.ReadFile(hups) {
-		if time.Now().After(deadline) {
-			t.Fatal("the service did not get SIGHUP")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFile(t, hups, 2*time.Second) // the service got SIGHUP
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(4 * time.Second); code != exitKilled || p.took < 700*time.Millisecond {
 		t.Errorf("exit code %d after %s, want %d after the stop timeout", code, p.took, exitKilled)
@@ -407,5 +401,18 @@ func TestCommandModeTerminal(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 || !strings.Contains(string(out), "got:hello") {
 		t.Errorf("interactive command: %v\n%s", err, out)
+	}
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within %s", path, timeout)
+		}
 	}
 }

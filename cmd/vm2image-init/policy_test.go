@@ -109,7 +109,7 @@ func TestUnitFeatures(t *testing.T) {
 		EnvFiles: []services.EnvFile{{Path: envFile}, {Path: "/nonexistent", Optional: true}},
 		Pre: []services.Command{{Argv: []string{"sh", "-c", "echo pre >> " + out}},
 			{Argv: []string{"false"}, IgnoreFailure: true}},
-		Argv:        []string{"sh", "-c", `echo "$0 ${GREETING}" >> ` + out + `; touch ` + out + `.new; trap 'echo int >> ` + out + `; exit 0' INT; while :; do sleep 0.05; done`, "${PORT}"},
+		Argv:        []string{"sh", "-c", `trap 'echo int >> ` + out + `; exit 0' INT; echo "$0 ${GREETING}" >> ` + out + `; touch ` + out + `.new; while :; do sleep 0.05; done`, "${PORT}"},
 		Directories: []services.Directory{{Path: "/run/app", Mode: "0750", Owned: true, Runtime: true}},
 		KillSignal:  "SIGINT", Restart: services.RestartNo}
 	p := startInit(t, services.Config{Services: []services.Service{s}}, "--root", root)

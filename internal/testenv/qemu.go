@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // SystemdVMToken is the agent token baked into the systemd VM's disk.
@@ -105,8 +107,13 @@ func SystemdVMDisk(t testing.TB, agentBin string) (disk, kernel, initrd string) 
 	RequireRoot(t)
 	RequireCommands(t, "debootstrap", "mkfs.ext4", "debugfs", "qemu-system-x86_64")
 	root := Root(t, SystemdVMRecipe)
-	cached := filepath.Join(CacheDir(), SystemdVMRecipe.Key()+".img")
-	if err := buildDisk(root, cached); err != nil {
+	cached, err := fixture.CachedFile(SystemdVMRecipe.Key()+".disk", "disk.img", t.Logf, func(path string) error {
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", root, path, "4G").CombinedOutput(); err != nil {
+			return fmt.Errorf("mkfs.ext4 -d: %w\n%s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("building the VM disk: %v", err)
 	}
 	kernels, _ := filepath.Glob(filepath.Join(root, "boot/vmlinuz-*"))
@@ -140,26 +147,6 @@ func SystemdVMDisk(t testing.TB, agentBin string) (disk, kernel, initrd string) 
 		t.Fatalf("writing the agent into the disk: %v\n%s", err, out)
 	}
 	return disk, kernels[0], initrds[0]
-}
-
-func buildDisk(root, disk string) error {
-	lock, err := os.OpenFile(disk+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return err
-	}
-	if _, err := os.Stat(disk); err == nil {
-		return nil
-	}
-	tmp := disk + ".building"
-	_ = os.Remove(tmp)
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", root, tmp, "4G").CombinedOutput(); err != nil {
-		return fmt.Errorf("mkfs.ext4 -d: %w\n%s", err, out)
-	}
-	return os.Rename(tmp, disk)
 }
 
 // BootSystemdVM boots the disk under QEMU (TCG, one CPU, serial console to a file, user-mode

@@ -1,14 +1,12 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -30,7 +28,7 @@ type VM struct {
 	Fingerprint string
 	// Ports of the services started in the VM: "nginx" and "app".
 	Ports map[string]int
-	cmd   *exec.Cmd
+	proc  *fixture.Process
 }
 
 // AgentBinary builds the static agent once per test process and returns its path.
@@ -99,42 +97,15 @@ func BootWebVM(root, agentBin string, token []byte, agentAddr string, stderr io.
 	if err := os.WriteFile(site, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	last := fmt.Sprintf("exec /run/vm2image-agent --listen %s --token-file /run/vm2image-token --quiet", agentAddr)
-	if agentBin == "" { // no agent: the VM idles until stopped, and someone starts one inside
-		last, agentBin = "exec sleep infinity", "/dev/null"
-	}
-	inside := fmt.Sprintf(`mount -t sysfs sysfs /sys 2>/dev/null || true
-/usr/sbin/nginx
-setpriv --reuid=app --regid=app --init-groups busybox httpd -p 127.0.0.1:%d -h /srv/app/public
-%s`, vm.Ports["app"], last)
-	outside := `set -e
-mount -t tmpfs -o mode=755 tmpfs "$VMROOT/run"
-mount -t tmpfs -o mode=755 tmpfs "$VMROOT/dev"
-for n in "null 1 3" "zero 1 5" "random 1 8" "urandom 1 9" "tty 5 0"; do set -- $n; mknod -m 666 "$VMROOT/dev/$1" c "$2" "$3"; done
-cp "$AGENT" "$VMROOT/run/vm2image-agent"
-printf '%s\n' "$TOKEN" > "$VMROOT/run/vm2image-token"
-exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$INSIDE"`
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--mount-proc="+filepath.Join(root, "proc"),
-		"--kill-child", "/bin/sh", "-c", outside)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "VMROOT=" + root, "AGENT=" + agentBin,
-		"TOKEN=" + string(token), "INSIDE=" + inside}
-	// No Pdeathsig: it fires when the OS thread that forked dies, and Go retires threads (a
-	// goroutine that entered another network namespace ends locked to its thread), which
-	// killed VMs in the middle of tests. Stop kills the VM; unshare --kill-child takes the rest.
-	stdout, err := cmd.StdoutPipe()
+	inside := fmt.Sprintf(`/usr/sbin/nginx
+setpriv --reuid=app --regid=app --init-groups busybox httpd -p 127.0.0.1:%d -h /srv/app/public`, vm.Ports["app"])
+	boot := fixture.Boot{Root: root, Agent: agentBin, Token: token, Inside: inside, Listen: agentAddr}
+	p, err := boot.Start(stderr, 30*time.Second)
+	vm.proc = p
 	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	vm.cmd = cmd
-	if last == "exec sleep infinity" {
-		go io.Copy(io.Discard, stdout)
-	} else if vm.Addr, vm.Fingerprint, err = readListening(stdout, 30*time.Second); err != nil {
 		return vm, err
 	}
+	vm.Addr, vm.Fingerprint = p.Addr, p.Fingerprint
 	for name, port := range vm.Ports {
 		if err := WaitPort(context.Background(), fmt.Sprintf("127.0.0.1:%d", port), 20*time.Second); err != nil {
 			return vm, fmt.Errorf("service %s: %w", name, err)
@@ -145,70 +116,16 @@ exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh
 
 // InitPID returns the host's PID of the VM's first process (pid 1 in its namespace), for
 // nsenter; 0 when it cannot be found.
-func (vm *VM) InitPID() int {
-	if vm.cmd == nil || vm.cmd.Process == nil {
-		return 0
-	}
-	pid := vm.cmd.Process.Pid
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
-	}
-	var child int
-	fmt.Sscan(string(b), &child)
-	return child
-}
+func (vm *VM) InitPID() int { return vm.proc.InitPID() }
 
-// Stop kills the VM: unshare dies, its child (the VM's init) gets SIGKILL through
-// --kill-child, and the kernel kills every other process of the VM's pid namespace.
-func (vm *VM) Stop() {
-	if vm.cmd != nil && vm.cmd.Process != nil {
-		_ = vm.cmd.Process.Kill()
-		_ = vm.cmd.Wait()
-		vm.cmd = nil
-	}
-}
+// Stop kills the VM and every process in it.
+func (vm *VM) Stop() { vm.proc.Stop() }
 
 // fixtureToken is a fresh agent token strong enough for the agent and the converter.
 func fixtureToken() []byte {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return []byte("fixture-token-" + hex.EncodeToString(b))
-}
-
-// readListening waits for the agent's first two lines and returns the address and the
-// certificate fingerprint they name.
-func readListening(r io.Reader, timeout time.Duration) (addr, fingerprint string, err error) {
-	type result struct {
-		lines [2]string
-		err   error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		var res result
-		br := bufio.NewReader(r)
-		for i := range res.lines {
-			if res.lines[i], res.err = br.ReadString('\n'); res.err != nil {
-				break
-			}
-		}
-		ch <- res
-		_, _ = io.Copy(io.Discard, br)
-	}()
-	select {
-	case res := <-ch:
-		addr, ok := strings.CutPrefix(strings.TrimSpace(res.lines[0]), "vm2image-agent listening on ")
-		if !ok {
-			return "", "", fmt.Errorf("unexpected first line %q (%v)", res.lines[0], res.err)
-		}
-		fp, ok := strings.CutPrefix(strings.TrimSpace(res.lines[1]), "vm2image-agent fingerprint ")
-		if !ok {
-			return "", "", fmt.Errorf("unexpected second line %q (%v)", res.lines[1], res.err)
-		}
-		return addr, fp, nil
-	case <-time.After(timeout):
-		return "", "", fmt.Errorf("no listening and fingerprint lines within %s", timeout)
-	}
 }
 
 // WaitPort waits until addr accepts TCP connections (fixture.WaitPort).

@@ -54,19 +54,3 @@ func copyMeta(fi fs.FileInfo, dst string) error {
 	}
 	return os.Chtimes(dst, time.Time{}, fi.ModTime())
 }
-
-// tailWriter keeps the last max bytes written to it, for reading a failed command's errors.
-type tailWriter struct {
-	max int
-	buf []byte
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string { return string(t.buf) }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vm2image/vm2image/internal/tailbuf"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
@@ -132,7 +133,7 @@ func globAll(root string, globs []string) []string {
 
 // preloads reports whether the dynamic loader of the root loads lib without complaint.
 func (b *build) preloads(ctx context.Context, lib string) (bool, error) {
-	tail := &tailWriter{max: 4096}
+	tail := &tailbuf.Buffer{Max: 4096}
 	env := append(append([]string{}, baseEnv...), "LD_PRELOAD="+lib)
 	err := b.be.run(ctx, []string{"true"}, env, tail)
 	if ctx.Err() != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vm2image/vm2image/internal/tailbuf"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
@@ -233,7 +234,7 @@ func (b *build) runStep(ctx context.Context, s pkgmgr.Step, network bool) (strin
 	if err := b.be.setNetwork(ctx, network); err != nil {
 		return "", err
 	}
-	tail := &tailWriter{max: 256 << 10}
+	tail := &tailbuf.Buffer{Max: 256 << 10}
 	fmt.Fprintf(b.opts.Output, "+ %s\n", s)
 	b.opts.Logf("step %s (network %v)", s.Name, network)
 	env := append(append(append([]string{}, baseEnv...), s.Env...), b.env...)

@@ -3,8 +3,6 @@ package experiment
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -40,22 +38,15 @@ func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error
 		ports[name] = p
 		exports = append(exports, fmt.Sprintf("export PORT_%s=%d", strings.ToUpper(name), p))
 	}
-	inside := strings.Join(exports, "\n") + "\nmount -t sysfs sysfs /sys 2>/dev/null || true\n" + rec.Start +
-		"\nexec /run/vm2image-agent --listen 127.0.0.1:0 --token-file /run/vm2image-token --quiet\n"
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--mount-proc="+filepath.Join(merged, "proc"),
-		"--kill-child", "/bin/sh", "-c", bootOutside)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "VMROOT=" + merged, "AGENT=" + bin,
-		"TOKEN=" + string(tok), "INSIDE=" + inside}
-	// No Pdeathsig: it fires when the OS thread that forked exits, and Go retires threads (a
-	// goroutine that entered another namespace ends locked to its thread). The source's close
-	// kills the VM; unshare --kill-child takes the rest.
-	addr, stop, err := startListening(cmd, 2*time.Minute)
-	if stop != nil {
-		ps.closers = append(ps.closers, stop)
+	boot := fixture.Boot{Root: merged, Agent: bin, Token: tok, Inside: strings.Join(exports, "\n") + "\n" + rec.Start}
+	proc, err := boot.Start(nil, 2*time.Minute)
+	if proc != nil {
+		ps.closers = append(ps.closers, proc.Stop)
 	}
 	if err != nil {
 		return fmt.Errorf("booting %s: %w", ps.spec.Name, err)
 	}
+	addr := proc.Addr
 	names := make([]string, 0, len(ports))
 	for n := range ports {
 		names = append(names, n)
@@ -70,15 +61,3 @@ func (r *runner) boot(ctx context.Context, ps *preparedSource, rec Recipe) error
 	ps.source, ps.opts.Token = addr, tok
 	return nil
 }
-
-// bootOutside runs in the VM's new namespaces, outside its root: it mounts what a booted system
-// has, puts the agent and its token on /run, and enters the root.
-const bootOutside = `set -e
-mount -t tmpfs -o mode=755 tmpfs "$VMROOT/run"
-mount -t tmpfs -o mode=755 tmpfs "$VMROOT/dev"
-mkdir -m 1777 "$VMROOT/dev/shm" "$VMROOT/run/lock"
-for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do set -- $n; mknod -m 666 "$VMROOT/dev/$1" c "$2" "$3"; done
-ln -s /proc/self/fd "$VMROOT/dev/fd"
-cp "$AGENT" "$VMROOT/run/vm2image-agent"
-printf '%s\n' "$TOKEN" > "$VMROOT/run/vm2image-token"
-exec chroot "$VMROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C /bin/sh -ec "$INSIDE"`

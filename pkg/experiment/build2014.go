@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/internal/ctxio"
+	"github.com/vm2image/vm2image/internal/tailbuf"
 	"github.com/vm2image/vm2image/pkg/archive"
 	"github.com/vm2image/vm2image/pkg/image"
 )
@@ -135,7 +136,7 @@ func (r *runner) build2014(ctx context.Context, ps *preparedSource, c Cell, base
 	cmd := exec.CommandContext(ctx, "docker", "build", "--no-cache", "--rm", "-q", "-t", tag, dir)
 	cmd.Env = append(cmd.Environ(), "DOCKER_BUILDKIT=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("docker build: %w: %s", err, tailString(out))
+		return fmt.Errorf("docker build: %w: %s", err, tailbuf.Of(out))
 	}
 	defer exec.Command("docker", "rmi", "-f", tag).Run()
 	out, err := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Size}}", tag).Output()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/internal/tailbuf"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/image"
 )
@@ -283,7 +284,7 @@ func rsyncCompare(ctx context.Context, vm, base, out string, excludes []string, 
 func rsyncDeleted(ctx context.Context, vm, base string, excludes []string, b *BaselineReport) ([]string, error) {
 	args := rsyncArgs(excludes, "-aHn8", "--numeric-ids", "--delete", "--out-format=%i %n", vm+"/", base+"/")
 	cmd := exec.CommandContext(ctx, "rsync", args...)
-	var stderr tailBuffer
+	var stderr tailbuf.Buffer
 	cmd.Stderr = &stderr
 	outb, err := cmd.Output()
 	if err := rsyncStatus(err, &stderr); err != nil {
@@ -312,13 +313,13 @@ func rsyncDeleted(ctx context.Context, vm, base string, excludes []string, b *Ba
 
 func rsync(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, "rsync", args...)
-	var stderr tailBuffer
+	var stderr tailbuf.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	return rsyncStatus(cmd.Run(), &stderr)
 }
 
 // rsyncStatus accepts rsync's "some files vanished" (24) as success.
-func rsyncStatus(err error, stderr *tailBuffer) error {
+func rsyncStatus(err error, stderr *tailbuf.Buffer) error {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() == 24 {
 		return nil
@@ -332,7 +333,7 @@ func rsyncStatus(err error, stderr *tailBuffer) error {
 func command(ctx context.Context, name string, args ...string) error {
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, tailString(out))
+		return fmt.Errorf("%s: %w: %s", name, err, tailbuf.Of(out))
 	}
 	return nil
 }

@@ -1,21 +1,19 @@
 package experiment
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vm2image/vm2image/internal/fixture"
 	"github.com/vm2image/vm2image/internal/helperbin"
+	"github.com/vm2image/vm2image/internal/tailbuf"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/proto"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -126,7 +124,7 @@ func (r *runner) engineBase(ctx context.Context, rec Recipe, logf func(string, .
 	sh := fmt.Sprintf("tar -C %s --numeric-owner --xattrs -cf - . | docker import --change %s - %s",
 		shellQuote(root), shellQuote("LABEL "+baseKeyLabel+"="+fixture.RootID(br)), shellQuote(tag))
 	if out, err := exec.CommandContext(ctx, "sh", "-c", sh).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("importing the base %s into the Docker engine: %w: %s", tag, err, tailString(out))
+		return "", fmt.Errorf("importing the base %s into the Docker engine: %w: %s", tag, err, tailbuf.Of(out))
 	}
 	return "docker-daemon:" + tag, nil
 }
@@ -142,14 +140,14 @@ func (r *runner) serveAgent(ps *preparedSource) error {
 		return err
 	}
 	cmd := exec.Command(bin, "--root", ps.root, "--listen", "127.0.0.1:0", "--token-file", tokFile, "--quiet")
-	addr, stop, err := startListening(cmd, 30*time.Second) // no Pdeathsig: see boot
-	if stop != nil {
-		ps.closers = append(ps.closers, stop)
+	proc, err := fixture.StartAgent(cmd, nil, 30*time.Second) // no Pdeathsig: see fixture.Boot
+	if proc != nil {
+		ps.closers = append(ps.closers, proc.Stop)
 	}
 	if err != nil {
 		return fmt.Errorf("starting the agent on %s: %w", ps.root, err)
 	}
-	ps.source, ps.opts.Token = addr, tok
+	ps.source, ps.opts.Token = proc.Addr, tok
 	return nil
 }
 
@@ -167,50 +165,6 @@ func (r *runner) newToken(name string) ([]byte, string, error) {
 	return tok, path, nil
 }
 
-// startListening starts cmd and waits for the agent's "listening on ADDR" line on its stdout.
-// stop kills the process and waits for it.
-func startListening(cmd *exec.Cmd, timeout time.Duration) (addr string, stop func(), err error) {
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	var stderr tailBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop = func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}
-	found := make(chan string, 1)
-	go func() {
-		br := bufio.NewReader(stdout)
-		for {
-			s, err := br.ReadString('\n')
-			if a, ok := strings.CutPrefix(strings.TrimSpace(s), "vm2image-agent listening on "); ok {
-				found <- a
-				break
-			}
-			if err != nil {
-				close(found)
-				return
-			}
-		}
-		_, _ = io.Copy(io.Discard, br)
-	}()
-	select {
-	case a, ok := <-found:
-		if !ok {
-			_ = cmd.Wait()
-			return "", stop, fmt.Errorf("exited before listening: %s", stderr.String())
-		}
-		return a, stop, nil
-	case <-time.After(timeout):
-		return "", stop, fmt.Errorf("no listening line within %s: %s", timeout, stderr.String())
-	}
-}
-
 // agentBinary finds the static agent: the option (the command line fills it from
 // $VM2IMAGE_AGENT), beside the executable, PATH.
 func (r *runner) agentBinary() (string, error) {
@@ -223,32 +177,4 @@ func (r *runner) agentBinary() (string, error) {
 // FindAgent looks for the vm2image-agent binary beside the running executable, then on PATH.
 func FindAgent() (string, error) {
 	return helperbin.Find("vm2image-agent", "agent and boot fixtures run it", "VM2IMAGE_AGENT")
-}
-
-// tailBuffer keeps the last few KiB written to it.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = t.b[len(t.b)-4096:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.b))
-}
-
-func tailString(b []byte) string {
-	var t tailBuffer
-	t.Write(b)
-	return t.String()
 }

@@ -62,7 +62,7 @@ func TestSelectFixtureVM(t *testing.T) {
 	if !cmp.Equal(app.Ports, []services.Port{{Proto: "tcp", Port: ap, Addr: "127.0.0.1"}}) {
 		t.Errorf("app ports %+v", app.Ports)
 	}
-	if !slices.Contains(app.Env, "PATH=/usr/sbin:/usr/bin:/sbin:/bin") || slices.ContainsFunc(app.Env, func(e string) bool { return strings.HasPrefix(e, "PWD=") }) {
+	if !slices.Contains(app.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") || slices.ContainsFunc(app.Env, func(e string) bool { return strings.HasPrefix(e, "PWD=") }) {
 		t.Errorf("app env %q", app.Env)
 	}
 	if len(notes) != 1 {

@@ -25,7 +25,7 @@ func newRootCmd() *cobra.Command {
 		RunE:          rootRun,
 	}
 	root.SetVersionTemplate(versionLine() + "\n")
-	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVerifyCmd(), newVersionCmd(), newExperimentCmd())
+	root.AddCommand(newInspectCmd(), newExportCmd(), newDiffCmd(), newConvertCmd(), newCacheCmd(), newVerifyCmd(), newVersionCmd(), newExperimentCmd(), newFleetCmd())
 	usageArgs(root)
 	return root
 }

@@ -91,10 +91,11 @@ func (r *run) assembleAndWrite(ctx context.Context) error {
 		ir.Loaded = true
 	}
 	if r.opts.Push != "" {
-		if err := image.Push(ctx, r.opts.Push, img, image.PushOptions{Insecure: r.opts.Insecure}); err != nil {
+		res, err := image.Push(ctx, r.opts.Push, img, image.PushOptions{Insecure: r.opts.Insecure})
+		if err != nil {
 			return fmt.Errorf("pushing to %s: %w", r.opts.Push, err)
 		}
-		ir.Pushed = r.opts.Push
+		ir.Pushed, ir.Push = r.opts.Push, &res
 	}
 	return nil
 }

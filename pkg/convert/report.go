@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/pkg/diff"
+	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/layer"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/services"
@@ -111,15 +112,17 @@ type ImageReport struct {
 	Tag string `json:"tag"`
 	// Digest is the manifest's digest (what a registry and `docker images --digests` show);
 	// ID is the config's digest, the image ID `docker images` shows.
-	Digest       string       `json:"digest"`
-	ID           string       `json:"id"`
-	Bytes        int64        `json:"bytes"` // compressed: config + every layer
-	Layers       []LayerSizes `json:"layers"`
-	Output       string       `json:"output,omitempty"`
-	Format       string       `json:"format,omitempty"`
-	Loaded       bool         `json:"loaded,omitempty"`
-	Pushed       string       `json:"pushed,omitempty"`
-	ContextFiles []string     `json:"context_files,omitempty"` // Dockerfile, services.yaml, compose.yaml
+	Digest string       `json:"digest"`
+	ID     string       `json:"id"`
+	Bytes  int64        `json:"bytes"` // compressed: config + every layer
+	Layers []LayerSizes `json:"layers"`
+	Output string       `json:"output,omitempty"`
+	Format string       `json:"format,omitempty"`
+	Loaded bool         `json:"loaded,omitempty"`
+	Pushed string       `json:"pushed,omitempty"`
+	// Push says which layers the registry's repository lacked (uploaded) and which it held.
+	Push         *image.PushResult `json:"push,omitempty"`
+	ContextFiles []string          `json:"context_files,omitempty"` // Dockerfile, services.yaml, compose.yaml
 }
 
 // LayerSizes are one layer's figures.

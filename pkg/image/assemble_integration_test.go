@@ -223,10 +223,23 @@ func TestAssembledImagePushed(t *testing.T) {
 	ref := addr + "/vm2image/assembled:v1"
 	var progressed bool
 	start := time.Now()
-	if err := Push(testCtx(t), ref, img, PushOptions{Insecure: true, Progress: func(done, total int64) { progressed = true }}); err != nil {
+	res, err := Push(testCtx(t), ref, img, PushOptions{Insecure: true, Progress: func(done, total int64) { progressed = true }})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("pushed in %v", time.Since(start))
+	n := len(layerDigests(t, img))
+	if res.LayersNew != n || res.LayersExisting != 0 || res.BytesNew == 0 {
+		t.Errorf("first push: %+v, want all %d layers new", res, n)
+	}
+	// The same image under another tag of the repository: every layer is there already.
+	res, err = Push(testCtx(t), addr+"/vm2image/assembled:v2", img, PushOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LayersNew != 0 || res.LayersExisting != n || res.BytesExisting == 0 {
+		t.Errorf("second push: %+v, want all %d layers existing", res, n)
+	}
 	var info struct {
 		Digest string
 		Layers []string

@@ -112,7 +112,7 @@ func TestResolveFromRegistry(t *testing.T) {
 	b := engineBase(t)
 	addr := startRegistry(t)
 	ref := "localhost:" + strings.Split(addr, ":")[1] + "/vm2image/debian:bookworm"
-	if err := Push(testCtx(t), ref, b.Image, PushOptions{}); err != nil {
+	if _, err := Push(testCtx(t), ref, b.Image, PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Not in the engine under that name, so the registry is asked next.

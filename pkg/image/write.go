@@ -193,12 +193,21 @@ type PushOptions struct {
 	Progress func(done, total int64)
 }
 
-// Push uploads img to the registry as ref, with the credentials of the Docker config.
-func Push(ctx context.Context, ref string, img v1.Image, opts PushOptions) error {
+// Push uploads img to the registry as ref, with the credentials of the Docker config, and says
+// which of its layers the repository already held (those are not uploaded again).
+func Push(ctx context.Context, ref string, img v1.Image, opts PushOptions) (PushResult, error) {
 	r, err := name.ParseReference(ref, nameOptions(opts.Insecure)...)
 	if err != nil {
-		return fmt.Errorf("parsing reference: %w", err)
+		return PushResult{}, fmt.Errorf("parsing reference: %w", err)
 	}
+	res, err := countExisting(ctx, r.Context(), img)
+	if err != nil {
+		return res, fmt.Errorf("pushing %s: %w", r.Name(), err)
+	}
+	return res, push(ctx, r, img, opts)
+}
+
+func push(ctx context.Context, r name.Reference, img v1.Image, opts PushOptions) error {
 	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
 	if opts.Concurrency > 0 {
 		ropts = append(ropts, remote.WithJobs(opts.Concurrency))

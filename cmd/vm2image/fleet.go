@@ -32,7 +32,7 @@ func newFleetCmd() *cobra.Command {
 		Long: `Fleet converts the VMs an inventory (YAML) names, a few at a time on this machine with one
 shared cache, and ends with a summary table. See "vm2image fleet convert --help".`,
 	}
-	cmd.AddCommand(newFleetConvertCmd())
+	cmd.AddCommand(newFleetConvertCmd(), newFleetPlanCmd())
 	return cmd
 }
 

@@ -171,3 +171,35 @@ func exitCodeOfRun(err error) int {
 	}
 	return -1
 }
+
+// TestFleetPlan: two web VMs and a bare one over the same base: the web VMs' packages get
+// layers of their own shared by both, the bare VM has none, and package-grained storage is
+// below one packages layer per VM.
+func TestFleetPlan(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	web := testenv.Root(t, testenv.WebVM)
+	bare := testenv.Root(t, testenv.Bookworm)
+	inv := filepath.Join(t.TempDir(), "fleet.yaml")
+	writeFile(t, inv, fmt.Sprintf("vms:\n  - name: web1\n    source: dir:%s\n  - name: web2\n    source: dir:%s\n  - name: bare\n    source: dir:%s\n", web, web, bare))
+	out, err := exec.Command(vm2imageBinary(t), "fleet", "plan", inv, "--json", "--base", "docker-daemon:"+testenv.EngineBase(t),
+		"--cache-dir", convertCacheDir()).Output()
+	if err != nil {
+		t.Fatalf("fleet plan: %v", err)
+	}
+	var p fleet.LayerPlan
+	must(t, json.Unmarshal(out, &p))
+	nginx := false
+	for _, l := range p.Own {
+		if len(l.Images) != 2 || l.Images[0] != "web1" || l.Images[1] != "web2" {
+			t.Errorf("own layer %+v: want shared by web1 and web2", l)
+		}
+		nginx = nginx || strings.HasPrefix(l.Package.Name, "nginx")
+	}
+	if !nginx || len(p.Images) != 3 || p.Images[2].Layers != 0 {
+		t.Errorf("plan %+v", p)
+	}
+	if s := p.Stored; s.PackageGrained >= s.PerImage || s.PackageGrained != s.Floor {
+		t.Errorf("stored %+v: want package-grained below per image, at the floor", s)
+	}
+}

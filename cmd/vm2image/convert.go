@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/vm2image/vm2image/internal/units"
 	"github.com/vm2image/vm2image/pkg/convert"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -26,6 +27,8 @@ type convertOptions struct {
 	compressionSet                                                              bool // --compression given: it wins over --config's
 	services, skipServices, mainServices                                        []string
 	stopOnFailure, requireServices                                              bool
+	packageLayers                                                               string
+	maxLayers                                                                   int
 }
 
 func newConvertCmd() *cobra.Command {
@@ -87,6 +90,7 @@ whether a file changed (an mtime-only difference is no change).`,
 	f.StringArrayVar(&o.mainServices, "main-service", nil, "the container ends when this service ends (repeatable)")
 	f.BoolVar(&o.stopOnFailure, "stop-on-failure", false, "stop every service when one fails for good (default: the others keep running)")
 	f.BoolVar(&o.requireServices, "require-services", false, "fail when no service to start is found")
+	addPackageLayerFlags(f, &o)
 	return cmd
 }
 
@@ -147,6 +151,9 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	if err := checkSourceSpec(spec); err != nil {
 		return opts, err
 	}
+	if o.packageLayers == "" {
+		o.packageLayers = string(convert.PackageLayersSingle)
+	}
 	var err error
 	for _, parse := range []func() error{
 		func() (err error) { opts.Format, err = convert.ParseFormat(o.format); return },
@@ -154,6 +161,7 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 		func() (err error) { opts.Strategy, err = convert.ParseStrategy(o.strategy); return },
 		func() (err error) { opts.Transfer, err = convert.ParseTransfer(o.transfer); return },
 		func() (err error) { opts.Compression, err = convert.ParseCompression(o.compression); return },
+		func() (err error) { opts.PackageLayers, err = convert.ParsePackageLayers(o.packageLayers); return },
 	} {
 		if err := parse(); err != nil {
 			return opts, asUsage(err)
@@ -176,6 +184,10 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	opts.KeepServiceEnv, opts.InitBinary, opts.Notef = o.keepServiceEnv, os.Getenv(envInit), noteTo(stderr)
 	opts.IncludeServices, opts.SkipServices, opts.MainServices = o.services, o.skipServices, o.mainServices
 	opts.StopOnFailure, opts.RequireServices = o.stopOnFailure, o.requireServices
+	if o.maxLayers != 0 && o.maxLayers < 10 {
+		return opts, usage(fmt.Errorf("--max-layers %d: want at least 10", o.maxLayers))
+	}
+	opts.MaxLayers = o.maxLayers
 	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	opts.Progress = newProgress(stderr)
 	if o.verbose {
@@ -211,6 +223,12 @@ func printSummary(w io.Writer, r *convert.Report) {
 			}
 			row("packages", "%d in the VM (%d roots, as inspect counts them), %d in the base", p.VM, p.VMRoots, p.Base)
 			row("packages layer", "%d to install, named by %d roots; %s%s", p.RootsBefore, p.RootsAfter, units.IEC(p.LayerBytes), hit)
+			if g := p.Grained; g != nil {
+				row("package layers", "%d payloads with layers of their own, %d bundled, configuration %s", g.OwnLayers, g.Bundled, units.IEC(g.ConfigBytes))
+				if len(g.NoArchive) > 0 {
+					row("without a .deb", "%s (their files are in the configuration layer)", strings.Join(g.NoArchive, " "))
+				}
+			}
 			if len(p.ConfigDropped) > 0 {
 				fmt.Fprintf(w, "  warning: VM configuration not carried into the build: %s\n", strings.Join(p.ConfigDropped, ", "))
 			}
@@ -263,4 +281,11 @@ func serviceList(ss []convert.ServiceSource) string {
 		parts[i] = s.Name + " (" + s.Source + ")"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// addPackageLayerFlags adds --package-layers and --max-layers.
+func addPackageLayerFlags(f *pflag.FlagSet, o *convertOptions) {
+	f.StringVar(&o.packageLayers, "package-layers", string(convert.PackageLayersSingle),
+		"single (one packages layer) or grained (a layer per package payload, shared by every image with that package version, and a configuration layer)")
+	f.IntVar(&o.maxLayers, "max-layers", convert.DefaultMaxLayers, "layers the image may have at most (grained package layers stay within it)")
 }

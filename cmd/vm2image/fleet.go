@@ -96,6 +96,9 @@ Unknown keys, duplicate names and bad sources are errors that name the line.`,
 	f.StringVar(&o.configFile, "config", "", "YAML config file (base image table, ...)")
 	f.BoolVar(&o.force, "force", false, "replace existing NAME.tar files in --output-dir")
 	addCacheDirFlag(f, &o.cacheDir)
+	addPackageLayerFlags(f, &o.convertOptions)
+	f.Lookup("package-layers").DefValue = string(convert.PackageLayersGrained)
+	o.packageLayers = string(convert.PackageLayersGrained)
 	return cmd
 }
 

@@ -141,3 +141,19 @@ func userID(root, name string) int {
 
 // isNotExist is errors.Is(err, fs.ErrNotExist), short.
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// HoldArchives holds the shared archive directory dir (Result.Archives) against a prune until
+// release is called; a missing directory is no error ("" and a no-op).
+func HoldArchives(dir string) (held string, release func(), err error) {
+	if dir == "" {
+		return "", func() {}, nil
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return "", func() {}, nil
+	}
+	l, err := holdArchives(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, l.Release, nil
+}

@@ -143,6 +143,9 @@ type Result struct {
 	// ConfigDropped is the VM's package manager configuration left out of the build root:
 	// keys outside the allowlist (hooks, programs, paths), files the builder does not carry.
 	ConfigDropped []pkgmgr.DroppedConfig
+	// Archives is the shared archive directory of the build's .deb files (dpkg; hold it with
+	// HoldArchives while reading), "" without an archive cache.
+	Archives string
 }
 
 // Build installs in.Plan into the base root and returns the packages layer, from the cache
@@ -166,6 +169,9 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, func() error, 
 	res, cleanup, err := buildOrReuse(ctx, in, opts)
 	if res != nil {
 		res.ConfigDropped = dropped
+		if opts.AptArchiveCache != "" && in.Plan.Manager == pkgmgr.Dpkg {
+			res.Archives = filepath.Join(opts.AptArchiveCache, archiveShareKey(in))
+		}
 	}
 	return res, cleanup, err
 }

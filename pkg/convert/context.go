@@ -119,7 +119,8 @@ func (r *run) writeContext(ctx context.Context, c *contextWriter, tag string) er
 		// The packages layer shares its inode with the layer cache: never hard-link it out.
 		// The VM diff's whiteouts would be unpacked by ADD as plain .wh.* files: leave them out.
 		mayLink := l.role == "vm-diff"
-		filter := l.role == "vm-diff" && r.report.DiffLayer != nil && r.report.DiffLayer.Whiteouts+r.report.DiffLayer.Opaques > 0
+		filter := l.role == "vm-diff" && r.report.DiffLayer != nil && r.report.DiffLayer.Whiteouts+r.report.DiffLayer.Opaques > 0 ||
+			l.role == "packages-config"
 		err := c.put(l.name, func(tmp string) error {
 			if filter {
 				return copyWithoutWhiteouts(ctx, l.path, tmp)

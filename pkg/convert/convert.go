@@ -65,6 +65,14 @@ type Options struct {
 	StopOnFailure, RequireServices              bool
 	// Warnf hears what the user must see even without -v (default: Logf).
 	Warnf func(format string, args ...any)
+
+	// PackageLayers: one packages layer (single, the default) or one layer per package payload
+	// plus a configuration layer (grained, see grained.go). MaxLayers bounds the image's layers
+	// (default DefaultMaxLayers); OwnPackages ("name version arch", a fleet's plan) are the
+	// payloads that get layers of their own first.
+	PackageLayers PackageLayers
+	MaxLayers     int
+	OwnPackages   map[string]bool
 }
 
 func (o *Options) applyDefaults() error {
@@ -85,6 +93,12 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.Warnf == nil {
 		o.Warnf = o.Logf
+	}
+	if o.PackageLayers == "" {
+		o.PackageLayers = PackageLayersSingle
+	}
+	if o.MaxLayers <= 0 {
+		o.MaxLayers = DefaultMaxLayers
 	}
 	if o.Progress == nil {
 		o.Progress = nopProgress{}

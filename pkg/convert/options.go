@@ -67,6 +67,20 @@ type optionError string
 func (e optionError) Error() string        { return string(e) }
 func (e optionError) Is(target error) bool { return target == ErrInvalidOption }
 
+// PackageLayers says how installed packages become layers.
+type PackageLayers string
+
+// The ways installed packages become layers.
+const (
+	PackageLayersSingle  PackageLayers = "single"  // one packages layer
+	PackageLayersGrained PackageLayers = "grained" // a layer per package payload, a configuration layer
+)
+
+// ParsePackageLayers checks a --package-layers value.
+func ParsePackageLayers(s string) (PackageLayers, error) {
+	return oneOf("--package-layers", PackageLayers(s), PackageLayersSingle, PackageLayersGrained)
+}
+
 // ParseFormat checks an output format name ("" is docker-archive).
 func ParseFormat(s string) (Format, error) {
 	if s == "" {

@@ -123,6 +123,9 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err != nil {
 		return err
 	}
+	if r.opts.PackageLayers == PackageLayersGrained {
+		return r.grain(ctx, res.Archives, res.Installed, baseDB)
+	}
 	r.scanSecrets(layerPath, "packages")
 	r.layers = append(r.layers, image.LayerFile{Path: layerPath, Comment: "vm2image: packages"})
 	r.roles = append(r.roles, "packages")

@@ -105,6 +105,8 @@ type Packages struct {
 	// ConfigDropped is the VM's package manager configuration not carried into the build:
 	// hooks, programs, paths, anything outside the allowlist ("file: key").
 	ConfigDropped []string `json:"config_dropped,omitempty"`
+	// Grained are the package-grained layers' figures (--package-layers grained).
+	Grained *Grained `json:"grained,omitempty"`
 }
 
 // ImageReport describes the written image.

@@ -27,7 +27,11 @@ type LayerInfo struct {
 // patterns cover. Nothing of the converter or the VM enters it, so a package's layer is the same
 // blob wherever the same .deb is converted. Names that climb out, whiteouts and unknown entry
 // types are refused (ErrFormat).
-func (p *Package) WriteLayer(w io.Writer, excludes []string) (LayerInfo, error) {
+//
+// dirLinks are the base's directory symlinks (relative path -> relative target, "bin" ->
+// "usr/bin" on a merged-/usr system): dpkg installs through them, so an entry under one is
+// written at its target and the directory entry itself is left out, as dpkg leaves the link.
+func (p *Package) WriteLayer(w io.Writer, excludes []string, dirLinks map[string]string) (LayerInfo, error) {
 	var info LayerInfo
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(w, h)}
@@ -48,6 +52,10 @@ func (p *Package) WriteLayer(w io.Writer, excludes []string) (LayerInfo, error) 
 		if name == "." {
 			continue
 		}
+		if _, isLink := dirLinks[name]; isLink && hdr.Typeflag == tar.TypeDir {
+			continue
+		}
+		name = throughLinks(name, dirLinks)
 		if archive.IsWhiteout(name) {
 			return info, fmt.Errorf("%w: %s ships %q, a whiteout name", ErrFormat, p.Name, name)
 		}
@@ -58,6 +66,9 @@ func (p *Package) WriteLayer(w io.Writer, excludes []string) (LayerInfo, error) 
 		out, err := payloadHeader(hdr, name)
 		if err != nil {
 			return info, fmt.Errorf("%w: %s: %v", ErrFormat, p.Name, err)
+		}
+		if out.Typeflag == tar.TypeLink {
+			out.Linkname = throughLinks(out.Linkname, dirLinks)
 		}
 		if out.Typeflag == tar.TypeLink && excluded(excludes, out.Linkname) {
 			return info, fmt.Errorf("%s: %q is a hard link to %q, which the excludes leave out", p.Name, name, out.Linkname)
@@ -111,6 +122,29 @@ func payloadHeader(hdr *tar.Header, name string) (*tar.Header, error) {
 		}
 	}
 	return out, nil
+}
+
+// throughLinks rewrites name's parents through the directory links (the longest first, again
+// until none applies, at most a few times: links to links).
+func throughLinks(name string, dirLinks map[string]string) string {
+	for range 8 {
+		dir, changed := name, false
+		for {
+			i := strings.LastIndexByte(dir, '/')
+			if i < 0 {
+				break
+			}
+			dir = dir[:i]
+			if target, ok := dirLinks[dir]; ok {
+				name, changed = target+name[len(dir):], true
+				break
+			}
+		}
+		if !changed {
+			return name
+		}
+	}
+	return name
 }
 
 func excluded(patterns []string, name string) bool {

@@ -37,11 +37,11 @@ func TestWriteLayerIsThePayload(t *testing.T) {
 	testenv.RequireRoot(t) // owners
 	deb := buildDeb(t, "xz")
 	var a, b bytes.Buffer
-	ia, err := openDeb(t, deb).WriteLayer(&a, nil)
+	ia, err := openDeb(t, deb).WriteLayer(&a, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ib, err := openDeb(t, deb).WriteLayer(&b, nil)
+	ib, err := openDeb(t, deb).WriteLayer(&b, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestWriteLayerIsThePayload(t *testing.T) {
 		t.Errorf("layer applied:\n%s\ndpkg-deb -x:\n%s", got, want)
 	}
 	var c bytes.Buffer
-	ic, err := openDeb(t, deb).WriteLayer(&c, []string{"/usr/share/doc"})
+	ic, err := openDeb(t, deb).WriteLayer(&c, []string{"/usr/share/doc"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +142,24 @@ func TestWriteLayerRefusesHostilePayloads(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		var out bytes.Buffer
-		if _, err := p.WriteLayer(&out, nil); !errors.Is(err, ErrFormat) {
+		if _, err := p.WriteLayer(&out, nil, nil); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: %v, want ErrFormat", name, err)
+		}
+	}
+}
+
+func TestThroughLinks(t *testing.T) {
+	links := map[string]string{"bin": "usr/bin", "lib": "usr/lib", "usr/lib/x": "opt/x", "var/run": "run"}
+	for in, want := range map[string]string{
+		"bin/ip":            "usr/bin/ip",
+		"bin":               "bin",
+		"lib/x/y":           "opt/x/y", // lib -> usr/lib, then usr/lib/x -> opt/x
+		"usr/bin/ip":        "usr/bin/ip",
+		"var/run/nginx.pid": "run/nginx.pid",
+		"binary/x":          "binary/x",
+	} {
+		if got := throughLinks(in, links); got != want {
+			t.Errorf("throughLinks(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -21,7 +21,9 @@ type PackageKey struct {
 	Arch    string         `json:"arch"`
 }
 
-func (k PackageKey) String() string { return fmt.Sprintf("%s %s %s (%s)", k.Manager, k.Name, k.Version, k.Arch) }
+func (k PackageKey) String() string {
+	return fmt.Sprintf("%s %s %s (%s)", k.Manager, k.Name, k.Version, k.Arch)
+}
 
 // ImagePackages are the packages one VM's image installs over its base.
 type ImagePackages struct {

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/convert"
+)
+
+// webLite is a second web VM: nginx-light without the WebVM's busybox and app user, so its
+// install set overlaps the WebVM's without being the same.
+var webLite = testenv.Recipe{Suite: "bookworm", Packages: []string{"nginx-light", "libcap2-bin"}}
+
+func convertGrained(t *testing.T, root, out string) *convert.Report {
+	t.Helper()
+	report := out + ".report.json"
+	cmd := exec.Command(vm2imageBinary(t), "convert", "dir:"+root, "-o", out, "--no-context", "--report", report,
+		"--package-layers", "grained", "--base", "docker-daemon:"+testenv.EngineBase(t), "--cache-dir", convertCacheDir())
+	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("convert --package-layers grained: %v\n%s", err, b)
+	}
+	var rep convert.Report
+	b, err := os.ReadFile(report)
+	must(t, err)
+	must(t, json.Unmarshal(b, &rep))
+	return &rep
+}
+
+// TestGrainedPackageLayers: two different VMs that both install nginx-light, converted with
+// package-grained layers: nginx-light's layer is the same blob (diffID and compressed digest) in
+// both images, each image has its package layers and a configuration layer, and verify finds
+// each image equal to its VM.
+func TestGrainedPackageLayers(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	dir := t.TempDir()
+	roots := []string{testenv.Root(t, testenv.WebVM), testenv.Root(t, webLite)}
+	digests := make([]map[string]string, 2) // package -> compressed digest of its layer
+	for i, root := range roots {
+		out := filepath.Join(dir, []string{"web.tar", "lite.tar"}[i])
+		rep := convertGrained(t, root, out)
+		g := rep.Packages.Grained
+		if g == nil || g.OwnLayers == 0 || len(g.NoArchive) > 0 {
+			t.Fatalf("VM %d: grained figures %+v", i, g)
+		}
+		digests[i] = map[string]string{}
+		byDiffID := map[string]convert.LayerSizes{}
+		roles := map[string]int{}
+		for _, l := range rep.Image.Layers {
+			byDiffID[l.DiffID] = l
+			roles[l.Role]++
+		}
+		for _, pl := range g.Layers {
+			digests[i][pl.Name+" "+pl.Version] = byDiffID[pl.DiffID].Digest
+		}
+		if roles["package"] != g.OwnLayers || roles["packages-config"] != 1 || roles["packages"] != 0 || len(rep.Image.Layers) > convert.DefaultMaxLayers {
+			t.Errorf("VM %d: layer roles %v", i, roles)
+		}
+		v, err := exec.Command(vm2imageBinary(t), "verify", out, "dir:"+root).CombinedOutput()
+		if err != nil {
+			t.Errorf("verify of the grained image of VM %d: %v\n%s", i, err, v)
+		}
+	}
+	shared := 0
+	for k, d := range digests[0] {
+		if d2, ok := digests[1][k]; ok {
+			shared++
+			if d != d2 || d == "" {
+				t.Errorf("%s: layer %s in one image, %s in the other", k, d, d2)
+			}
+		}
+	}
+	found := false
+	for k := range digests[1] {
+		found = found || strings.HasPrefix(k, "nginx-light ")
+	}
+	if shared == 0 || !found {
+		t.Errorf("no package layer shared (%d), or no nginx-light layer: %v", shared, digests[1])
+	}
+}

@@ -1,0 +1,400 @@
+package convert
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vm2image/vm2image/pkg/builder"
+	"github.com/vm2image/vm2image/pkg/cache"
+	"github.com/vm2image/vm2image/pkg/debfile"
+	"github.com/vm2image/vm2image/pkg/diff"
+	"github.com/vm2image/vm2image/pkg/image"
+	"github.com/vm2image/vm2image/pkg/layer"
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/source"
+)
+
+// Package-grained layers (Options.PackageLayers grained): instead of one packages layer, each
+// installed package's payload (the files its .deb ships, under the excludes) is a layer whose
+// bytes depend only on the .deb, so every image that installs the same package version holds
+// the same blob and a registry stores it once; the packages that do not get a layer of their own
+// (the layer budget) share one bundle layer; a last configuration layer holds what installing
+// them did beyond their payloads (the package database, maintainer scripts' results,
+// alternatives, users and groups, diversions), computed as the difference between the base
+// with the payloads applied and the built root. The image's tree is the same as with one
+// packages layer.
+
+// DefaultMaxLayers is the most layers an image gets: overlayfs stacks about 128 lower
+// directories and Docker refuses more than about 125.
+const DefaultMaxLayers = 100
+
+// payloadLayer is one package's payload layer, cached by its .deb.
+type payloadLayer struct {
+	pkg  pkgmgr.Package
+	path string
+	info debfile.LayerInfo
+}
+
+// Grained are the figures of package-grained layers.
+type Grained struct {
+	Layers      []PayloadLayer `json:"layers"` // the payloads with layers of their own
+	OwnLayers   int            `json:"own_layers"`
+	Bundled     int            `json:"bundled"`
+	NoArchive   []string       `json:"no_archive,omitempty"` // installed packages without a .deb: in the configuration layer
+	ConfigBytes int64          `json:"config_bytes"`
+}
+
+// PayloadLayer is a package payload's own layer.
+type PayloadLayer struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Arch    string `json:"arch"`
+	DiffID  string `json:"diff_id"`
+}
+
+// grain replaces the single packages layer by payload layers, a bundle and the configuration
+// layer. r.oldDir is the base with the packages layer applied (what the build made).
+func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.Package, baseDB *pkgmgr.DB) error {
+	g := &Grained{}
+	r.report.Packages.Grained = g
+	archives, release, err := builder.HoldArchives(archiveDir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	payloads, err := r.payloads(ctx, archives, newPackages(installed, baseDB), g)
+	if err != nil {
+		return err
+	}
+	nBase, err := r.base.Image.Layers()
+	if err != nil {
+		return err
+	}
+	own, bundle := splitOwn(payloads, r.opts.MaxLayers-len(nBase)-4, r.opts.OwnPackages)
+	var layers []image.LayerFile
+	var roles, applied []string
+	for _, p := range own {
+		layers = append(layers, image.LayerFile{Path: p.path, Comment: fmt.Sprintf("vm2image: package %s %s %s", p.pkg.Name, p.pkg.Version, p.pkg.Arch)})
+		roles, applied = append(roles, "package"), append(applied, p.path)
+		g.Layers = append(g.Layers, PayloadLayer{Name: p.pkg.Name, Version: p.pkg.Version, Arch: p.pkg.Arch, DiffID: p.info.DiffID})
+	}
+	g.OwnLayers, g.Bundled = len(own), len(bundle)
+	if len(bundle) > 0 {
+		path := filepath.Join(r.work, "packages-bundle.layer.tar")
+		if err := writeBundle(path, bundle); err != nil {
+			return err
+		}
+		layers = append(layers, image.LayerFile{Path: path, Comment: fmt.Sprintf("vm2image: %d packages bundled", len(bundle))})
+		roles, applied = append(roles, "packages-bundle"), append(applied, path)
+	}
+	cfg, err := r.configLayer(ctx, applied)
+	if err != nil {
+		return err
+	}
+	g.ConfigBytes = cfg.size
+	r.scanSecrets(cfg.path, "packages-config")
+	r.layers = append(append(r.layers, layers...), image.LayerFile{Path: cfg.path, Comment: "vm2image: packages configuration"})
+	r.roles = append(append(r.roles, roles...), "packages-config")
+	return nil
+}
+
+// newPackages are the installed packages the base lacks (same name, version, architecture).
+func newPackages(installed []pkgmgr.Package, base *pkgmgr.DB) []pkgmgr.Package {
+	have := map[[3]string]bool{}
+	for _, p := range base.Packages {
+		have[[3]string{p.Name, p.Version, p.Arch}] = true
+	}
+	var out []pkgmgr.Package
+	for _, p := range installed {
+		if !have[[3]string{p.Name, p.Version, p.Arch}] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// debName is apt's file name for a package's archive.
+func debName(p pkgmgr.Package) string {
+	return p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a") + "_" + p.Arch + ".deb"
+}
+
+// payloads returns the payload layer of every package whose .deb the archive holds, from the
+// cache (keyed by the .deb's digest and the excludes) or made now.
+func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Package, g *Grained) ([]payloadLayer, error) {
+	d, err := r.cacheRoot().Dir(cache.Layers, nil, r.opts.Notef)
+	if err != nil {
+		return nil, err
+	}
+	links := baseDirLinks(r.baseDir)
+	eh := sha256.Sum256([]byte(strings.Join(r.excludes(), "\x00") + "\x01" + linksString(links)))
+	var out []payloadLayer
+	for _, p := range pkgs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		deb := ""
+		if archives != "" {
+			deb = filepath.Join(archives, debName(p))
+		}
+		sum, err := fileDigest(deb)
+		if err != nil {
+			g.NoArchive = append(g.NoArchive, p.Name+"="+p.Version)
+			continue
+		}
+		key := "payload-" + sum[:32] + "-" + hex.EncodeToString(eh[:])[:12]
+		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) error { return writePayload(deb, p, r.excludes(), links, dir) })
+		if err != nil {
+			r.opts.Warnf("warning: package %s %s: %v; its files go into the configuration layer", p.Name, p.Version, err)
+			g.NoArchive = append(g.NoArchive, p.Name+"="+p.Version)
+			continue
+		}
+		r.cleanup = append(r.cleanup, func() error { l.Release(); return nil })
+		var info debfile.LayerInfo
+		b, err := os.ReadFile(filepath.Join(dir, "layer.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &info)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the payload layer of %s: %w", p.Name, err)
+		}
+		out = append(out, payloadLayer{pkg: p, path: filepath.Join(dir, "layer.tar"), info: info})
+	}
+	return out, nil
+}
+
+// writePayload makes a cache entry: the payload layer of the .deb, checked to be the package it
+// is named for.
+func writePayload(deb string, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
+	f, err := os.Open(deb)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p, err := debfile.Open(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return err
+	}
+	if p.Name != want.Name || p.Version != want.Version || p.Arch != want.Arch {
+		return fmt.Errorf("%s holds %s %s %s", filepath.Base(deb), p.Name, p.Version, p.Arch)
+	}
+	out, err := os.OpenFile(filepath.Join(dir, "layer.tar"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(out, 1<<20)
+	info, err := p.WriteLayer(bw, excludes, links)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(info)
+	return os.WriteFile(filepath.Join(dir, "layer.json"), b, 0o600)
+}
+
+func fileDigest(path string) (string, error) {
+	if path == "" {
+		return "", os.ErrNotExist
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// splitOwn picks the payloads with layers of their own: those named in chosen (a fleet's plan,
+// "name version arch"), else the largest, within budget layers (one kept for the bundle); the
+// rest are bundled. Both lists are in a stable order (by name).
+func splitOwn(ps []payloadLayer, budget int, chosen map[string]bool) (own, bundle []payloadLayer) {
+	budget-- // the bundle's
+	order := slices.Clone(ps)
+	slices.SortStableFunc(order, func(a, b payloadLayer) int {
+		ca, cb := chosen[ownKey(a.pkg)], chosen[ownKey(b.pkg)]
+		if ca != cb {
+			if ca {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(b.info.Size, a.info.Size); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pkg.Name, b.pkg.Name)
+	})
+	for _, p := range order {
+		if len(own) < budget && (chosen == nil || chosen[ownKey(p.pkg)]) {
+			own = append(own, p)
+		} else {
+			bundle = append(bundle, p)
+		}
+	}
+	byName := func(a, b payloadLayer) int { return cmp.Compare(a.pkg.Name+" "+a.pkg.Arch, b.pkg.Name+" "+b.pkg.Arch) }
+	slices.SortFunc(own, byName)
+	slices.SortFunc(bundle, byName)
+	return own, bundle
+}
+
+// ownKey names a package in Options.OwnPackages.
+func ownKey(p pkgmgr.Package) string { return p.Name + " " + p.Version + " " + p.Arch }
+
+// writeBundle concatenates payload layers into one layer (a later entry of the same name wins,
+// as the layers applied in turn would).
+func writeBundle(path string, ps []payloadLayer) error {
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(out, 1<<20)
+	err = concatLayers(bw, ps)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// layerResult is a written layer.
+type layerResult struct {
+	path string
+	size int64
+}
+
+// configLayer is the difference between the base with the payload layers applied and the
+// built root (r.oldDir).
+func (r *run) configLayer(ctx context.Context, payloadPaths []string) (layerResult, error) {
+	h := sha256.New()
+	for _, p := range payloadPaths {
+		fmt.Fprintln(h, p)
+	}
+	key := "payloads-" + r.base.Digest.Hex[:16] + "-" + hex.EncodeToString(h.Sum(nil))[:32]
+	withPayloads, err := r.cachedRoot(ctx, key, func(ctx context.Context, dir string) error {
+		if err := copyTree(ctx, r.baseDir, dir); err != nil {
+			return err
+		}
+		for _, p := range payloadPaths {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			err = image.ApplyLayer(ctx, dir, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("applying %s: %w", filepath.Base(p), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return layerResult{}, err
+	}
+	old, err := source.OpenDir(withPayloads, "base+payloads")
+	if err != nil {
+		return layerResult{}, err
+	}
+	built, err := source.OpenDir(r.oldDir, "base+packages")
+	if err != nil {
+		return layerResult{}, err
+	}
+	res, err := diff.Trees(ctx, old, built, diff.Options{Strategy: diff.Checksum, Excludes: r.excludes()})
+	if err != nil {
+		return layerResult{}, fmt.Errorf("comparing base+payloads with the built root: %w", err)
+	}
+	path := filepath.Join(r.work, "packages-config.layer.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		return layerResult{}, err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	ls, err := layer.Write(ctx, bw, res, built, layer.Options{})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return layerResult{}, fmt.Errorf("writing the packages configuration layer: %w", err)
+	}
+	return layerResult{path: path, size: ls.Bytes}, nil
+}
+
+// baseDirLinks finds the base's directory symlinks one and two levels down ("bin" -> "usr/bin",
+// "var/run" -> "run"), resolved inside the base root (an untrusted tree: os.Root keeps every
+// lookup in it), which dpkg installs through.
+func baseDirLinks(base string) map[string]string {
+	links := map[string]string{}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		return links
+	}
+	defer root.Close()
+	var scan func(dir string, depth int)
+	scan = func(dir string, depth int) {
+		f, err := root.Open(dir)
+		if err != nil {
+			return
+		}
+		des, _ := f.ReadDir(-1)
+		f.Close()
+		for _, de := range des {
+			rel := path.Join(dir, de.Name())
+			if de.IsDir() && depth < 2 {
+				scan(rel, depth+1)
+				continue
+			}
+			if de.Type()&fs.ModeSymlink == 0 {
+				continue
+			}
+			target, err := root.Readlink(rel)
+			if err != nil {
+				continue
+			}
+			if !path.IsAbs(target) {
+				target = path.Join(path.Dir("/"+rel), target)
+			}
+			target = strings.TrimPrefix(path.Clean("/"+target), "/")
+			if target == "" || target == rel {
+				continue
+			}
+			if fi, err := root.Stat(target); err == nil && fi.IsDir() {
+				links[rel] = target
+			}
+		}
+	}
+	scan(".", 1)
+	return links
+}
+
+func linksString(links map[string]string) string {
+	keys := make([]string, 0, len(links))
+	for k := range links {
+		keys = append(keys, k+"->"+links[k])
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, "\n")
+}

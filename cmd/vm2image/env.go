@@ -15,6 +15,9 @@ const (
 	envToken = "VM2IMAGE_TOKEN" // the agent's token when no --token-file is given
 	envInit  = "VM2IMAGE_INIT"  // the vm2image-init put in images (default: beside vm2image, then PATH)
 	envAgent = "VM2IMAGE_AGENT" // the agent binary experiments start (default: beside vm2image, then PATH)
+	// envJobIndex is the completion index Kubernetes gives each pod of an Indexed Job: a fleet
+	// worker converts that VM of the inventory when --index is not given.
+	envJobIndex = "JOB_COMPLETION_INDEX"
 )
 
 // addCacheDirFlag adds --cache-dir: the one cache root, the same in every command.

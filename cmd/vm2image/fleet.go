@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ type fleetOptions struct {
 	stateDir       string // results, reports
 	outputDir      string // NAME.tar per VM
 	resume         bool
+	index          int // convert only this VM (-1: all; default from $JOB_COMPLETION_INDEX)
 }
 
 func newFleetCmd() *cobra.Command {
@@ -32,7 +34,7 @@ func newFleetCmd() *cobra.Command {
 		Long: `Fleet converts the VMs an inventory (YAML) names, a few at a time on this machine with one
 shared cache, and ends with a summary table. See "vm2image fleet convert --help".`,
 	}
-	cmd.AddCommand(newFleetConvertCmd(), newFleetPlanCmd())
+	cmd.AddCommand(newFleetConvertCmd(), newFleetPlanCmd(), newFleetK8sCmd())
 	return cmd
 }
 
@@ -84,6 +86,7 @@ Unknown keys, duplicate names and bad sources are errors that name the line.`,
 	f.StringVar(&o.stateDir, "state", "", "directory for each VM's result and report (default INVENTORY.state)")
 	f.StringVar(&o.outputDir, "output-dir", "", "write each image as NAME.tar (a docker-archive) in this directory")
 	f.BoolVar(&o.resume, "resume", false, "skip the VMs a previous run with this state directory converted")
+	f.IntVar(&o.index, "index", -1, "convert only the VM at this index of the inventory (0-based; default $"+envJobIndex+" when set: a worker of an Indexed Job)")
 	f.StringVar(&o.push, "push", "", "push each image to this repository as REPOSITORY:NAME")
 	f.BoolVar(&o.insecure, "insecure", false, "talk plain http to the registry")
 	f.StringVar(&o.base, "base", "auto", "base image: auto (from each VM's os-release) or a reference")
@@ -116,6 +119,18 @@ func runFleetConvert(ctx context.Context, o fleetOptions, invPath string, stdout
 	if err != nil {
 		return usage(err)
 	}
+	if o.index < 0 {
+		if v, ok := os.LookupEnv(envJobIndex); ok {
+			if o.index, err = strconv.Atoi(v); err != nil {
+				return usage(fmt.Errorf("$%s=%q: not an index", envJobIndex, v))
+			}
+		}
+	}
+	if o.index >= 0 {
+		if inv, err = inv.Only(o.index); err != nil {
+			return usage(err)
+		}
+	}
 	for _, vm := range inv.Resolved() { // sources made absolute against the inventory's directory
 		if err := checkSourceSpec(vm.Source); err != nil {
 			return usage(fmt.Errorf("%s:%d: VM %q: %w", invPath, vm.Line, vm.Name, err))
@@ -135,6 +150,20 @@ func runFleetConvert(ctx context.Context, o fleetOptions, invPath string, stdout
 			return fmt.Errorf("VM %s (line %d): %w", vm.Name, vm.Line, err)
 		}
 	}
+	// Package-grained layers: the fleet's plan says which payloads get layers of their own,
+	// the same in every image that holds them.
+	var own map[string]map[string]bool
+	if o.packageLayers == string(convert.PackageLayersGrained) {
+		po := fleetPlanOptions{sourceOptions: o.sourceOptions, base: o.base, cacheDir: o.cacheDir, maxLayers: o.maxLayers}
+		if po.maxLayers == 0 {
+			po.maxLayers = convert.DefaultMaxLayers
+		}
+		plan, err := po.plan(ctx, inv.Resolved(), stderr)
+		if err != nil {
+			return err
+		}
+		own = ownPackages(plan)
+	}
 	var mu sync.Mutex
 	say := func(format string, args ...any) {
 		mu.Lock()
@@ -149,6 +178,7 @@ func runFleetConvert(ctx context.Context, o fleetOptions, invPath string, stdout
 			if err != nil {
 				return nil, err
 			}
+			opts.OwnPackages = own[vm.Name]
 			return convert.Run(ctx, opts)
 		},
 		Event: func(e fleet.Event) { fleetEvent(say, e, time.Since(start)) },
@@ -236,4 +266,18 @@ func (w *prefixWriter) Write(p []byte) (int, error) {
 		w.say("%s%s", w.prefix, line)
 	}
 	return len(p), nil
+}
+
+// ownPackages turns a plan into each VM's OwnPackages ("name version arch").
+func ownPackages(plan fleet.LayerPlan) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, l := range plan.Own {
+		for _, vm := range l.Images {
+			if out[vm] == nil {
+				out[vm] = map[string]bool{}
+			}
+			out[vm][l.Package.Name+" "+l.Package.Version+" "+l.Package.Arch] = true
+		}
+	}
+	return out
 }

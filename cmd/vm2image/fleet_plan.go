@@ -74,26 +74,10 @@ func runFleetPlan(ctx context.Context, o fleetPlanOptions, invPath string, stdou
 			return usage(fmt.Errorf("%s:%d: VM %q: %w", invPath, vm.Line, vm.Name, err))
 		}
 	}
-	bases := map[string]*pkgmgr.DB{}
-	var images []fleet.ImagePackages
-	reserved := 4 // configuration, diff, runtime, and at least one base layer
-	for _, vm := range vms {
-		fmt.Fprintf(stderr, "plan: reading %s\n", vm.Name)
-		vmDB, baseRef, arch, err := o.vmPackages(ctx, vm)
-		if err != nil {
-			return fmt.Errorf("VM %s (line %d): %w", vm.Name, vm.Line, err)
-		}
-		baseDB, ok := bases[baseRef]
-		if !ok {
-			fmt.Fprintf(stderr, "plan: reading the packages of base %s\n", baseRef)
-			if baseDB, err = o.basePackages(ctx, baseRef, arch); err != nil {
-				return fmt.Errorf("VM %s: base %s: %w", vm.Name, baseRef, err)
-			}
-			bases[baseRef] = baseDB
-		}
-		images = append(images, fleet.ImagePackages{Name: vm.Name, Packages: installSet(vmDB, baseDB)})
+	plan, err := o.plan(ctx, vms, stderr)
+	if err != nil {
+		return err
 	}
-	plan := fleet.PlanLayers(images, o.maxLayers, reserved)
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -101,6 +85,34 @@ func runFleetPlan(ctx context.Context, o fleetPlanOptions, invPath string, stdou
 	}
 	printPlan(stdout, plan, o.top)
 	return nil
+}
+
+// plan reads every VM's packages and its base's, and plans the fleet's package layers.
+func (o *fleetPlanOptions) plan(ctx context.Context, vms []fleet.VM, stderr io.Writer) (fleet.LayerPlan, error) {
+	bases := map[string]*pkgmgr.DB{}
+	var images []fleet.ImagePackages
+	reserved := 5 // a base layer, the bundle's, configuration, diff, runtime
+	for _, vm := range vms {
+		fmt.Fprintf(stderr, "plan: reading %s\n", vm.Name)
+		// A VM that cannot be read is left out of the plan, not the fleet: its conversion
+		// fails on its own and is recorded.
+		vmDB, baseRef, arch, err := o.vmPackages(ctx, vm)
+		if err != nil {
+			fmt.Fprintf(stderr, "plan: %s left out of the plan: %v\n", vm.Name, err)
+			continue
+		}
+		baseDB, ok := bases[baseRef]
+		if !ok {
+			fmt.Fprintf(stderr, "plan: reading the packages of base %s\n", baseRef)
+			if baseDB, err = o.basePackages(ctx, baseRef, arch); err != nil {
+				fmt.Fprintf(stderr, "plan: %s left out of the plan: base %s: %v\n", vm.Name, baseRef, err)
+				continue
+			}
+			bases[baseRef] = baseDB
+		}
+		images = append(images, fleet.ImagePackages{Name: vm.Name, Packages: installSet(vmDB, baseDB)})
+	}
+	return fleet.PlanLayers(images, o.maxLayers, reserved), nil
 }
 
 // vmPackages reads a VM's package database and picks its base reference.

@@ -113,6 +113,17 @@ func (inv *Inventory) check(checkSource func(string) error) error {
 	return nil
 }
 
+// Only returns the inventory reduced to its VM at index i (0-based, in the file's order): the
+// share of one worker of an Indexed Job.
+func (inv *Inventory) Only(i int) (*Inventory, error) {
+	if i < 0 || i >= len(inv.VMs) {
+		return nil, fmt.Errorf("%w: %s: index %d: the inventory has VMs 0 to %d", ErrInventory, inv.path, i, len(inv.VMs)-1)
+	}
+	out := *inv
+	out.VMs = []VM{inv.VMs[i]}
+	return &out, nil
+}
+
 // Resolved returns the inventory's VMs with the defaults filled in where a VM says nothing;
 // lists are added to the defaults' lists.
 func (inv *Inventory) Resolved() []VM {

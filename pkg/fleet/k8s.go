@@ -135,7 +135,7 @@ func (o K8sOptions) job(n int) job {
 			Containers: []container{{Name: "convert", Image: o.Image, Args: args, Env: env, VolumeMounts: mounts,
 				// The build sandbox makes namespaces, mounts and pivot_root (see README).
 				SecurityContext: &securityContext{Privileged: &privileged},
-				Resources: resources{Requests: map[string]string{"cpu": "1", "memory": "1Gi"}, Limits: map[string]string{"memory": "4Gi"}}}},
+				Resources:       resources{Requests: map[string]string{"cpu": "1", "memory": "1Gi"}, Limits: map[string]string{"memory": "4Gi"}}}},
 			Volumes: volumes,
 		}},
 	}}
@@ -236,4 +236,3 @@ type keyToPath struct {
 	Key  string `yaml:"key"`
 	Path string `yaml:"path"`
 }
-

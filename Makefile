@@ -8,7 +8,7 @@ LDFLAGS   := -s -w -X github.com/vm2image/vm2image/pkg/vmread.Version=$(VERSION)
 FUZZTIME  ?= 3s
 TESTFLAGS ?=
 
-.PHONY: all build agents setup fresh-check test unit fuzz lint bench demo clean
+.PHONY: all build agents image setup fresh-check test unit fuzz lint bench demo clean
 
 all: build
 
@@ -23,6 +23,11 @@ agents:
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
 			-o $(BIN)/vm2image-agent-linux-$$arch ./cmd/agent || exit 1; \
 	done
+
+# The converter image fleet workers run (vm2image fleet k8s, or docker run): static binaries on a
+# debootstrap bookworm root, imported into the engine as vm2image:VERSION and vm2image:latest.
+image: setup
+	./scripts/image.sh
 
 setup:
 	./scripts/setup.sh

@@ -29,9 +29,10 @@ REPOSITORY:NAME. Apply it with "kubectl apply -f".
 Sources must be agents (HOST[:PORT]): a dir:, tar: or disk: path names this machine's files.
 Agent tokens come from --token-secret, a Secret with one key per VM name; registry credentials
 from --registry-secret, a Secret of type kubernetes.io/dockerconfigjson (its config.json is the
-pod's DOCKER_CONFIG). The pods run privileged: the package build sandbox makes mount, pid and
-network namespaces, mounts overlays and pivots into the build root, which an unprivileged pod
-may not do. Each pod has its own cache (an emptyDir); layers are shared through the registry:
+pod's DOCKER_CONFIG). The pods are not privileged but get CAP_SYS_ADMIN and unconfined seccomp
+and AppArmor profiles: the package build sandbox makes mount, pid and network namespaces, mounts
+overlays and pivots into the build root (unshare, mount, pivot_root), which the default profiles
+refuse; no host devices, no privilege escalation. Each pod has its own cache (an emptyDir); layers are shared through the registry:
 a layer the repository holds is not uploaded again.`,
 		Example: `  kubectl create secret generic fleet-tokens --from-file=web1=web1.token --from-file=db1=db1.token
   vm2image fleet k8s fleet.yaml --image registry.local/vm2image:1 --push registry.local/fleet \

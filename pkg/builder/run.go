@@ -97,14 +97,21 @@ func (b *build) run(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
+	// Each constructor returns a typed nil on error: b.be stays a nil interface then, so the
+	// cleanup does not close a backend that was never made.
 	switch b.opts.Backend {
 	case Docker:
-		b.be, err = newDocker(ctx, b.in.BaseImage, archives, b.workDir, b.in.Plan.Manager, b.opts.Logf)
+		d, derr := newDocker(ctx, b.in.BaseImage, archives, b.workDir, b.in.Plan.Manager, b.opts.Logf)
+		if derr != nil {
+			return derr
+		}
+		b.be = d
 	default:
-		b.be, err = newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.unsandboxed, b.opts.Logf)
-	}
-	if err != nil {
-		return err
+		c, cerr := newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.unsandboxed, b.opts.Logf)
+		if cerr != nil {
+			return cerr
+		}
+		b.be = c
 	}
 	if err := b.prepare(ctx); err != nil {
 		return err

@@ -32,6 +32,8 @@ const (
 	podDockerConfig = "/var/run/vm2image/docker"
 	podCache        = "/var/cache/vm2image"
 	podState        = "/var/lib/vm2image/state"
+	// The work directory is the state's emptyDir too: the build's overlay needs an upper
+	// directory on a real filesystem, not on the container's own overlay root.
 )
 
 var k8sNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$`)
@@ -104,7 +106,7 @@ func (o K8sOptions) meta(name string) objectMeta {
 
 func (o K8sOptions) job(n int) job {
 	args := append([]string{"fleet", "convert", podInventoryDir + "/inventory.yaml", "--push", o.Push,
-		"--state", podState, "--cache-dir", podCache, "--jobs", "1"}, o.Args...)
+		"--state", podState, "--cache-dir", podCache, "--work-dir", path.Dir(podState), "--jobs", "1"}, o.Args...)
 	mounts := []volumeMount{
 		{Name: "inventory", MountPath: podInventoryDir, ReadOnly: true},
 		{Name: "cache", MountPath: podCache},
@@ -126,16 +128,21 @@ func (o K8sOptions) job(n int) job {
 			Items: []keyToPath{{Key: ".dockerconfigjson", Path: "config.json"}}}})
 		env = append(env, envVar{Name: "DOCKER_CONFIG", Value: podDockerConfig})
 	}
-	privileged := true
 	return job{APIVersion: "batch/v1", Kind: "Job", Metadata: o.meta(o.Name), Spec: jobSpec{
 		CompletionMode: "Indexed", Completions: n, Parallelism: min(o.Parallelism, n),
 		BackoffLimitPerIndex: ptr(o.BackoffLimitPerIndex), MaxFailedIndexes: ptr(n),
 		Template: podTemplate{Metadata: objectMeta{Labels: o.meta(o.Name).Labels}, Spec: podSpec{
 			RestartPolicy: "Never",
 			Containers: []container{{Name: "convert", Image: o.Image, Args: args, Env: env, VolumeMounts: mounts,
-				// The build sandbox makes namespaces, mounts and pivot_root (see README).
-				SecurityContext: &securityContext{Privileged: &privileged},
-				Resources:       resources{Requests: map[string]string{"cpu": "1", "memory": "1Gi"}, Limits: map[string]string{"memory": "4Gi"}}}},
+				// The build sandbox makes namespaces, mounts overlays and pivots into the build
+				// root (CAP_SYS_ADMIN) and brings up the loopback of its offline network namespace
+				// (CAP_NET_ADMIN), with the syscalls the default seccomp and AppArmor
+				// profiles refuse (unshare, mount, pivot_root). Not privileged: no host devices.
+				SecurityContext: &securityContext{Privileged: ptr(false), AllowPrivilegeEscalation: ptr(false),
+					Capabilities:    &capabilities{Add: []string{"SYS_ADMIN", "NET_ADMIN"}},
+					SeccompProfile:  &profile{Type: "Unconfined"},
+					AppArmorProfile: &profile{Type: "Unconfined"}},
+				Resources: resources{Requests: map[string]string{"cpu": "1", "memory": "1Gi"}, Limits: map[string]string{"memory": "4Gi"}}}},
 			Volumes: volumes,
 		}},
 	}}
@@ -207,7 +214,19 @@ type volumeMount struct {
 }
 
 type securityContext struct {
-	Privileged *bool `yaml:"privileged,omitempty"`
+	Privileged               *bool         `yaml:"privileged,omitempty"`
+	AllowPrivilegeEscalation *bool         `yaml:"allowPrivilegeEscalation,omitempty"`
+	Capabilities             *capabilities `yaml:"capabilities,omitempty"`
+	SeccompProfile           *profile      `yaml:"seccompProfile,omitempty"`
+	AppArmorProfile          *profile      `yaml:"appArmorProfile,omitempty"`
+}
+
+type capabilities struct {
+	Add []string `yaml:"add,omitempty"`
+}
+
+type profile struct {
+	Type string `yaml:"type"`
 }
 
 type resources struct {

@@ -58,7 +58,8 @@ func TestK8sManifestsDecodeStrictly(t *testing.T) {
 	}
 	c := s.Template.Spec.Containers[0]
 	if c.Image != "registry.local/vm2image:1" || !strings.Contains(strings.Join(c.Args, " "), "fleet convert /etc/vm2image/inventory.yaml --push registry.local/fleet") ||
-		c.SecurityContext == nil || !*c.SecurityContext.Privileged {
+		c.SecurityContext == nil || *c.SecurityContext.Privileged || c.SecurityContext.Capabilities.Add[0] != "SYS_ADMIN" ||
+		c.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeUnconfined {
 		t.Errorf("container %+v", c)
 	}
 	secrets := map[string]bool{}

@@ -1,7 +1,7 @@
 // Command mkroot builds (or finds) a cached fixture root and prints its path; with "boot" it also
 // starts the fixture as a small VM with its agent and runs until interrupted.
 //
-//	go run ./internal/testenv/mkroot [web|base]
+//	go run ./internal/testenv/mkroot [web|base|converter]
 //	go run ./internal/testenv/mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR
 //	go run ./internal/testenv/mkroot boot DIR - - -     (no agent: prints "vm PID nginx N app M")
 package main
@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vm2image/vm2image/internal/fixture"
 	"github.com/vm2image/vm2image/internal/testenv"
 )
 
@@ -30,6 +31,9 @@ func main() {
 	recipe := testenv.WebVM
 	if len(os.Args) > 1 && os.Args[1] == "base" {
 		recipe = testenv.Bookworm
+	}
+	if len(os.Args) > 1 && os.Args[1] == "converter" {
+		recipe = fixture.ConverterRecipe
 	}
 	dir, err := testenv.BuildRoot(recipe, log.Printf)
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 
 type convertOptions struct {
 	sourceOptions
+	progressOptions
+	volumes                                                                     []string
 	output, format, tag, push, base, builder, strategy, transfer, compression   string
 	configFile, report, cacheDir                                                string
 	load, noPackages, insecure, keepServiceEnv, force, noContext, contextLayers bool
@@ -60,7 +62,8 @@ whether a file changed (an mtime-only difference is no change).`,
 			return runConvert(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.AddFlags(cmd.Flags())
+	o.sourceOptions.AddFlags(cmd.Flags())
+	o.progressOptions.AddFlags(cmd.Flags())
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "", "write the image here: a docker-archive file, or a directory with --format oci")
 	f.StringVar(&o.format, "format", "docker-archive", "docker-archive or oci")
@@ -96,6 +99,7 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		return err
 	}
 	rep, err := convert.Run(ctx, opts)
+	closeProgress(opts.Progress)
 	if rep != nil && o.report != "" {
 		if _, werr := writeAtomic(o.report, nil, func(w io.Writer) (int64, error) {
 			enc := json.NewEncoder(w)
@@ -144,6 +148,9 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	if err := o.sourceOptions.check(); err != nil {
 		return opts, err
 	}
+	if err := o.progressOptions.check(); err != nil {
+		return opts, err
+	}
 	if err := checkSourceSpec(spec); err != nil {
 		return opts, err
 	}
@@ -177,7 +184,7 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	opts.IncludeServices, opts.SkipServices, opts.MainServices = o.services, o.skipServices, o.mainServices
 	opts.StopOnFailure, opts.RequireServices = o.stopOnFailure, o.requireServices
 	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	opts.Progress = newProgress(stderr)
+	opts.Progress = o.display(stderr)
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
 	}

@@ -21,6 +21,7 @@ type convertOptions struct {
 	sourceOptions
 	progressOptions
 	volumes                                                                     []string
+	volumesMode                                                                 string
 	output, format, tag, push, base, builder, strategy, transfer, compression   string
 	configFile, report, cacheDir                                                string
 	load, noPackages, insecure, keepServiceEnv, force, noContext, contextLayers bool
@@ -55,7 +56,8 @@ whether a file changed (an mtime-only difference is no change).`,
 		Example: `  vm2image convert 10.0.0.5:49153 --token-file token -o web.tar --tag web:converted
   vm2image convert 10.0.0.5:49153 --token-file token --load --report report.json
   vm2image convert dir:/srv/vm --base docker-daemon:debian:bookworm --format oci -o web.oci
-  vm2image convert 10.0.0.5:49153 --token-file token --push registry.local:5000/web:1`,
+  vm2image convert 10.0.0.5:49153 --token-file token --push registry.local:5000/web:1
+  vm2image convert dir:/srv/vm -o db.tar --tag db:1 --volumes auto`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.compressionSet = cmd.Flags().Changed("compression")
@@ -89,6 +91,8 @@ whether a file changed (an mtime-only difference is no change).`,
 	f.StringArrayVar(&o.skipServices, "skip-service", nil, "leave a service out (name, unit or program; repeatable)")
 	f.StringArrayVar(&o.mainServices, "main-service", nil, "the container ends when this service ends (repeatable)")
 	f.BoolVar(&o.stopOnFailure, "stop-on-failure", false, "stop every service when one fails for good (default: the others keep running)")
+	f.StringArrayVar(&o.volumes, "volume", nil, "move this VM directory's contents into a named volume (an archive beside -o) instead of the image (repeatable)")
+	f.StringVar(&o.volumesMode, "volumes", "", "auto: move the data directories the fit assessment finds (PostgreSQL, MySQL, Redis, MongoDB, mail) into volumes")
 	f.BoolVar(&o.requireServices, "require-services", false, "fail when no service to start is found")
 	return cmd
 }
@@ -113,6 +117,7 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		return asUsage(err)
 	}
 	printSummary(stdout, rep)
+	printVolumes(stdout, rep)
 	printWarnings(stderr, rep)
 	return nil
 }
@@ -183,6 +188,9 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	opts.KeepServiceEnv, opts.InitBinary, opts.Notef = o.keepServiceEnv, os.Getenv(envInit), noteTo(stderr)
 	opts.IncludeServices, opts.SkipServices, opts.MainServices = o.services, o.skipServices, o.mainServices
 	opts.StopOnFailure, opts.RequireServices = o.stopOnFailure, o.requireServices
+	if opts.Volumes, opts.VolumesAuto, err = o.volumeOptions(); err != nil {
+		return opts, err
+	}
 	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	opts.Progress = o.display(stderr)
 	if o.verbose {

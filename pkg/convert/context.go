@@ -97,7 +97,7 @@ func (r *run) writeContext(ctx context.Context, c *contextWriter, tag string) er
 	df := services.Dockerfile(r.report.Base.Ref, layerNames, r.services, services.ImageConfig{
 		Env: []string{"PATH=" + services.DefaultPath}, Labels: r.imageConfig().Labels,
 	})
-	compose, err := services.Compose(tag, r.services)
+	compose, err := services.Compose(tag, r.services, r.composeVolumes()...)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func (r *run) writeContext(ctx context.Context, c *contextWriter, tag string) er
 		// The packages layer shares its inode with the layer cache: never hard-link it out.
 		// The VM diff's whiteouts would be unpacked by ADD as plain .wh.* files: leave them out.
 		mayLink := l.role == "vm-diff"
-		filter := l.role == "vm-diff" && r.report.DiffLayer != nil && r.report.DiffLayer.Whiteouts+r.report.DiffLayer.Opaques > 0
+		filter := l.role == "vm-diff" && r.report.DiffLayer != nil && r.report.DiffLayer.Whiteouts+r.report.DiffLayer.Opaques > 0 || l.role == "volumes"
 		err := c.put(l.name, func(tmp string) error {
 			if filter {
 				return copyWithoutWhiteouts(ctx, l.path, tmp)

@@ -65,6 +65,12 @@ type Options struct {
 	StopOnFailure, RequireServices              bool
 	// Warnf hears what the user must see even without -v (default: Logf).
 	Warnf func(format string, args ...any)
+
+	// Volumes are VM directories whose contents go into named volumes' initial content (an
+	// archive beside Output each) instead of the image; VolumesAuto adds the data directories
+	// the fit assessment finds (--volume, --volumes auto).
+	Volumes     []string
+	VolumesAuto bool
 }
 
 func (o *Options) applyDefaults() error {
@@ -160,6 +166,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		{PhaseConnect, r.connect},
 		{PhaseBase, r.resolveBase},
 		{PhasePackages, r.packages},
+		{PhaseVolumes, r.volumes},
 		{PhaseDiff, r.vmDiff},
 		{PhaseRuntime, r.runtime},
 		{PhaseAssemble, r.assembleAndWrite},

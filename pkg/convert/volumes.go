@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vm2image/vm2image/pkg/fit"
 	"github.com/vm2image/vm2image/pkg/image"
@@ -129,6 +130,7 @@ type volumeDir struct {
 	path     string
 	uid, gid int
 	mode     int64
+	mtime    time.Time
 }
 
 // extractVolume streams the VM directory p into its archive (atomically), paths made relative to
@@ -192,7 +194,7 @@ func relocate(in io.Reader, out io.Writer, prefix string, v *Volume, dir *volume
 			continue // a parent directory the stream carries
 		}
 		if name == "." {
-			dir.uid, dir.gid, dir.mode = h.Uid, h.Gid, h.Mode
+			dir.uid, dir.gid, dir.mode, dir.mtime = h.Uid, h.Gid, h.Mode, h.ModTime
 			name = "./"
 		}
 		if h.Typeflag == tar.TypeDir && name != "./" {
@@ -228,7 +230,7 @@ func writeMountPoints(p string, dirs []volumeDir) error {
 	tw := tar.NewWriter(f)
 	for _, d := range dirs {
 		name := strings.TrimPrefix(d.path, "/")
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: d.mode, Uid: d.uid, Gid: d.gid, Format: tar.FormatPAX}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: d.mode, Uid: d.uid, Gid: d.gid, ModTime: d.mtime, Format: tar.FormatPAX}); err != nil {
 			return err
 		}
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name + "/.wh..wh..opq", Mode: 0o600, Format: tar.FormatPAX}); err != nil {

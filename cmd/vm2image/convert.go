@@ -156,10 +156,13 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	if err := o.progressOptions.check(); err != nil {
 		return opts, err
 	}
+	var err error
+	if opts.Volumes, opts.VolumesAuto, err = o.volumeOptions(); err != nil {
+		return opts, err
+	}
 	if err := checkSourceSpec(spec); err != nil {
 		return opts, err
 	}
-	var err error
 	for _, parse := range []func() error{
 		func() (err error) { opts.Format, err = convert.ParseFormat(o.format); return },
 		func() (err error) { opts.Builder, err = convert.ParseBuilder(o.builder); return },
@@ -188,9 +191,6 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	opts.KeepServiceEnv, opts.InitBinary, opts.Notef = o.keepServiceEnv, os.Getenv(envInit), noteTo(stderr)
 	opts.IncludeServices, opts.SkipServices, opts.MainServices = o.services, o.skipServices, o.mainServices
 	opts.StopOnFailure, opts.RequireServices = o.stopOnFailure, o.requireServices
-	if opts.Volumes, opts.VolumesAuto, err = o.volumeOptions(); err != nil {
-		return opts, err
-	}
 	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	opts.Progress = o.display(stderr)
 	if o.verbose {

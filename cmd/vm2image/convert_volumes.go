@@ -21,7 +21,11 @@ func (o *convertOptions) volumeOptions() ([]string, bool, error) {
 	if (auto || len(o.volumes) > 0) && o.output == "" {
 		return nil, false, usage(errors.New("--volume and --volumes need -o FILE: the volume archives are written beside it"))
 	}
-	return append([]string(nil), o.volumes...), auto, nil
+	check := convert.Options{Output: o.output, Volumes: append([]string(nil), o.volumes...), VolumesAuto: auto}
+	if err := check.CheckVolumes(); err != nil {
+		return nil, false, asUsage(err)
+	}
+	return check.Volumes, auto, nil
 }
 
 // printVolumes says the fit verdict, which directories went into volumes, and how to load them.

@@ -88,3 +88,42 @@ func docker(t *testing.T, args ...string) string {
 	}
 	return string(out)
 }
+
+// TestAttackVolumeSymlink: a VM whose data directory is a symlink (to /etc, or to a host path
+// the attacker hopes the converter follows) asked for as a volume. The real binary refuses
+// with an error naming the link, and leaves nothing at -o or beside it.
+func TestAttackVolumeSymlink(t *testing.T) {
+	testenv.RequireDocker(t)
+	root := testenv.Overlay(t, testenv.Root(t, testenv.WebVM))
+	os.MkdirAll(filepath.Join(root, "var/lib"), 0o755)
+	if err := os.Symlink("/etc", filepath.Join(root, "var/lib/postgresql")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(vm2imageBinary(t), "convert", "dir:"+root, "--no-packages", "--base", "docker-daemon:"+testenv.EngineBase(t),
+		"-o", filepath.Join(dir, "img.tar"), "--volume", "/var/lib/postgresql", "--cache-dir", convertCacheDir(), "-q")
+	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "/var/lib/postgresql is a symlink to /etc") {
+		t.Errorf("convert of a symlinked volume: %v\n%s", err, out)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+// TestVolumeFlagsChecked: volume flags are checked before the source is opened.
+func TestVolumeFlagsChecked(t *testing.T) {
+	bin := vm2imageBinary(t)
+	for _, args := range [][]string{
+		{"--volume", "/proc/1", "-o", "x.tar"}, {"--volume", "relative/dir", "-o", "x.tar"}, {"--volume", "/", "-o", "x.tar"},
+		{"--volumes", "all", "-o", "x.tar"}, {"--volumes", "auto", "--load"},
+	} {
+		cmd := exec.Command(bin, append([]string{"convert", "dir:/nonexistent"}, args...)...)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "volume") {
+			t.Errorf("convert %v: %v, want a usage error about the volume\n%s", args, err, out)
+		}
+	}
+}

@@ -136,7 +136,7 @@ func (o *Options) validate() error {
 	if o.SourceOptions.Compression, err = ParseWireCompression(o.SourceOptions.Compression); err != nil {
 		return err
 	}
-	if err := o.checkVolumes(); err != nil {
+	if err := o.CheckVolumes(); err != nil {
 		return err
 	}
 	if o.Format == FormatOCI && o.Output == "" {

@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +24,9 @@ import (
 // PhaseVolumes assesses the VM's fit and moves its data directories into volume archives.
 const PhaseVolumes = "volumes"
 
+// ErrNotDirectory: a --volume path that is not a directory in the VM.
+var ErrNotDirectory = errors.New("a volume must be a directory of the VM")
+
 // VolumesAuto is the --volumes value that takes the data directories fit finds.
 const VolumesAuto = "auto"
 
@@ -34,8 +39,8 @@ type Volume struct {
 	Bytes   int64  `json:"bytes"` // of regular files
 }
 
-// checkVolumes cleans Options.Volumes: absolute VM paths, not the root, no pseudo filesystems.
-func (o *Options) checkVolumes() error {
+// CheckVolumes cleans Options.Volumes: absolute VM paths, not the root, no pseudo filesystems.
+func (o *Options) CheckVolumes() error {
 	if len(o.Volumes) == 0 && !o.VolumesAuto {
 		return nil
 	}
@@ -181,6 +186,9 @@ func relocate(in io.Reader, out io.Writer, prefix string, v *Volume, dir *volume
 		rest, ok := strings.CutPrefix(name, prefix+"/")
 		return "./" + rest, ok
 	}
+	safe := func(name string) bool { // no ".." element, nothing absolute: the names stay inside
+		return !slices.Contains(strings.Split(name, "/"), "..")
+	}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -192,6 +200,15 @@ func relocate(in io.Reader, out io.Writer, prefix string, v *Volume, dir *volume
 		name, ok := rel(h.Name)
 		if !ok {
 			continue // a parent directory the stream carries
+		}
+		if !safe(name) || h.Typeflag == tar.TypeLink && !safe(h.Linkname) {
+			return fmt.Errorf("%q: a name that leaves the volume", h.Name)
+		}
+		if name == "." && h.Typeflag != tar.TypeDir {
+			if h.Typeflag == tar.TypeSymlink {
+				return fmt.Errorf("%w: /%s is a symlink to %s (give --volume with the directory itself)", ErrNotDirectory, prefix, h.Linkname)
+			}
+			return fmt.Errorf("%w: /%s", ErrNotDirectory, prefix)
 		}
 		if name == "." {
 			dir.uid, dir.gid, dir.mode, dir.mtime = h.Uid, h.Gid, h.Mode, h.ModTime

@@ -100,6 +100,7 @@ whether a file changed (an mtime-only difference is no change).`,
 func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stderr io.Writer) error {
 	opts, err := o.convertOptions(spec, stderr)
 	if err != nil {
+		closeProgress(opts.Progress)
 		return err
 	}
 	rep, err := convert.Run(ctx, opts)

@@ -130,3 +130,23 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestLines: a command's progress sentences become message events, and their [N/M] items.
+func TestLines(t *testing.T) {
+	d, buf, _ := newFake(JSON)
+	w := d.Lines("experiment", "runs")
+	w.Write([]byte("experiment: [3/12] dir: full #1 ok; 2m left\nexperiment: prep"))
+	w.Write([]byte("aring x\n"))
+	out := buf.String()
+	for _, want := range []string{`"event":"message","phase":"experiment"`, `"text":"experiment: preparing x"`,
+		`"event":"items","phase":"experiment","done":3,"total":12,"what":"runs"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("JSON lines lack %s:\n%s", want, out)
+		}
+	}
+	q, qbuf, _ := newFake(Quiet)
+	q.Lines("experiment", "runs").Write([]byte("experiment: [1/2]\n"))
+	if qbuf.Len() != 0 {
+		t.Errorf("quiet printed %q", qbuf)
+	}
+}

@@ -25,6 +25,8 @@ type Event struct {
 	// Seconds is the phase's duration (done, failed); Error why it failed.
 	Seconds float64 `json:"seconds,omitempty"`
 	Error   string  `json:"error,omitempty"`
+	// Text is a message event's line (commands that report in sentences: experiment).
+	Text string `json:"text,omitempty"`
 }
 
 // phase is what is known of one phase.

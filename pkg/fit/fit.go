@@ -56,20 +56,26 @@ type Finding struct {
 
 // Service is a service that comes along and how it will start.
 type Service struct {
-	Name   string   `json:"name"`
-	Unit   string   `json:"unit,omitempty"`
-	Start  string   `json:"start"` // "unit" (from its systemd unit) or "process" (its command line)
-	Argv   []string `json:"argv"`  // the command the image's init runs
-	User   string   `json:"user"`  // the user it runs as
-	Ports  []string `json:"ports"` // "tcp 0.0.0.0:80"
-	Reason string   `json:"reason,omitempty"`
+	Name  string   `json:"name"`
+	Unit  string   `json:"unit,omitempty"`
+	Start string   `json:"start"` // "unit" (from its systemd unit) or "process" (its command line)
+	Argv  []string `json:"argv"`  // the command the image's init runs
+	User  string   `json:"user"`  // the user it runs as
+	Ports []string `json:"ports"` // "tcp 0.0.0.0:80"
+}
+
+// Skipped is a service a conversion leaves out, and why.
+type Skipped struct {
+	Name   string `json:"name"`
+	Unit   string `json:"unit,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // Report is the fit assessment of one VM (inspect --fit, and a section of the conversion report).
 type Report struct {
 	Verdict  string    `json:"verdict"`
 	Services []Service `json:"services"`
-	Skipped  []Service `json:"skipped,omitempty"`
+	Skipped  []Skipped `json:"skipped,omitempty"`
 	Users    []string  `json:"users"` // the users the services run as
 	Findings []Finding `json:"findings"`
 	// Problems are VM files that could not be read (too large, unreadable): the report is
@@ -133,7 +139,7 @@ func (rep *Report) comesAlong(in Input) {
 		users[fs.User] = true
 	}
 	for _, s := range in.Services.Skipped {
-		rep.Skipped = append(rep.Skipped, Service{Name: s.Name, Unit: s.Unit, Reason: s.Reason})
+		rep.Skipped = append(rep.Skipped, Skipped{Name: s.Name, Unit: s.Unit, Reason: s.Reason})
 	}
 	for u := range users {
 		rep.Users = append(rep.Users, u)

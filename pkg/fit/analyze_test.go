@@ -1,0 +1,68 @@
+package fit
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vm2image/vm2image/pkg/procs"
+	"github.com/vm2image/vm2image/pkg/services"
+	"github.com/vm2image/vm2image/pkg/source"
+)
+
+func writeTree(t *testing.T, files map[string]string) string {
+	root := t.TempDir()
+	for p, c := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// TestAnalyzeRunningVM: a running VM's process bound to one interface address is a decision; a
+// cron job is a note when cron comes along as a service; a VM with neither is ready.
+func TestAnalyzeRunningVM(t *testing.T) {
+	root := writeTree(t, map[string]string{"etc/crontab": "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
+		"var/spool/cron/crontabs/app": "*/5 * * * * /opt/app/sync\n"})
+	src, err := source.OpenDir(root, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Input{
+		Services: services.Config{Services: []services.Service{{Name: "cron", Unit: "cron.service", Source: "unit"},
+			{Name: "web", UID: 33, User: "www-data", Ports: []services.Port{{Proto: "tcp", Port: 80, Addr: "10.0.0.5"}}}}},
+		Processes: []procs.Process{{PID: 42, Argv: []string{"/usr/sbin/web"},
+			Listening: []procs.Socket{{Proto: "tcp", Addr: "10.0.0.5", Port: 80}, {Proto: "tcp", Addr: "0.0.0.0", Port: 81}}}},
+	}
+	rep, err := Analyze(context.Background(), src, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bound, cron int
+	for _, f := range rep.Findings {
+		switch {
+		case f.Kind == KindBound && f.Subject == "web on 10.0.0.5" && f.Severity == Decision && f.Where == "process 42":
+			bound++
+		case f.Kind == KindCron && f.Subject == "*/5 * * * * /opt/app/sync" && f.Severity == Note:
+			cron++
+		case f.Kind == KindBound || f.Kind == KindCron:
+			t.Errorf("unexpected finding %+v", f)
+		}
+	}
+	if bound != 1 || cron != 1 || rep.Verdict != NeedsWork {
+		t.Errorf("bound %d cron %d verdict %s; findings %+v", bound, cron, rep.Verdict, rep.Findings)
+	}
+	if len(rep.Services) != 2 || rep.Services[1].Ports[0] != "tcp 10.0.0.5:80" || rep.Users[0] != "root" || rep.Users[1] != "www-data" {
+		t.Errorf("comes along: %+v users %v", rep.Services, rep.Users)
+	}
+	empty, _ := source.OpenDir(writeTree(t, map[string]string{"etc/hostname": "vm\n"}), "empty")
+	if rep, err := Analyze(context.Background(), empty, Input{}); err != nil || rep.Verdict != Ready {
+		t.Errorf("empty VM: %v, verdict %+v", err, rep)
+	}
+}

@@ -69,8 +69,12 @@ func (r *run) volumes(ctx context.Context) error {
 	quiet.Logf, quiet.Warnf, quiet.Notef = func(string, ...any) {}, func(string, ...any) {}, func(string, ...any) {}
 	cfg, _ := (&run{opts: quiet, src: r.src, procs: r.procs, report: &Report{}}).selectServices(ctx)
 	rep, err := fit.Analyze(ctx, r.src, fit.Input{Services: cfg, Processes: listening(r.procs), Hostname: r.info.Hostname, Excludes: r.excludes()})
+	if err != nil && len(r.opts.Volumes) == 0 && !r.opts.VolumesAuto {
+		r.opts.Warnf("warning: no fit assessment in the report: %v", err)
+		return nil // the assessment informs; without volumes asked for it decides nothing
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("assessing the VM's data directories: %w", err)
 	}
 	r.report.Fit = rep
 	paths := r.opts.Volumes

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -88,5 +89,37 @@ func TestExportProgressPlainAndJSON(t *testing.T) {
 	}
 	if q := run("--quiet"); strings.Contains(q, "vm2image: export") {
 		t.Errorf("--quiet printed progress:\n%s", q)
+	}
+}
+
+// TestConvertProgressOnTerminal: a --transfer full conversion of the fixture VM under a
+// pseudo-terminal. The diff phase shows bytes of the manifest's total, rate and time left while
+// the filesystem moves; the last frame lists every phase done with its time, and no spinner.
+func TestConvertProgressOnTerminal(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireCommands(t, "script")
+	testenv.RequireDocker(t)
+	root := testenv.Root(t, testenv.WebVM)
+	bin := vm2imageBinary(t)
+	dir := t.TempDir()
+	cmdline := fmt.Sprintf("VM2IMAGE_INIT=%s %s convert dir:%s --transfer full --no-packages --base docker-daemon:%s -o %s --no-context --cache-dir %s",
+		testenv.InitBinary(t), bin, root, testenv.EngineBase(t), filepath.Join(dir, "img.tar"), convertCacheDir())
+	b, err := exec.Command("script", "-qec", cmdline, "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("convert under a terminal: %v\n%s", err, b)
+	}
+	s := string(b)
+	if !regexp.MustCompile(`diff +[0-9.]+m?s +[0-9.]+ [KMG]iB of [0-9.]+ [KMG]iB \(\d+%\), [0-9.]+ [KMG]?i?B/s, [0-9.]+m?s left`).MatchString(s) {
+		t.Errorf("no diff line with bytes, total, rate and time left:\n%q", s)
+	}
+	frames := strings.Split(s, "\x1b[7A")
+	last := frames[len(frames)-1]
+	for _, p := range []string{"connect", "base", "packages", "volumes", "diff", "runtime", "assemble"} {
+		if !regexp.MustCompile(`\x1b\[2K` + p + ` +done [0-9.]+m?s`).MatchString(last) {
+			t.Errorf("the last frame does not show %s done with its time:\n%q", p, last)
+		}
+	}
+	if strings.ContainsAny(s, "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏") {
+		t.Errorf("a spinner was drawn")
 	}
 }

@@ -87,6 +87,12 @@ func (r *run) volumes(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("moving %s into a volume: %w", p, err)
 		}
+		r.cleanup = append(r.cleanup, func() error { // a failed conversion leaves no archive
+			if r.report.FailedPhase != "" {
+				return os.Remove(v.Archive)
+			}
+			return nil
+		})
 		r.report.Volumes = append(r.report.Volumes, v)
 		r.opts.Excludes = append(r.opts.Excludes, p)
 		hide = append(hide, dir)
@@ -148,6 +154,9 @@ func (r *run) extractVolume(ctx context.Context, p string) (Volume, volumeDir, e
 	v := Volume{Path: p, Name: VolumeName(r.tag(), p)}
 	v.Archive = VolumeArchive(r.opts.Output, v.Name)
 	dir := volumeDir{path: p, mode: 0o755}
+	if _, err := os.Lstat(v.Archive); err == nil && !r.opts.Force {
+		return v, dir, fmt.Errorf("%s exists (--force replaces it)", v.Archive)
+	}
 	ts, err := r.src.Files(ctx, wire.TreeArgs{Paths: []string{strings.TrimPrefix(p, "/")}, Recursive: true})
 	if err != nil {
 		return v, dir, err

@@ -186,6 +186,8 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	if opts.SourceOptions, err = o.sourceOptions.options(); err != nil {
 		return opts, err
 	}
+	d := o.display(stderr)
+	opts.Progress, stderr = d, d.Log() // lines printed while the phases are drawn go above them
 	opts.Source, opts.Output, opts.Tag, opts.Load, opts.Push, opts.Insecure = spec, o.output, o.tag, o.load, o.push, o.insecure
 	opts.Base, opts.NoPackages, opts.Excludes, opts.WorkDir, opts.CacheDir = o.base, o.noPackages, o.excludes, o.workDir, o.cacheDir
 	opts.Force, opts.NoContext, opts.ContextLayers = o.force, o.noContext, o.contextLayers
@@ -193,7 +195,6 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	opts.IncludeServices, opts.SkipServices, opts.MainServices = o.services, o.skipServices, o.mainServices
 	opts.StopOnFailure, opts.RequireServices = o.stopOnFailure, o.requireServices
 	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	opts.Progress = o.display(stderr)
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
 	}

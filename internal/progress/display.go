@@ -213,3 +213,26 @@ func (d *Display) Close() {
 	close(d.stop)
 	d.stopped.Wait()
 }
+
+// Log returns a writer for the lines a command prints while the display runs (warnings,
+// -v logs): on a terminal the phase lines are erased, the text written, and the phases drawn
+// again below it, so the two never overwrite each other. Otherwise it writes through.
+func (d *Display) Log() io.Writer { return logWriter{d} }
+
+type logWriter struct{ d *Display }
+
+func (l logWriter) Write(p []byte) (int, error) {
+	d := l.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mode != Term || d.closed {
+		return d.w.Write(p)
+	}
+	if d.drawn > 0 {
+		fmt.Fprintf(d.w, "\x1b[%dA\r\x1b[J", d.drawn)
+		d.drawn = 0
+	}
+	n, err := d.w.Write(p)
+	d.draw()
+	return n, err
+}

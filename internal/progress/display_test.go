@@ -150,3 +150,17 @@ func TestLines(t *testing.T) {
 		t.Errorf("quiet printed %q", qbuf)
 	}
 }
+
+// TestTermLog: a warning printed while the phases are drawn erases them, appears, and the
+// phases are drawn again below it.
+func TestTermLog(t *testing.T) {
+	d, buf, c := newFake(Term)
+	d.Phase("connect")
+	c.t = c.t.Add(time.Second)
+	d.Done("connect", nil)
+	buf.Reset()
+	d.Log().Write([]byte("warning: something\n"))
+	if got, want := buf.String(), "\x1b[1A\r\x1b[Jwarning: something\n\r\x1b[2Kconnect    done 1.0s\n"; got != want {
+		t.Errorf("log over the display wrote %q, want %q", got, want)
+	}
+}

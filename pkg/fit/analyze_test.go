@@ -66,3 +66,32 @@ func TestAnalyzeRunningVM(t *testing.T) {
 		t.Errorf("empty VM: %v, verdict %+v", err, rep)
 	}
 }
+
+// TestModulesOnce: a module named in /etc/modules and again through Debian's
+// modules-load.d/modules.conf symlink is one finding.
+func TestModulesOnce(t *testing.T) {
+	root := writeTree(t, map[string]string{"etc/modules": "# boot\nloop\n"})
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "etc/modules-load.d"), 0o755))
+	must(os.Symlink("../modules", filepath.Join(root, "etc/modules-load.d/modules.conf")))
+	src, err := source.OpenDir(root, "test")
+	must(err)
+	rep, err := Analyze(context.Background(), src, Input{})
+	must(err)
+	n := 0
+	for _, f := range rep.Findings {
+		if f.Kind == KindModule {
+			n++
+			if f.Subject != "loop" || f.Where != "/etc/modules:2" {
+				t.Errorf("finding %+v", f)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d module findings, want 1: %+v", n, rep.Findings)
+	}
+}

@@ -76,7 +76,12 @@ func (a *analysis) mounts() []Finding {
 
 func (a *analysis) modules() []Finding {
 	var out []Finding
+	seen := map[string]bool{} // Debian's modules-load.d/modules.conf links to /etc/modules
 	add := func(mod, w, why string) {
+		if seen[mod] {
+			return
+		}
+		seen[mod] = true
 		out = append(out, Finding{Kind: KindModule, Severity: Decision, Subject: mod, Where: w,
 			Reason:     why + ": a container shares the host's kernel and cannot load modules",
 			Suggestion: fmt.Sprintf("load it on the host (modprobe %s; /etc/modules-load.d/%s.conf there)", mod, mod)})

@@ -22,7 +22,7 @@ const (
 
 // configPaths are the VM paths fit reads (directories recursively), relative to the root.
 var configPaths = append([]string{
-	"/etc/fstab", "/etc/modules", "/etc/modules-load.d", "/usr/lib/modules-load.d", "/etc/modprobe.d",
+	"/etc/fstab", "/etc/modules", "/etc/modules-load.d",
 	"/etc/sysctl.conf", "/etc/sysctl.d", "/etc/crontab", "/etc/cron.d", "/var/spool/cron/crontabs",
 	"/etc/hostname", "/etc/hosts", "/etc/nginx/sites-enabled", "/etc/nginx/conf.d", "/etc/nginx/nginx.conf",
 	"/etc/postgresql", "/etc/redis", "/etc/mysql", "/etc/ssh/sshd_config", "/etc/mongod.conf",

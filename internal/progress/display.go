@@ -99,6 +99,9 @@ func (d *Display) Done(name string, err error) {
 			fmt.Fprintf(d.w, "vm2image: %s done in %s\n", name, Duration(el))
 		}
 	case JSON:
+		if p.unsent {
+			d.emitFigures(p)
+		}
 		ev := Event{Event: "done", Phase: name, Time: p.end, Seconds: el.Seconds()}
 		if err != nil {
 			ev.Event, ev.Error = "failed", err.Error()
@@ -145,7 +148,8 @@ func (d *Display) figuresChanged(p *phase, event func(time.Time) Event) {
 			fmt.Fprintf(d.w, "vm2image: %s: %s\n", p.name, p.figures(now))
 		}
 	case JSON:
-		if now.Sub(d.lastLine) >= time.Second/2 {
+		p.unsent = now.Sub(d.lastLine) < time.Second/2
+		if !p.unsent {
 			d.lastLine = now
 			d.emit(event(now))
 		}
@@ -235,4 +239,21 @@ func (l logWriter) Write(p []byte) (int, error) {
 	n, err := d.w.Write(p)
 	d.draw()
 	return n, err
+}
+
+// emitFigures sends a phase's last bytes and items figures (the rate limit held them back).
+func (d *Display) emitFigures(p *phase) {
+	now := d.now()
+	if p.hasBytes {
+		rate, eta := p.rate(now)
+		ev := Event{Event: "bytes", Phase: p.name, Time: now, Done: p.done, Total: p.total, Rate: rate}
+		if eta >= 0 {
+			ev.ETA = eta
+		}
+		d.emit(ev)
+	}
+	for _, it := range p.items {
+		d.emit(Event{Event: "items", Phase: p.name, Time: now, What: it.what, Done: int64(it.done), Total: int64(it.total)})
+	}
+	p.unsent = false
 }

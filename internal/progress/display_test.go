@@ -164,3 +164,21 @@ func TestTermLog(t *testing.T) {
 		t.Errorf("log over the display wrote %q, want %q", got, want)
 	}
 }
+
+// TestJSONLastFigures: figures held back by the rate limit are sent before the phase's end, so
+// a tool sees the final count.
+func TestJSONLastFigures(t *testing.T) {
+	d, buf, c := newFake(JSON)
+	d.Phase("packages")
+	c.t = c.t.Add(time.Second)
+	d.Items("packages", "configured", 19, 20)
+	d.Items("packages", "configured", 20, 20) // within the half second: held back
+	if strings.Contains(buf.String(), `"done":20`) {
+		t.Fatalf("not rate limited: %s", buf)
+	}
+	d.Done("packages", nil)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[2], `"event":"items","phase":"packages","done":20,"total":20`) || !strings.Contains(lines[3], `"event":"done"`) {
+		t.Errorf("events:\n%s", buf)
+	}
+}

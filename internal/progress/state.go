@@ -40,6 +40,7 @@ type phase struct {
 	firstDone   int64
 	hasBytes    bool
 	items       []itemCount
+	unsent      bool // JSON: figures held back by the rate limit, sent before the phase ends
 }
 
 type itemCount struct {

@@ -109,6 +109,7 @@ type aptCounter struct {
 	mu                    sync.Mutex
 	buf                   []byte
 	total, fetched, setUp int
+	inInstall             bool // a "newly installed" line was seen in this step
 	report                func(what string, done, total int)
 }
 
@@ -134,7 +135,12 @@ func (a *aptCounter) Write(p []byte) (int, error) {
 
 func (a *aptCounter) line(l []byte) {
 	switch {
+	case bytes.HasPrefix(l, []byte("+ ")): // the builder names each step: apt-get update's
+		a.inInstall = false //                  "Get:" lines are indexes, not packages
 	case bytes.HasPrefix(l, []byte("Get:")):
+		if !a.inInstall {
+			return
+		}
 		a.fetched++
 		a.report(ItemsFetched, min(a.fetched, max(a.total, a.fetched)), a.total)
 	case bytes.HasPrefix(l, []byte("Setting up ")):
@@ -142,6 +148,7 @@ func (a *aptCounter) line(l []byte) {
 		a.report(ItemsConfigured, a.setUp, a.total)
 	default:
 		if m := newlyInstalled.FindSubmatch(l); m != nil {
+			a.inInstall = true
 			if n, err := strconv.Atoi(string(m[1])); err == nil && n > a.total {
 				a.total = n
 				a.report(ItemsFetched, a.fetched, a.total)

@@ -10,7 +10,8 @@ import (
 func TestAptCounter(t *testing.T) {
 	got := map[string][2]int{}
 	a := &aptCounter{report: func(what string, done, total int) { got[what] = [2]int{done, total} }}
-	out := "+ apt-get install -y a b c\nReading package lists...\n0 upgraded, 3 newly installed, 0 to remove and 0 not upgraded.\n" +
+	out := "+ apt-get update\nGet:1 http://deb.debian.org/debian bookworm InRelease [151 kB]\n" +
+		"+ apt-get install -y a b c\nReading package lists...\n0 upgraded, 3 newly installed, 0 to remove and 0 not upgraded.\n" +
 		"Get:1 http://deb.debian.org/debian bookworm/main amd64 a amd64 1.0 [10 kB]\nGet:2 http://deb.debian.org/debian bookworm/main amd64 b amd64 1.0 [10 kB]\n" +
 		"Unpacking a (1.0) ...\nSetting up a (1.0) ...\nSetting up b (1.0) ...\n"
 	for len(out) > 0 { // 7-byte writes split every line

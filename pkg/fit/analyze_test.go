@@ -95,3 +95,31 @@ func TestModulesOnce(t *testing.T) {
 		t.Errorf("%d module findings, want 1: %+v", n, rep.Findings)
 	}
 }
+
+// TestUnitDevices: a started unit reading a serial port is a raw-device decision; /dev/null is
+// nothing.
+func TestUnitDevices(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"etc/systemd/system/gps.service": "[Service]\nDeviceAllow=\nExecStart=/usr/sbin/gpsd -N --device=/dev/ttyUSB0 -F /dev/null\n[Install]\nWantedBy=multi-user.target\n",
+	})
+	if err := os.MkdirAll(filepath.Join(root, "etc/systemd/system/multi-user.target.wants"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/systemd/system/gps.service", filepath.Join(root, "etc/systemd/system/multi-user.target.wants/gps.service")); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := source.OpenDir(root, "test")
+	rep, err := Analyze(context.Background(), src, Input{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []string
+	for _, f := range rep.Findings {
+		if f.Kind == KindRawDevice {
+			devs = append(devs, f.Subject)
+		}
+	}
+	if len(devs) != 1 || devs[0] != "/dev/ttyUSB0" {
+		t.Errorf("raw devices %v, want /dev/ttyUSB0", devs)
+	}
+}

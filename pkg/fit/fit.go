@@ -105,7 +105,7 @@ func Analyze(ctx context.Context, src Source, in Input) (*Report, error) {
 	rep := &Report{Services: []Service{}, Users: []string{}, Findings: []Finding{}, Problems: problems}
 	rep.comesAlong(in)
 	a := &analysis{vm: vm, in: in}
-	for _, check := range []func() []Finding{a.mounts, a.modules, a.sysctls, a.timers, a.cron, a.bound, a.needsSystemd, a.hostname} {
+	for _, check := range []func() []Finding{a.mounts, a.modules, a.sysctls, a.timers, a.cron, a.bound, a.devices, a.needsSystemd, a.hostname} {
 		rep.Findings = append(rep.Findings, check()...)
 	}
 	walked, err := walkTree(ctx, src, in.Excludes)

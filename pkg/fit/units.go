@@ -249,3 +249,35 @@ func containsWord(s, w string) bool {
 func isWordByte(c byte) bool {
 	return c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
+
+// harmlessDevices are the device paths every container has.
+var harmlessDevices = map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/random": true, "/dev/urandom": true,
+	"/dev/full": true, "/dev/tty": true, "/dev/console": true, "/dev/stdin": true, "/dev/stdout": true, "/dev/stderr": true, "/dev/log": true}
+
+// devices finds device paths in the enabled units' commands and DeviceAllow= settings.
+func (a *analysis) devices() []Finding {
+	var out []Finding
+	seen := map[string]bool{}
+	for _, u := range a.enabledUnits() {
+		vals := u.Values("Service", "DeviceAllow")
+		for _, c := range execLines(u) {
+			vals = append(vals, strings.Fields(c.cmd)...)
+		}
+		for _, v := range vals {
+			_, tok, _ := strings.Cut(v, "=") // --device=/dev/ttyUSB0
+			f := strings.Fields(cmpOr(tok, v))
+			if len(f) == 0 {
+				continue // DeviceAllow= (a reset)
+			}
+			dev := f[0]
+			if !strings.HasPrefix(dev, "/dev/") || harmlessDevices[dev] || strings.HasPrefix(dev, "/dev/shm") || strings.HasPrefix(dev, "/dev/fd/") || seen[dev] {
+				continue
+			}
+			seen[dev] = true
+			out = append(out, Finding{Kind: KindRawDevice, Severity: Decision, Subject: dev, Where: u.name,
+				Reason:     u.name + " uses the device " + dev + ": the container's devices are the engine's",
+				Suggestion: "docker run --device " + dev + " (compose: devices:) if the host has it"})
+		}
+	}
+	return out
+}

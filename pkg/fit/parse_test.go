@@ -2,8 +2,11 @@ package fit
 
 import (
 	"encoding/binary"
+	"path"
 	"slices"
 	"testing"
+
+	"github.com/vm2image/vm2image/pkg/services"
 )
 
 func TestParseFstab(t *testing.T) {
@@ -86,5 +89,28 @@ func FuzzCronAndHosts(f *testing.F) {
 		}
 		specific(s)
 		containsWord(s, "host")
+	})
+}
+
+// FuzzChecks feeds one hostile text as every configuration file fit reads (and as a unit),
+// and runs every check: none may panic.
+func FuzzChecks(f *testing.F) {
+	f.Add("nas:/x /srv nfs4 rw 0 0\n")
+	f.Add("[Service]\nExecStart=/sbin/modprobe x --listen=10.0.0.1:80 /dev/ttyS0\nDeviceAllow=\nType=dbus\n[Timer]\nOnCalendar=daily\n")
+	f.Add("@reboot\n* * * * *\nlisten_addresses = '10.0.0.1'\nlisten 10.0.0.1:80;\n10.0.0.9 host\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		m := services.NewMemFS()
+		for _, p := range []string{"/etc/fstab", "/etc/modules", "/etc/sysctl.conf", "/etc/crontab", "/etc/cron.d/x",
+			"/var/spool/cron/crontabs/u", "/etc/hosts", "/etc/hostname", "/etc/nginx/sites-enabled/x", "/etc/postgresql/15/main/postgresql.conf",
+			"/etc/systemd/system/x.service", "/etc/systemd/system/x.timer", "/etc/systemd/system/x.socket"} {
+			m.AddFile(p, []byte(s))
+		}
+		for _, l := range []string{"multi-user.target.wants/x.service", "timers.target.wants/x.timer", "sockets.target.wants/x.socket"} {
+			m.AddSymlink("/etc/systemd/system/"+l, "/etc/systemd/system/"+path.Base(l))
+		}
+		a := &analysis{vm: m, in: Input{Hostname: "host"}}
+		for _, check := range []func() []Finding{a.mounts, a.modules, a.sysctls, a.timers, a.cron, a.bound, a.devices, a.needsSystemd, a.hostname} {
+			check()
+		}
 	})
 }

@@ -126,12 +126,16 @@ func VolumeName(tag, dir string) string {
 		repo = repo[:i]
 	}
 	name := path.Base(repo) + strings.ReplaceAll(dir, "/", "-")
-	return strings.Map(func(c rune) rune {
+	name = strings.Map(func(c rune) rune {
 		if c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
 			return c
 		}
 		return '_'
 	}, name)
+	if c := name[0]; c == '-' || c == '_' || c == '.' { // Docker's names start with a letter or digit
+		name = "v" + name
+	}
+	return name
 }
 
 // VolumeArchive is where the archive of a volume is written: beside -o.

@@ -107,3 +107,15 @@ func FuzzRelocate(f *testing.F) {
 		}
 	})
 }
+
+func TestVolumeName(t *testing.T) {
+	for _, c := range []struct{ tag, dir, want string }{
+		{"example/db:1", "/var/lib/postgresql", "db-var-lib-postgresql"},
+		{"registry.local:5000/web", "/srv/my data", "web-srv-my_data"},
+		{"..", "/x", "v..-x"},
+	} {
+		if got := VolumeName(c.tag, c.dir); got != c.want {
+			t.Errorf("VolumeName(%q, %q) = %q, want %q", c.tag, c.dir, got, c.want)
+		}
+	}
+}

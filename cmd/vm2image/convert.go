@@ -51,6 +51,11 @@ FILE.context/ is not replaced without --force, and --force replaces only the fil
 writes: other files in FILE.context/ are left alone. Two conversions to the same -o at once:
 the second fails at once.
 
+--volume PATH and --volumes auto (the database and mail directories "inspect --fit" finds) move
+a directory's contents out of the image into FILE.volume-NAME.tar beside -o, with owners, modes
+and xattrs; compose.yaml mounts the named volume (docs/fit.md says how to load it). Progress goes
+to standard error: redrawn lines on a terminal, plain lines otherwise, --json-progress, --quiet.
+
 The diff strategy is checksum by default, as in "vm2image diff": content digests decide
 whether a file changed (an mtime-only difference is no change).`,
 		Example: `  vm2image convert 10.0.0.5:49153 --token-file token -o web.tar --tag web:converted

@@ -20,6 +20,9 @@ import (
 
 type convertOptions struct {
 	sourceOptions
+	progressOptions
+	volumes                                                                     []string
+	volumesMode                                                                 string
 	output, format, tag, push, base, builder, strategy, transfer, compression   string
 	configFile, report, cacheDir                                                string
 	load, noPackages, insecure, keepServiceEnv, force, noContext, contextLayers bool
@@ -51,19 +54,26 @@ FILE.context/ is not replaced without --force, and --force replaces only the fil
 writes: other files in FILE.context/ are left alone. Two conversions to the same -o at once:
 the second fails at once.
 
+--volume PATH and --volumes auto (the database and mail directories "inspect --fit" finds) move
+a directory's contents out of the image into FILE.volume-NAME.tar beside -o, with owners, modes
+and xattrs; compose.yaml mounts the named volume (docs/fit.md says how to load it). Progress goes
+to standard error: redrawn lines on a terminal, plain lines otherwise, --json-progress, --quiet.
+
 The diff strategy is checksum by default, as in "vm2image diff": content digests decide
 whether a file changed (an mtime-only difference is no change).`,
 		Example: `  vm2image convert 10.0.0.5:49153 --token-file token -o web.tar --tag web:converted
   vm2image convert 10.0.0.5:49153 --token-file token --load --report report.json
   vm2image convert dir:/srv/vm --base docker-daemon:debian:bookworm --format oci -o web.oci
-  vm2image convert 10.0.0.5:49153 --token-file token --push registry.local:5000/web:1`,
+  vm2image convert 10.0.0.5:49153 --token-file token --push registry.local:5000/web:1
+  vm2image convert dir:/srv/vm -o db.tar --tag db:1 --volumes auto`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.compressionSet = cmd.Flags().Changed("compression")
 			return runConvert(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.AddFlags(cmd.Flags())
+	o.sourceOptions.AddFlags(cmd.Flags())
+	o.progressOptions.AddFlags(cmd.Flags())
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "", "write the image here: a docker-archive file, or a directory with --format oci")
 	f.StringVar(&o.format, "format", "docker-archive", "docker-archive or oci")
@@ -89,6 +99,8 @@ whether a file changed (an mtime-only difference is no change).`,
 	f.StringArrayVar(&o.skipServices, "skip-service", nil, "leave a service out (name, unit or program; repeatable)")
 	f.StringArrayVar(&o.mainServices, "main-service", nil, "the container ends when this service ends (repeatable)")
 	f.BoolVar(&o.stopOnFailure, "stop-on-failure", false, "stop every service when one fails for good (default: the others keep running)")
+	f.StringArrayVar(&o.volumes, "volume", nil, "move this VM directory's contents into a named volume (an archive beside -o) instead of the image (repeatable)")
+	f.StringVar(&o.volumesMode, "volumes", "", "auto: move the data directories the fit assessment finds (PostgreSQL, MySQL, Redis, MongoDB, mail) into volumes")
 	f.BoolVar(&o.requireServices, "require-services", false, "fail when no service to start is found")
 	addPackageLayerFlags(f, &o)
 	return cmd
@@ -97,9 +109,11 @@ whether a file changed (an mtime-only difference is no change).`,
 func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stderr io.Writer) error {
 	opts, err := o.convertOptions(spec, stderr)
 	if err != nil {
+		closeProgress(opts.Progress)
 		return err
 	}
 	rep, err := convert.Run(ctx, opts)
+	closeProgress(opts.Progress)
 	if rep != nil && o.report != "" {
 		if _, werr := writeAtomic(o.report, nil, func(w io.Writer) (int64, error) {
 			enc := json.NewEncoder(w)
@@ -113,6 +127,7 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 		return asUsage(err)
 	}
 	printSummary(stdout, rep)
+	printVolumes(stdout, rep)
 	printWarnings(stderr, rep)
 	return nil
 }
@@ -148,13 +163,19 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	if err := o.sourceOptions.check(); err != nil {
 		return opts, err
 	}
-	if err := checkSourceSpec(spec); err != nil {
+	if err := o.progressOptions.check(); err != nil {
 		return opts, err
 	}
 	if o.packageLayers == "" {
 		o.packageLayers = string(convert.PackageLayersSingle)
 	}
 	var err error
+	if opts.Volumes, opts.VolumesAuto, err = o.volumeOptions(); err != nil {
+		return opts, err
+	}
+	if err := checkSourceSpec(spec); err != nil {
+		return opts, err
+	}
 	for _, parse := range []func() error{
 		func() (err error) { opts.Format, err = convert.ParseFormat(o.format); return },
 		func() (err error) { opts.Builder, err = convert.ParseBuilder(o.builder); return },
@@ -178,6 +199,8 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	if opts.SourceOptions, err = o.sourceOptions.options(); err != nil {
 		return opts, err
 	}
+	d := o.display(stderr)
+	opts.Progress, stderr = d, d.Log() // lines printed while the phases are drawn go above them
 	opts.Source, opts.Output, opts.Tag, opts.Load, opts.Push, opts.Insecure = spec, o.output, o.tag, o.load, o.push, o.insecure
 	opts.Base, opts.NoPackages, opts.Excludes, opts.WorkDir, opts.CacheDir = o.base, o.noPackages, o.excludes, o.workDir, o.cacheDir
 	opts.Force, opts.NoContext, opts.ContextLayers = o.force, o.noContext, o.contextLayers
@@ -189,7 +212,6 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 	}
 	opts.MaxLayers = o.maxLayers
 	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	opts.Progress = newProgress(stderr)
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
 	}

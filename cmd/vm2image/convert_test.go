@@ -171,7 +171,7 @@ func TestConvertEndToEnd(t *testing.T) {
 
 func checkReport(t *testing.T, r *convert.Report) {
 	t.Helper()
-	if r.OriginalBytes == 0 || r.Base.Digest == "" || len(r.Phases) != 6 || r.Image.Digest == "" {
+	if r.OriginalBytes == 0 || r.Base.Digest == "" || len(r.Phases) != 7 || r.Image.Digest == "" {
 		t.Errorf("report lacks figures: %+v", r)
 	}
 	if len(r.Services) != 2 {

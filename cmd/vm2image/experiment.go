@@ -12,6 +12,7 @@ import (
 )
 
 type experimentOptions struct {
+	progressOptions
 	output     string
 	repeat     int
 	resume     bool
@@ -51,16 +52,22 @@ trade-off). Progress (runs done, time left) goes to standard error.`,
 	f.BoolVar(&o.retry, "retry-failed", false, "with --resume, run again the runs that failed")
 	f.BoolVar(&o.keepImages, "keep-images", false, "keep each conversion's image in DIR/images")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log each conversion's details")
+	o.progressOptions.AddFlags(f)
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
 
 func runExperiment(ctx context.Context, o experimentOptions, suitePath string, stdout, stderr io.Writer) error {
+	if err := o.progressOptions.check(); err != nil {
+		return err
+	}
 	suite, err := experiment.LoadSuite(suitePath)
 	if err != nil {
 		return err
 	}
-	opts := experiment.Options{OutDir: o.output, Repeat: o.repeat, Resume: o.resume, RetryFailed: o.retry, KeepImages: o.keepImages, Progress: stderr,
+	d := o.display(stderr)
+	defer d.Close()
+	opts := experiment.Options{OutDir: o.output, Repeat: o.repeat, Resume: o.resume, RetryFailed: o.retry, KeepImages: o.keepImages, Progress: d.Lines("experiment", "runs"),
 		AgentBinary: os.Getenv(envAgent), InitBinary: os.Getenv(envInit)}
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }

@@ -11,11 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vm2image/vm2image/internal/units"
-	"github.com/vm2image/vm2image/pkg/wire"
 )
 
 type exportOptions struct {
 	sourceOptions
+	progressOptions
 	output   string
 	excludes []string
 }
@@ -36,7 +36,8 @@ atomically; "-" (the default) writes to standard output, unless it is a terminal
 			return runExport(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.AddFlags(cmd.Flags())
+	o.sourceOptions.AddFlags(cmd.Flags())
+	o.progressOptions.AddFlags(cmd.Flags())
 	cmd.Flags().StringVarP(&o.output, "output", "o", "-", "archive to write (- for standard output)")
 	cmd.Flags().StringArrayVar(&o.excludes, "exclude", nil, "anchored glob of paths to leave out (repeatable)")
 	return cmd
@@ -46,7 +47,10 @@ atomically; "-" (the default) writes to standard output, unless it is a terminal
 var errTerminal = errors.New("refusing to write a tar archive to a terminal: give -o FILE or redirect standard output")
 
 func runExport(ctx context.Context, o exportOptions, spec string, stdout, stderr io.Writer) error {
-	if err := o.check(); err != nil {
+	if err := o.sourceOptions.check(); err != nil {
+		return err
+	}
+	if err := o.progressOptions.check(); err != nil {
 		return err
 	}
 	if err := checkSourceSpec(spec); err != nil {
@@ -65,20 +69,14 @@ func runExport(ctx context.Context, o exportOptions, spec string, stdout, stderr
 	}
 	defer src.Close()
 	start := time.Now()
-	ts, err := src.Filesystem(ctx, wire.TreeArgs{Excludes: o.excludes})
-	if err != nil {
-		return err
-	}
-	defer ts.Close()
-	n, err := writeAtomic(o.output, stdout, func(w io.Writer) (int64, error) { return io.Copy(w, ts) })
+	n, res, err := exportTo(ctx, src, o, stdout, stderr)
 	if err != nil {
 		return fmt.Errorf("exporting %s: %w", spec, err)
 	}
-	res := ts.Result()
 	el := time.Since(start)
 	wire := ""
 	if hasWire(spec) {
-		wire = fmt.Sprintf("; %s over the wire", units.IEC(ts.WireBytes()))
+		wire = fmt.Sprintf("; %s over the wire", units.IEC(res.wire))
 	}
 	fmt.Fprintf(stderr, "exported %d entries, %s of tar in %s (%s/s)%s; %d problems\n",
 		res.Stats.Entries, units.IEC(n), el.Round(time.Millisecond), units.IEC(int64(float64(n)/max(el.Seconds(), 1e-9))), wire, res.ProblemsTotal)

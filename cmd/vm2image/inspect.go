@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vm2image/vm2image/internal/units"
 	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/vm2image/vm2image/pkg/fit"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -21,6 +22,7 @@ type inspectOptions struct {
 	sourceOptions
 	json       bool
 	recommends bool
+	fit        bool
 }
 
 func newInspectCmd() *cobra.Command {
@@ -38,7 +40,8 @@ Kernel, CPUs and memory are those of a running system: for dir: and tar: sources
 unknown (the converter's own are not reported as the VM's).`,
 		Example: `  vm2image inspect 10.0.0.5:49153 --token-file token --fingerprint SHA256:<the agent's second line>
   vm2image inspect dir:/srv/vm-root --json
-  vm2image inspect tar:rootfs.tar.zst`,
+  vm2image inspect tar:rootfs.tar.zst
+  vm2image inspect dir:/srv/vm-root --fit`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd.Context(), o, args[0], cmd.OutOrStdout())
@@ -46,6 +49,7 @@ unknown (the converter's own are not reported as the VM's).`,
 	}
 	o.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&o.fit, "fit", false, "assess how the VM fits in a container: what comes along, what needs a decision, a verdict (docs/fit.md)")
 	cmd.Flags().BoolVar(&o.recommends, "recommends", false, "count Recommends as edges when finding roots (convert does not)")
 	return cmd
 }
@@ -66,6 +70,8 @@ type InspectReport struct {
 	// Start and Skipped are what a conversion with default flags would start and skip.
 	Start   []convert.ServiceSource `json:"start,omitempty"`
 	Skipped []convert.ServiceSource `json:"skipped,omitempty"`
+	// Fit is the container-fit assessment (--fit; docs/fit.md).
+	Fit *fit.Report `json:"fit,omitempty"`
 }
 
 func runInspect(ctx context.Context, o inspectOptions, spec string, out io.Writer) error {
@@ -91,12 +97,20 @@ func runInspect(ctx context.Context, o inspectOptions, spec string, out io.Write
 		rep.Info = &info
 		rep.SystemUnknown = "not a running system: " + strings.SplitN(spec, ":", 2)[0] + ": source"
 	}
+	if o.fit {
+		if rep.Fit, err = inspectFit(ctx, src, rep); err != nil {
+			return err
+		}
+	}
 	if o.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
 	printInspect(out, rep)
+	if rep.Fit != nil {
+		printFit(out, rep.Fit)
+	}
 	return nil
 }
 

@@ -1,22 +1,47 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
-	"sync"
 
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
-	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/spf13/pflag"
+	"github.com/vm2image/vm2image/internal/progress"
 	"golang.org/x/sys/unix"
 )
 
-// newProgress shows progress bars on a terminal and plain lines otherwise (logs, pipes).
-func newProgress(w io.Writer) convert.Progress {
-	if f, ok := w.(*os.File); ok && isTerminal(f) {
-		return &barProgress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40)), bars: map[string]*mpb.Bar{}, bytes: map[string]*mpb.Bar{}}
+// progressOptions choose how a long command shows its progress on standard error.
+type progressOptions struct {
+	quiet, json bool
+}
+
+func (o *progressOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "show no progress")
+	fs.BoolVar(&o.json, "json-progress", false, "write progress as JSON lines on standard error (see docs/progress.md)")
+}
+
+func (o *progressOptions) check() error {
+	if o.quiet && o.json {
+		return usage(errors.New("--quiet and --json-progress exclude each other"))
 	}
-	return &convert.LineProgress{W: w}
+	return nil
+}
+
+// display returns the progress display for w: JSON lines with --json-progress, nothing with
+// --quiet, lines redrawn in place on a terminal, a plain line every few seconds otherwise.
+func (o *progressOptions) display(w io.Writer) *progress.Display {
+	mode := progress.Plain
+	switch {
+	case o.json:
+		mode = progress.JSON
+	case o.quiet:
+		mode = progress.Quiet
+	default:
+		if f, ok := w.(*os.File); ok && isTerminal(f) {
+			mode = progress.Term
+		}
+	}
+	return progress.New(w, mode)
 }
 
 func isTerminal(f *os.File) bool {
@@ -24,55 +49,9 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// barProgress draws a spinner per phase with its elapsed time, and a byte bar for the phases
-// that report bytes (downloads, pushes).
-type barProgress struct {
-	mu    sync.Mutex
-	p     *mpb.Progress
-	bars  map[string]*mpb.Bar
-	bytes map[string]*mpb.Bar
-}
-
-func (b *barProgress) Phase(name string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.bars[name] = b.p.AddSpinner(1,
-		mpb.PrependDecorators(decor.Name(name, decor.WC{W: 10, C: decor.DindentRight})),
-		mpb.AppendDecorators(decor.OnComplete(decor.Elapsed(decor.ET_STYLE_GO), "done")))
-}
-
-func (b *barProgress) Done(name string, err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if bar := b.bars[name]; bar != nil {
-		if err != nil {
-			bar.Abort(false)
-		} else {
-			bar.SetCurrent(1)
-		}
-	}
-	if bar := b.bytes[name]; bar != nil && !bar.Completed() {
-		bar.Abort(false)
-	}
-	if name == convert.PhaseAssemble || err != nil {
-		b.p.Wait()
-	}
-}
-
-func (b *barProgress) Bytes(name string, done, total int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	bar := b.bytes[name]
-	if bar == nil {
-		bar = b.p.AddBar(total, mpb.PrependDecorators(decor.Name("  "+name+" bytes", decor.WC{W: 16, C: decor.DindentRight})),
-			mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f")))
-		b.bytes[name] = bar
-	}
-	if total > 0 {
-		bar.SetTotal(total, false)
-	}
-	bar.SetCurrent(done)
-	if total > 0 && done >= total {
-		bar.SetTotal(total, true)
+// closeProgress draws a display's last state and stops it (p may be any convert.Progress).
+func closeProgress(p any) {
+	if c, ok := p.(interface{ Close() }); ok {
+		c.Close()
 	}
 }

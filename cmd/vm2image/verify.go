@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	"github.com/vm2image/vm2image/internal/progress"
 	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/verify"
@@ -23,6 +24,7 @@ import (
 
 type verifyOptions struct {
 	sourceOptions
+	progressOptions
 	excludes    []string
 	run         bool
 	runTimeout  time.Duration
@@ -62,7 +64,8 @@ Exit status: 0 when equal, 1 when different, 2 on error.`,
 			return runVerify(cmd.Context(), o, args[0], args[1], cmd.OutOrStdout())
 		},
 	}
-	o.AddFlags(cmd.Flags())
+	o.sourceOptions.AddFlags(cmd.Flags())
+	o.progressOptions.AddFlags(cmd.Flags())
 	f := cmd.Flags()
 	f.StringArrayVar(&o.excludes, "exclude", nil, "anchored glob of paths to leave out (repeatable; added to the conversion's)")
 	f.BoolVar(&o.run, "run", false, "also start the image and check the VM's ports")
@@ -77,6 +80,13 @@ Exit status: 0 when equal, 1 when different, 2 on error.`,
 	return cmd
 }
 
+// The phases verify shows.
+const (
+	phaseVerifyOpen    = "open"
+	phaseVerifyCompare = "compare"
+	phaseVerifyRun     = "run"
+)
+
 // memoryLimit is the soft limit verify runs under (unless GOMEMLIMIT says otherwise): the
 // flattened image takes about 135 bytes per entry, and the collector works harder near the limit
 // rather than let the heap double, so a million entries stay under 256 MiB of resident memory.
@@ -90,7 +100,9 @@ func runVerify(ctx context.Context, o verifyOptions, imageRef, spec string, out 
 	if err := checkVerifyArgs(o, imageRef, spec); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	rep, err := verifyImage(ctx, o, imageRef, spec)
+	d := o.display(os.Stderr)
+	rep, err := verifyImage(ctx, o, imageRef, spec, d)
+	d.Close()
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -109,7 +121,17 @@ func runVerify(ctx context.Context, o verifyOptions, imageRef, spec string, out 
 	return nil
 }
 
-func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*verify.Report, error) {
+func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string, d *progress.Display) (rep *verify.Report, err error) {
+	current := ""
+	next := func(name string) { // ends the current phase (it succeeded) and starts name
+		if current != "" {
+			d.Done(current, nil)
+		}
+		current = name
+		d.Phase(name)
+	}
+	defer func() { d.Done(current, err) }()
+	next(phaseVerifyOpen)
 	// The image store is held while verify reads blobs from it: a prune leaves it alone.
 	root := cache.RootOrDefault(o.cacheDir)
 	hold, err := root.UseStore(ctx, cache.Images, noteTo(os.Stderr))
@@ -128,7 +150,7 @@ func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*
 	}
 	defer src.Close()
 	opts := verify.Options{Excludes: o.excludes, KeepSELinux: o.keepSELinux, NoPackages: o.noPackages}
-	var rep *verify.Report
+	next(phaseVerifyCompare)
 	if target.engineRef != "" {
 		rep, err = verify.EngineImage(ctx, target.engine, target.engineRef, src, opts)
 	} else {
@@ -138,6 +160,7 @@ func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*
 		return nil, err
 	}
 	if o.run {
+		next(phaseVerifyRun)
 		ro := verify.RunOptions{Ref: target.engineRef, Timeout: o.runTimeout, ExecProbe: o.runExec, StayUp: o.runStayUp}
 		rr, err := verify.Run(ctx, target.img, src, ro)
 		if err != nil {
@@ -151,7 +174,10 @@ func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string) (*
 // checkVerifyArgs checks the flags, the source and an image given as a file path before any
 // work: a path that does not exist is said so, not looked up in a registry.
 func checkVerifyArgs(o verifyOptions, imageRef, spec string) error {
-	if err := o.check(); err != nil {
+	if err := o.sourceOptions.check(); err != nil {
+		return err
+	}
+	if err := o.progressOptions.check(); err != nil {
 		return err
 	}
 	if err := checkSourceSpec(spec); err != nil {

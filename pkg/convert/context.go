@@ -97,7 +97,7 @@ func (r *run) writeContext(ctx context.Context, c *contextWriter, tag string) er
 	df := services.Dockerfile(r.report.Base.Ref, layerNames, r.services, services.ImageConfig{
 		Env: []string{"PATH=" + services.DefaultPath}, Labels: r.imageConfig().Labels,
 	})
-	compose, err := services.Compose(tag, r.services)
+	compose, err := services.Compose(tag, r.services, r.composeVolumes()...)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (r *run) writeContext(ctx context.Context, c *contextWriter, tag string) er
 		// The VM diff's whiteouts would be unpacked by ADD as plain .wh.* files: leave them out.
 		mayLink := l.role == "vm-diff"
 		filter := l.role == "vm-diff" && r.report.DiffLayer != nil && r.report.DiffLayer.Whiteouts+r.report.DiffLayer.Opaques > 0 ||
-			l.role == "packages-config"
+			l.role == "packages-config" || l.role == "volumes"
 		err := c.put(l.name, func(tmp string) error {
 			if filter {
 				return copyWithoutWhiteouts(ctx, l.path, tmp)

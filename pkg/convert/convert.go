@@ -73,6 +73,12 @@ type Options struct {
 	PackageLayers PackageLayers
 	MaxLayers     int
 	OwnPackages   map[string]bool
+
+	// Volumes are VM directories whose contents go into named volumes' initial content (an
+	// archive beside Output each) instead of the image; VolumesAuto adds the data directories
+	// the fit assessment finds (--volume, --volumes auto).
+	Volumes     []string
+	VolumesAuto bool
 }
 
 func (o *Options) applyDefaults() error {
@@ -174,6 +180,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		{PhaseConnect, r.connect},
 		{PhaseBase, r.resolveBase},
 		{PhasePackages, r.packages},
+		{PhaseVolumes, r.volumes},
 		{PhaseDiff, r.vmDiff},
 		{PhaseRuntime, r.runtime},
 		{PhaseAssemble, r.assembleAndWrite},

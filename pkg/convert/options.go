@@ -150,6 +150,9 @@ func (o *Options) validate() error {
 	if o.SourceOptions.Compression, err = ParseWireCompression(o.SourceOptions.Compression); err != nil {
 		return err
 	}
+	if err := o.CheckVolumes(); err != nil {
+		return err
+	}
 	if o.Format == FormatOCI && o.Output == "" {
 		return optionError("--format oci needs -o DIR")
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/pkg/diff"
+	"github.com/vm2image/vm2image/pkg/fit"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/layer"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
@@ -52,6 +53,11 @@ type Report struct {
 	BytesTransferred int64 `json:"bytes_transferred"`
 	// LocalContentBytes are file contents taken from the converter's own trees instead.
 	LocalContentBytes int64 `json:"local_content_bytes"`
+
+	// Fit is the container-fit assessment (docs/fit.md); Volumes the directories moved into
+	// volumes (--volume, --volumes auto).
+	Fit     *fit.Report `json:"fit,omitempty"`
+	Volumes []Volume    `json:"volumes,omitempty"`
 
 	Services []string `json:"services"`
 	Ports    []string `json:"ports,omitempty"`

@@ -105,7 +105,7 @@ func checkNothingWritten(t *testing.T, o Options, outDir string, before []os.Dir
 // phases are zero.
 func checkFiguresStop(t *testing.T, rep *Report, failed string) {
 	t.Helper()
-	order := []string{PhaseConnect, PhaseBase, PhasePackages, PhaseDiff, PhaseRuntime, PhaseAssemble}
+	order := []string{PhaseConnect, PhaseBase, PhasePackages, PhaseVolumes, PhaseDiff, PhaseRuntime, PhaseAssemble}
 	var ran []string
 	for _, p := range rep.Phases {
 		ran = append(ran, p.Name)

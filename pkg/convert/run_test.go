@@ -104,7 +104,7 @@ func TestRunDockerArchive(t *testing.T) {
 	for _, p := range rep.Phases {
 		phases = append(phases, p.Name)
 	}
-	want := []string{PhaseConnect, PhaseBase, PhasePackages, PhaseDiff, PhaseRuntime, PhaseAssemble}
+	want := []string{PhaseConnect, PhaseBase, PhasePackages, PhaseVolumes, PhaseDiff, PhaseRuntime, PhaseAssemble}
 	if !slices.Equal(phases, want) || !slices.Equal(prog.started, want) || !slices.Equal(prog.done, want) {
 		t.Errorf("phases %v, progress started %v done %v; want %v", phases, prog.started, prog.done, want)
 	}

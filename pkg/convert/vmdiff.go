@@ -46,6 +46,7 @@ func (r *run) vmDiff(ctx context.Context) error {
 		}
 		content = local
 	}
+	content = &progressContent{inner: content, add: r.byteCounter(PhaseDiff, layerContentTotal(res))}
 	path := filepath.Join(r.work, "vm.layer.tar")
 	f, err := os.Create(path)
 	if err != nil {
@@ -81,16 +82,18 @@ func (r *run) newTree(ctx context.Context) (source.Source, error) {
 	if r.opts.Transfer != TransferFull {
 		return r.src, nil
 	}
+	total := ManifestTotal(ctx, r.src, r.excludes())
 	ts, err := r.src.Filesystem(ctx, wire.TreeArgs{Excludes: r.excludes()})
 	if err != nil {
 		return nil, err
 	}
 	defer ts.Close()
+	counted := &countingStream{TarStream: ts, add: r.byteCounter(PhaseDiff, total)}
 	dir := filepath.Join(r.work, "vm")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := source.Unpack(ctx, ts, dir, r.opts.Logf); err != nil {
+	if err := source.Unpack(ctx, counted, dir, r.opts.Logf); err != nil {
 		return nil, fmt.Errorf("receiving the VM's filesystem: %w", err)
 	}
 	r.report.BytesTransferred += ts.WireBytes()

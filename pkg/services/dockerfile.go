@@ -122,14 +122,18 @@ func quoteWord(s string) string {
 	return `"` + r.Replace(s) + `"`
 }
 
+// VolumeMount is a named volume mounted at a path (created beforehand: external).
+type VolumeMount struct{ Name, Path string }
+
 // Compose returns a compose.yaml that runs image as one container: every published port mapped
 // to the same host port, the init's stop timeout (plus a little) as stop_grace_period, and
 // restart "unless-stopped", as a VM brings its services back after a reboot. The container is
 // named after the image's repository.
-func Compose(image string, cfg Config) ([]byte, error) {
+func Compose(image string, cfg Config, vols ...VolumeMount) ([]byte, error) {
 	type service struct {
 		Image           string   `yaml:"image"`
 		Ports           []quoted `yaml:"ports,omitempty"`
+		Volumes         []string `yaml:"volumes,omitempty"`
 		StopGracePeriod string   `yaml:"stop_grace_period"`
 		Restart         string   `yaml:"restart"`
 	}
@@ -137,11 +141,20 @@ func Compose(image string, cfg Config) ([]byte, error) {
 	for _, p := range cfg.PublishedPorts() {
 		svc.Ports = append(svc.Ports, quoted(fmt.Sprintf("%d:%d/%s", p.Port, p.Port, p.Proto)))
 	}
+	top := map[string]any{"services": map[string]service{composeName(image): svc}}
+	if len(vols) > 0 {
+		named := map[string]map[string]any{}
+		for _, v := range vols {
+			svc.Volumes = append(svc.Volumes, v.Name+":"+v.Path)
+			named[v.Name] = map[string]any{"external": true, "name": v.Name}
+		}
+		top = map[string]any{"services": map[string]service{composeName(image): svc}, "volumes": named}
+	}
 	var buf bytes.Buffer
 	buf.WriteString("# compose.yaml written by vm2image: `docker compose up -d` runs the converted VM.\n")
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(map[string]map[string]service{"services": {composeName(image): svc}}); err != nil {
+	if err := enc.Encode(top); err != nil {
 		return nil, fmt.Errorf("encoding compose.yaml: %w", err)
 	}
 	if err := enc.Close(); err != nil {

@@ -59,6 +59,11 @@ func Prepare(ctx context.Context, file string, opts Options) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("checking %s (%s): %w", file, format, err)
 	}
+	if format == Raw { // the appliance would take a garbage table too: refuse it here
+		if _, err := Partitions(f, st.Size()); err != nil {
+			return Image{}, fmt.Errorf("checking %s: %w", file, err)
+		}
+	}
 	if format != OVA {
 		return Image{Path: file, Format: format, Size: st.Size()}, nil
 	}

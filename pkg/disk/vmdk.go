@@ -45,6 +45,10 @@ func checkVMDK(r io.ReaderAt, size int64) error {
 // streamOptimized, exactly one SPARSE extent, no parent (parentCID ffffffff, no
 // parentFileNameHint).
 func CheckVMDKDescriptor(desc []byte) error {
+	// qemu finds a key anywhere in the text (comments included): so do we, for the parent.
+	if bytes.Contains(bytes.ToLower(desc), []byte("parentfilenamehint")) {
+		return fmt.Errorf("%w: VMDK names a parent (parentFileNameHint)", ErrBackingFile)
+	}
 	var createType string
 	extents := 0
 	sc := bufio.NewScanner(bytes.NewReader(desc))
@@ -54,28 +58,29 @@ func CheckVMDKDescriptor(desc []byte) error {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if key, val, ok := strings.Cut(line, "="); ok {
-			key, val = strings.TrimSpace(key), strings.Trim(strings.TrimSpace(val), `"`)
-			switch strings.ToLower(key) {
-			case "createtype":
-				createType = val
-			case "parentfilenamehint":
-				return fmt.Errorf("%w: VMDK parent %q", ErrBackingFile, val)
-			case "parentcid":
-				if !strings.EqualFold(val, "ffffffff") {
-					return fmt.Errorf("%w: VMDK parent CID %s", ErrBackingFile, val)
-				}
+		f := strings.Fields(line)
+		if f[0] == "RW" || f[0] == "RDONLY" || f[0] == "NOACCESS" { // an extent, whatever its name holds
+			if len(f) < 4 || f[2] != "SPARSE" {
+				return fmt.Errorf("%w: VMDK extent %q is not the image's own sparse extent", ErrBackingFile, line)
 			}
+			extents++
 			continue
 		}
-		f := strings.Fields(line)
-		if len(f) < 3 || (f[0] != "RW" && f[0] != "RDONLY" && f[0] != "NOACCESS") {
+		key, val, ok := strings.Cut(line, "=")
+		if !ok {
 			return fmt.Errorf("%w: VMDK descriptor line %q", ErrUnsupported, line)
 		}
-		if len(f) < 4 || f[2] != "SPARSE" {
-			return fmt.Errorf("%w: VMDK extent %q is not the image's own sparse extent", ErrBackingFile, line)
+		key, val = strings.TrimSpace(key), strings.Trim(strings.TrimSpace(val), `"`)
+		switch strings.ToLower(key) {
+		case "createtype":
+			createType = val
+		case "parentfilenamehint":
+			return fmt.Errorf("%w: VMDK parent %q", ErrBackingFile, val)
+		case "parentcid":
+			if !strings.EqualFold(val, "ffffffff") {
+				return fmt.Errorf("%w: VMDK parent CID %s", ErrBackingFile, val)
+			}
 		}
-		extents++
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("%w: VMDK descriptor: %v", ErrUnsupported, err)

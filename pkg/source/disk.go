@@ -78,6 +78,9 @@ func openDisk(ctx context.Context, file, name string, opts Options, dopts disk.O
 	read := make(chan error, 1)
 	go func() {
 		err := Unpack(ctx, pr, root, opts.Logf)
+		if err == nil { // tar pads its archive past the end marker: take it all
+			_, err = io.Copy(io.Discard, pr)
+		}
 		pr.CloseWithError(err)
 		read <- err
 	}()

@@ -50,6 +50,17 @@ func attachedTo(image string) string {
 	return ""
 }
 
+// qemuReading reports whether a qemu process has image on its command line.
+func qemuReading(image string) bool {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, c := range cmdlines {
+		if b, _ := os.ReadFile(c); bytes.Contains(b, []byte("qemu-system")) && bytes.Contains(b, []byte(image)) {
+			return true
+		}
+	}
+	return false
+}
+
 // watchOpens reports, when called back, whether anything opened or read path meanwhile
 // (inotify IN_OPEN|IN_ACCESS).
 func watchOpens(t *testing.T, path string) func() bool {
@@ -174,7 +185,7 @@ func TestAttackDiskKilledMidRead(t *testing.T) {
 			out, _ := exec.Command("losetup", "-a").Output()
 			return bytes.Contains(out, []byte(set.Files["raw"]))
 		}},
-		{nil, func() bool { return strings.HasPrefix(attachedTo(set.Files["raw"]), "process") }},
+		{nil, func() bool { return qemuReading(set.Files["raw"]) }},
 	} {
 		cmd := exec.Command(bin, append([]string{"export", "disk:" + set.Files["raw"], "-o", filepath.Join(t.TempDir(), "x.tar"), "--work-dir", t.TempDir()}, c.mode...)...)
 		cmd.Env = append(os.Environ(), applianceEnv...)
@@ -193,5 +204,72 @@ func TestAttackDiskKilledMidRead(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		assertNothingAttached(t, set.Files["raw"])
+	}
+}
+
+// problemDisk is a raw GPT disk with a LUKS volume, a partition of random bytes and an empty
+// ext4 filesystem: no system to read.
+func problemDisk(t *testing.T, dir string) string {
+	t.Helper()
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+	}
+	img := filepath.Join(dir, "problems.raw")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 130<<20); err != nil {
+		t.Fatal(err)
+	}
+	sf := exec.Command("sfdisk", "-q", img)
+	sf.Stdin = strings.NewReader("label: gpt\nstart=2048, size=40MiB\nsize=40MiB\nsize=40MiB\n")
+	if out, err := sf.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	luks, key := filepath.Join(dir, "luks"), filepath.Join(dir, "key")
+	mustWrite(t, key, "not a secret")
+	if err := os.Truncate(img, 130<<20); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, luks, "")
+	os.Truncate(luks, 40<<20)
+	run("cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", key, luks)
+	run("dd", "if="+luks, "of="+img, "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none")
+	noise := make([]byte, 40<<20)
+	rand.Read(noise)
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(noise, 41<<20)
+	f.Close()
+	run("mkfs.ext4", "-q", "-F", "-E", fmt.Sprintf("offset=%d", 81<<20), img, "40M")
+	return img
+}
+
+// TestAttackDiskNoSystem: a disk with an encrypted volume, an unknown filesystem and an
+// empty one gets an error naming each problem, on the trusted path and with the appliance
+// (one launch); nothing is left attached, the image is unchanged.
+func TestAttackDiskNoSystem(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "cryptsetup", "sfdisk", "mkfs.ext4", "guestfish", "unshare", "nsenter")
+	bin := vm2imageBinary(t)
+	img := problemDisk(t, t.TempDir())
+	sum := testenv.FileSHA256(t, img)
+	for _, mode := range [][]string{{"--trust-disk"}, nil} {
+		r := runBin(t, applianceEnv, bin, append([]string{"inspect", "disk:" + img, "--work-dir", t.TempDir()}, mode...)...)
+		for _, want := range []string{"no operating system found", "encrypted (LUKS)", "unknown filesystem", "ext4 without /etc/os-release"} {
+			if r.err == nil || !strings.Contains(r.stderr, want) {
+				t.Errorf("%v: want an error saying %q, got %v\n%s", mode, want, r.err, r.stderr)
+			}
+		}
+		assertNothingAttached(t, img)
+	}
+	if testenv.FileSHA256(t, img) != sum {
+		t.Errorf("the image was written to")
 	}
 }

@@ -56,6 +56,8 @@ blkid                  util-linux
 nsenter                util-linux
 losetup                mount
 cryptsetup             cryptsetup-bin
+mkfs.xfs               xfsprogs
+mkfs.btrfs             btrfs-progs
 '
 
 # Pacman's version oracle (see scripts/vercmp.c): a path of its own rather than a "vercmp" on

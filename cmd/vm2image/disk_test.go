@@ -106,3 +106,16 @@ func TestDiskConvertVerify(t *testing.T) {
 		t.Errorf("verify image vs dir: %v\n%s%s", v.err, v.stdout, v.stderr)
 	}
 }
+
+// TestDiskXFSAndBtrfsTrusted: an XFS and a Btrfs root on the whole disk (no partition table),
+// read by the trusted path, equal the directory they were made from.
+func TestDiskXFSAndBtrfsTrusted(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "unshare", "nsenter", "mount", "blkid", "losetup")
+	root, disks := testenv.FSDisks(t, testenv.WebVM)
+	bin := vm2imageBinary(t)
+	for _, f := range []string{"xfs", "btrfs"} {
+		t.Run(f, func(t *testing.T) { diffDiskAgainstRef(t, bin, root, disks[f], "--trust-disk") })
+	}
+}

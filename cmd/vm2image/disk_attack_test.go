@@ -50,15 +50,34 @@ func attachedTo(image string) string {
 	return ""
 }
 
-// qemuReading reports whether a qemu process has image on its command line.
-func qemuReading(image string) bool {
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, c := range cmdlines {
-		if b, _ := os.ReadFile(c); bytes.Contains(b, []byte("qemu-system")) && bytes.Contains(b, []byte(image)) {
-			return true
+// children lists the processes whose parent is pid and whose command name is comm.
+func children(pid int, comm string) []int {
+	var out []int
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, _ := os.ReadFile(st)
+		i := bytes.LastIndexByte(b, ')')
+		j := bytes.IndexByte(b, '(')
+		if i < 0 || j < 0 {
+			continue
+		}
+		var state byte
+		var ppid, self int
+		fmt.Sscanf(string(b[:j]), "%d", &self)
+		if _, err := fmt.Sscanf(string(b[i+2:]), "%c %d", &state, &ppid); err == nil && ppid == pid && strings.HasPrefix(string(b[j+1:i]), comm) {
+			out = append(out, self)
 		}
 	}
-	return false
+	return out
+}
+
+// applianceOf returns the qemu processes of the guestfish that pid started.
+func applianceOf(pid int) []int {
+	var qemus []int
+	for _, g := range children(pid, "guestfish") {
+		qemus = append(qemus, children(g, "qemu-system")...)
+	}
+	return qemus
 }
 
 // watchOpens reports, when called back, whether anything opened or read path meanwhile
@@ -177,15 +196,16 @@ func TestAttackDiskKilledMidRead(t *testing.T) {
 	testenv.RequireCommands(t, "unshare", "nsenter", "losetup", "guestfish")
 	set := testenv.Disks(t, testenv.WebVM)
 	bin := vm2imageBinary(t)
+	var qemus []int // the appliance's, once seen
 	for _, c := range []struct {
 		mode    []string
-		started func() bool
+		started func(pid int) bool
 	}{
-		{[]string{"--trust-disk"}, func() bool {
+		{[]string{"--trust-disk"}, func(int) bool {
 			out, _ := exec.Command("losetup", "-a").Output()
 			return bytes.Contains(out, []byte(set.Files["raw"]))
 		}},
-		{nil, func() bool { return qemuReading(set.Files["raw"]) }},
+		{nil, func(pid int) bool { qemus = applianceOf(pid); return len(qemus) > 0 }},
 	} {
 		cmd := exec.Command(bin, append([]string{"export", "disk:" + set.Files["raw"], "-o", filepath.Join(t.TempDir(), "x.tar"), "--work-dir", t.TempDir()}, c.mode...)...)
 		cmd.Env = append(os.Environ(), applianceEnv...)
@@ -193,10 +213,10 @@ func TestAttackDiskKilledMidRead(t *testing.T) {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(5 * time.Minute)
-		for !c.started() && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+		for !c.started(cmd.Process.Pid) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
 		}
-		if !c.started() {
+		if !c.started(cmd.Process.Pid) {
 			cmd.Process.Kill()
 			cmd.Wait()
 			t.Fatalf("%v: the read never started", c.mode)
@@ -204,6 +224,21 @@ func TestAttackDiskKilledMidRead(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		assertNothingAttached(t, set.Files["raw"])
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			alive := 0
+			for _, q := range qemus {
+				if syscall.Kill(q, 0) == nil {
+					alive++
+				}
+			}
+			if alive == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%v: the appliance's qemu (pids %v) outlived the killed vm2image", c.mode, qemus)
+				break
+			}
+		}
 	}
 }
 

@@ -124,6 +124,9 @@ func noOS(fss map[string]string, order []string) error {
 			also = append(also, ErrUnknownFS)
 		case "swap":
 			parts = append(parts, dev+": swap, not read")
+		case "LVM2_member":
+			parts = append(parts, dev+": LVM physical volume (the appliance reads LVM; --trust-disk does not)")
+			also = append(also, ErrUnsupported)
 		default:
 			parts = append(parts, dev+": "+t+" without /etc/os-release")
 		}

@@ -81,6 +81,9 @@ func (f *fish) plan(want string) ([]Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspecting the disk: %w", err)
 	}
+	if len(roots) == 0 {
+		order = f.unlisted(fss, order)
+	}
 	root, err := chooseRoot(roots, want, fss, order)
 	if err != nil {
 		return nil, err
@@ -109,6 +112,31 @@ func (f *fish) plan(want string) ([]Mount, error) {
 		mounts = append([]Mount{{Point: "/", Device: root}}, mounts...)
 	}
 	return mounts, nil
+}
+
+// unlisted adds the partitions list-filesystems leaves out (LUKS volumes among them), with
+// their type as vfs-type says ("-": a failure does not end the session).
+func (f *fish) unlisted(fss map[string]string, order []string) []string {
+	parts, err := f.do("list-partitions")
+	if err != nil {
+		return order
+	}
+	for _, p := range parts {
+		if _, seen := fss[p]; seen || !safeDevice.MatchString(p) {
+			continue
+		}
+		typ, err := f.do("-vfs-type " + p)
+		if err != nil {
+			return order
+		}
+		fss[p] = "unknown"
+		if len(typ) == 1 && typ[0] != "" {
+			fss[p] = typ[0]
+		}
+		order = append(order, p)
+	}
+	sort.Strings(order)
+	return order
 }
 
 // chooseRoot picks the root among those inspection found.

@@ -50,6 +50,14 @@ mkfs.ext4              e2fsprogs
 debugfs                e2fsprogs
 qemu-system-x86_64     qemu-system-x86
 qemu-img               qemu-utils
+guestfish              libguestfs-tools
+sfdisk                 fdisk
+blkid                  util-linux
+nsenter                util-linux
+losetup                mount
+cryptsetup             cryptsetup-bin
+mkfs.xfs               xfsprogs
+mkfs.btrfs             btrfs-progs
 '
 
 # Pacman's version oracle (see scripts/vercmp.c): a path of its own rather than a "vercmp" on
@@ -73,6 +81,8 @@ done <<<"$tools"
 [ -e /usr/include/stdint.h ] || need_pkgs+=(libc6-dev)
 [ -e /usr/include/alpm.h ] || need_pkgs+=(libalpm-dev)
 [ -e /usr/include/archive.h ] || need_pkgs+=(libarchive-dev)
+# libguestfs's appliance (disk: sources) boots the host's kernel: Debian's, readable by root.
+compgen -G '/boot/vmlinuz-*' >/dev/null || need_pkgs+=(linux-image-amd64)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
 	mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)

@@ -87,7 +87,7 @@ func rootRun(cmd *cobra.Command, args []string) error {
 // checkSourceSpec refuses, before any connection, a source that names nothing vm2image can
 // read, and a dir: or tar: source whose path does not exist.
 func checkSourceSpec(spec string) error {
-	for _, p := range []string{"dir:", "tar:"} {
+	for _, p := range []string{"dir:", "tar:", "disk:"} {
 		if path, ok := strings.CutPrefix(spec, p); ok {
 			if _, err := os.Stat(path); err != nil {
 				return fmt.Errorf("source %s: %w", spec, noSuchFile(path, err))
@@ -97,14 +97,14 @@ func checkSourceSpec(spec string) error {
 	}
 	hostPort := strings.TrimPrefix(source.WithDefaultPort(spec), "agent://")
 	if _, _, err := net.SplitHostPort(hostPort); err != nil {
-		return usage(fmt.Errorf("unknown source %q: want HOST[:PORT] (default port %d), agent://HOST[:PORT], dir:PATH or tar:PATH", spec, proto.DefaultPort))
+		return usage(fmt.Errorf("unknown source %q: want HOST[:PORT] (default port %d), agent://HOST[:PORT], dir:PATH, tar:PATH or disk:PATH", spec, proto.DefaultPort))
 	}
 	return nil
 }
 
-// hasWire says whether bytes from spec cross a network (an agent), unlike dir: and tar:.
+// hasWire says whether bytes from spec cross a network (an agent), unlike dir:, tar: and disk:.
 func hasWire(spec string) bool {
-	return !strings.HasPrefix(spec, "dir:") && !strings.HasPrefix(spec, "tar:")
+	return !strings.HasPrefix(spec, "dir:") && !strings.HasPrefix(spec, "tar:") && !strings.HasPrefix(spec, "disk:")
 }
 
 // checkOutputDir checks that the file path can be created: its directory exists and is one.

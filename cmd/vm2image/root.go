@@ -38,6 +38,7 @@ type sourceOptions struct {
 	compression string
 	workDir     string
 	verbose     bool
+	disk        diskFlags
 }
 
 func (o *sourceOptions) AddFlags(fs *pflag.FlagSet) {
@@ -47,6 +48,7 @@ func (o *sourceOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.compression, "wire-compression", "zstd", "compression of streams from the agent: zstd, gzip or none")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for temporary files (default: the system's)")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log per-path problems")
+	o.disk.AddFlags(fs)
 }
 
 // check validates the flags before any work or connection.
@@ -77,6 +79,7 @@ func (o *sourceOptions) options() (source.Options, error) {
 		}
 		opts.Token = []byte(tok)
 	}
+	opts.Disk = o.disk.options()
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}

@@ -60,9 +60,11 @@ type Options struct {
 	// WorkDir holds what a tar: source unpacks (default: the system temp dir).
 	WorkDir string
 	Logf    func(format string, args ...any)
+	// Disk configures disk: sources.
+	Disk DiskOptions
 }
 
-// Open parses spec and opens the source: "HOST:PORT", "agent://HOST:PORT", "dir:PATH", "tar:PATH";
+// Open parses spec and opens the source: "HOST:PORT", "agent://HOST:PORT", "dir:PATH", "tar:PATH", "disk:PATH";
 // HOST alone (and agent://HOST) means the agent's default port (WithDefaultPort).
 func Open(ctx context.Context, spec string, opts Options) (Source, error) {
 	spec = WithDefaultPort(spec)
@@ -74,13 +76,15 @@ func Open(ctx context.Context, spec string, opts Options) (Source, error) {
 		return OpenDir(strings.TrimPrefix(spec, "dir:"), spec)
 	case strings.HasPrefix(spec, "tar:"):
 		return OpenTar(ctx, strings.TrimPrefix(spec, "tar:"), spec, opts)
+	case strings.HasPrefix(spec, "disk:"):
+		return OpenDisk(ctx, strings.TrimPrefix(spec, "disk:"), spec, opts)
 	case strings.HasPrefix(spec, "agent://"):
 		return Dial(ctx, strings.TrimPrefix(spec, "agent://"), spec, opts)
 	}
 	if _, _, err := net.SplitHostPort(spec); err == nil {
 		return Dial(ctx, spec, spec, opts)
 	}
-	return nil, fmt.Errorf("unknown source %q: want HOST[:PORT], agent://HOST:PORT, dir:PATH or tar:PATH", spec)
+	return nil, fmt.Errorf("unknown source %q: want HOST[:PORT], agent://HOST:PORT, dir:PATH, tar:PATH or disk:PATH", spec)
 }
 
 // WithDefaultPort returns spec with the agent's default port (proto.DefaultPort) added when it

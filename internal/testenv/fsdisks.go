@@ -1,0 +1,61 @@
+package testenv
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// FSDisks returns raw images holding the recipe's root as one filesystem on the whole disk (no
+// partition table), built once under a lock: "xfs" (mkfs.xfs, the root copied in under a mount
+// in a private namespace) and "btrfs" (mkfs.btrfs --rootdir). The root itself is the reference.
+func FSDisks(t testing.TB, r Recipe) (root string, disks map[string]string) {
+	t.Helper()
+	RequireCommands(t, "mkfs.xfs", "mkfs.btrfs", "unshare", "cp")
+	root = Root(t, r)
+	id, _ := os.ReadFile(filepath.Join(CacheDir(), r.Key()+".id"))
+	sum := sha256.Sum256([]byte("fsdisks-v1\n" + string(id)))
+	dir := filepath.Join(CacheDir(), "fsdisks-"+r.Key()+"-"+hex.EncodeToString(sum[:6]))
+	disks = map[string]string{"xfs": filepath.Join(dir, "root.xfs"), "btrfs": filepath.Join(dir, "root.btrfs")}
+	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir + ".complete"); err == nil {
+		return root, disks
+	}
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Join(dir, "mnt"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range disks {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(f, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := [][]string{
+		{"mkfs.xfs", "-q", disks["xfs"]},
+		// Our own image, mounted to fill it: the namespace ends the mount with the command.
+		{"unshare", "-m", "--propagation", "private", "sh", "-c", `mount -o loop "$1" "$2" && cp -a "$3"/. "$2"/ && umount "$2"`, "sh", disks["xfs"], filepath.Join(dir, "mnt"), root},
+		{"mkfs.btrfs", "-q", "--rootdir", root, disks["btrfs"]},
+	}
+	for _, s := range steps {
+		if err := run(s[0], s[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(dir+".complete", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return root, disks
+}

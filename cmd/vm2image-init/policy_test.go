@@ -114,13 +114,7 @@ func TestUnitFeatures(t *testing.T) {
 		KillSignal:  "SIGINT", Restart: services.RestartNo}
 	p := startInit(t, services.Config{Services: []services.Service{s}}, "--root", root)
 	p.servicePID("app")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if b, _ := os.ReadFile(out); strings.Contains(string(b), "8080") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFile(t, out+".new", 5*time.Second) // the service's last step before its loop
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(5 * time.Second); code != 0 {
 		t.Errorf("exit code %d", code)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/services"
 )
@@ -58,6 +59,7 @@ func (r *run) tag() string {
 func (r *run) assembleAndWrite(ctx context.Context) error {
 	img, err := image.Assemble(ctx, r.base.Image, r.layers, r.imageConfig(), image.AssembleOptions{
 		Compression: r.opts.Compression, WorkDir: filepath.Join(r.work, "blobs"),
+		Store: r.cacheRoot().Path(cache.Images), // held since resolveBase
 	})
 	if err != nil {
 		return fmt.Errorf("assembling the image: %w", err)

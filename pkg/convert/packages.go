@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/internal/filecopy"
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
@@ -124,7 +125,11 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		return err
 	}
 	r.scanSecrets(layerPath, "packages")
-	r.layers = append(r.layers, image.LayerFile{Path: layerPath, Comment: "vm2image: packages"})
+	diffID, err := v1.NewHash(res.LayerDiffID)
+	if err != nil {
+		return fmt.Errorf("reading the packages layer's diffID: %w", err)
+	}
+	r.layers = append(r.layers, image.LayerFile{Path: layerPath, Comment: "vm2image: packages", DiffID: diffID})
 	r.roles = append(r.roles, "packages")
 	return nil
 }

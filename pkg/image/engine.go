@@ -58,6 +58,11 @@ func fromEngine(ctx context.Context, e EngineClient, ref string, st blobStore, p
 	if (res.Os != "" && res.Os != p.OS) || (res.Architecture != "" && res.Architecture != p.Architecture) {
 		return nil, fmt.Errorf("image is for %s/%s, want %s/%s", res.Os, res.Architecture, p.OS, p.Architecture)
 	}
+	// Seen before: the config the engine names by ID and every layer are in the store already,
+	// so the image is read from there without a `docker save`.
+	if img, ok := st.engineImage(res.ID); ok {
+		return img, nil
+	}
 	tmp, err := st.tempFile("save-*.tar")
 	if err != nil {
 		return nil, err
@@ -81,6 +86,7 @@ func fromEngine(ctx context.Context, e EngineClient, ref string, st blobStore, p
 	if err != nil {
 		return nil, fmt.Errorf("reading %s saved from the engine: %w", ref, err)
 	}
+	st.rememberEngineImage(img)
 	return img, nil
 }
 

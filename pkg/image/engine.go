@@ -3,7 +3,6 @@ package image
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,29 +96,7 @@ func Load(ctx context.Context, img v1.Image, tag string, engine EngineClient) er
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	werr := make(chan error, 1)
-	go func() {
-		err := tarball.Write(ref, img, pw)
-		pw.CloseWithError(err)
-		werr <- err
-	}()
-	res, err := engine.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
-	if err != nil {
-		pr.CloseWithError(err)
-		<-werr
-		return fmt.Errorf("loading image into the docker engine: %w", err)
-	}
-	lerr := readJSONStream(res)
-	res.Close()
-	pr.CloseWithError(errors.New("engine stopped reading"))
-	if err := <-werr; err != nil && lerr == nil {
-		return fmt.Errorf("loading image into the docker engine: writing archive: %w", err)
-	}
-	if lerr != nil {
-		return fmt.Errorf("loading image into the docker engine: %w", lerr)
-	}
-	return nil
+	return loadStream(ctx, engine, func(w io.Writer) error { return tarball.Write(ref, img, w) })
 }
 
 // readJSONStream reads an engine's progress stream and returns the error it reports.

@@ -41,7 +41,7 @@ var benchVM = testenv.Recipe{
 	Suite: "bookworm",
 	Packages: append(append([]string(nil), testenv.WebVM.Packages...), "postgresql", "python3-flask",
 		"openssh-server", "git", "curl", "vim", "rsync", "cron", "sudo", "less", "procps", "iproute2",
-		"ca-certificates", "python3-pip", "make"),
+		"ca-certificates", "python3-pip", "make", "gcc", "wget", "unzip", "lsof", "strace", "tcpdump", "htop", "jq", "man-db"),
 	Script: testenv.WebVM.Script,
 }
 

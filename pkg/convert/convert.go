@@ -121,6 +121,7 @@ type run struct {
 	base    *image.Base
 	baseDir string // the base unpacked
 	oldDir  string // base + packages: what the VM diff compares against
+	oldKey  string // oldDir's cache key
 	layers  []image.LayerFile
 	roles   []string // of layers: packages, vm-diff, runtime
 	cleanup []func() error

@@ -25,15 +25,18 @@ func (r *run) vmDiff(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	old, err := source.OpenDir(r.oldDir, "base+packages")
+	old, err := r.openDigestTree(r.oldDir, r.oldKey)
 	if err != nil {
 		return err
 	}
+	defer old.Close()
+	defer old.save()
 	res, err := diff.Trees(ctx, old, newTree, diff.Options{Strategy: r.opts.Strategy, Excludes: r.excludes()})
 	if err != nil {
 		return fmt.Errorf("comparing the VM with base+packages: %w", err)
 	}
 	r.report.Diff, r.report.Problems = res.Stats, res.Problems
+	r.opts.Logf("diff: %d digests of base+packages files taken from the cache's index", old.hits.Load())
 	r.report.OriginalEntries = res.Stats.NewEntries
 	var content interface {
 		layer.Content
@@ -41,7 +44,7 @@ func (r *run) vmDiff(ctx context.Context) error {
 	} = &countingContent{src: newTree}
 	var local *localFirst
 	if r.opts.Transfer == TransferDiff {
-		if local, err = r.planContent(ctx, res, newTree); err != nil {
+		if local, err = r.planContent(ctx, res, newTree, old); err != nil {
 			return err
 		}
 		content = local

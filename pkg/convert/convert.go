@@ -122,9 +122,11 @@ type run struct {
 	baseDir string // the base unpacked
 	oldDir  string // base + packages: what the VM diff compares against
 	oldKey  string // oldDir's cache key
-	layers  []image.LayerFile
-	roles   []string // of layers: packages, vm-diff, runtime
-	cleanup []func() error
+	// precompressed is closed when the packages layer's background compression has ended.
+	precompressed chan struct{}
+	layers        []image.LayerFile
+	roles         []string // of layers: packages, vm-diff, runtime
+	cleanup       []func() error
 
 	services     services.Config
 	servicesYAML []byte

@@ -59,6 +59,13 @@ func (r *run) tag() string {
 }
 
 func (r *run) assembleAndWrite(ctx context.Context) error {
+	if r.precompressed != nil {
+		select {
+		case <-r.precompressed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	img, err := image.Assemble(ctx, r.base.Image, r.layers, r.imageConfig(), image.AssembleOptions{
 		Compression: r.opts.Compression, WorkDir: filepath.Join(r.work, "blobs"),
 		Store: r.cacheRoot().Path(cache.Images), // held since resolveBase

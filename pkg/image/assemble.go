@@ -345,3 +345,25 @@ func addPorts(c *v1.Config, ports []string) error {
 	}
 	return nil
 }
+
+// Precompress compresses the layer f, whose DiffID is set, into the blob store at dir as an
+// Assemble with that Store would, so that the Assemble finds it done: run it beside other work.
+func Precompress(ctx context.Context, dir string, f LayerFile, c Compression) error {
+	if f.DiffID.Hex == "" {
+		return errors.New("precompressing a layer: its diffID is not known")
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	st := blobStore{dir: dir}
+	if _, ok := st.lookup(f.DiffID, c); ok {
+		return nil
+	}
+	rc, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = storedLayer(ctx, st, f.DiffID, bufio.NewReaderSize(rc, 1<<20), AssembleOptions{Compression: c})
+	return err
+}

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/vm2image/vm2image/pkg/diff"
-	"github.com/vm2image/vm2image/pkg/fsmeta"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/layer"
 	"github.com/vm2image/vm2image/pkg/source"
@@ -37,7 +36,8 @@ func (r *run) vmDiff(ctx context.Context) error {
 	}
 	r.report.Diff, r.report.Problems = res.Stats, res.Problems
 	r.opts.Logf("diff: %d digests of base+packages files taken from the cache's index", old.hits.Load())
-	r.report.OriginalEntries = res.Stats.NewEntries
+	// The journal's "original filesystem" figures: the VM tree after excludes, from the walk.
+	r.report.OriginalEntries, r.report.OriginalBytes = res.Stats.NewEntries, res.Stats.NewBytes
 	var content interface {
 		layer.Content
 		wire() int64
@@ -75,7 +75,7 @@ func (r *run) vmDiff(ctx context.Context) error {
 	r.scanSecrets(path, "vm-diff")
 	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff"})
 	r.roles = append(r.roles, "vm-diff")
-	return r.measureOriginal(ctx, newTree)
+	return nil
 }
 
 // newTree is the VM's tree to diff: the agent itself, or (transfer full) the whole filesystem
@@ -98,20 +98,6 @@ func (r *run) newTree(ctx context.Context) (source.Source, error) {
 	}
 	r.report.BytesTransferred += ts.WireBytes()
 	return source.OpenDir(dir, r.opts.Source+" (transferred whole)")
-}
-
-// measureOriginal sums the VM tree's regular files (after excludes): the journal's "original
-// filesystem" figure.
-func (r *run) measureOriginal(ctx context.Context, t source.Source) error {
-	var n int64
-	_, err := t.Tree(ctx, wire.TreeArgs{Excludes: r.excludes(), NoXattrs: true}, func(e *fsmeta.Entry) error {
-		if e.Type == fsmeta.TypeRegular {
-			n += e.Size
-		}
-		return nil
-	})
-	r.report.OriginalBytes = n
-	return err
 }
 
 // countingContent passes Files requests on and adds up the bytes their streams moved.

@@ -42,7 +42,14 @@ var benchVM = testenv.Recipe{
 	Packages: append(append([]string(nil), testenv.WebVM.Packages...), "postgresql", "python3-flask",
 		"openssh-server", "git", "curl", "vim", "rsync", "cron", "sudo", "less", "procps", "iproute2",
 		"ca-certificates", "python3-pip", "make", "gcc", "wget", "unzip", "lsof", "strace", "tcpdump", "htop", "jq", "man-db"),
-	Script: testenv.WebVM.Script,
+	// About 100 MB of the VM's own: an application with a copy of a Python tree, its data, logs.
+	Script: testenv.WebVM.Script + `
+mkdir -p /opt/app /var/lib/app /var/log/app
+cp -a /usr/lib/python3 /opt/app/lib
+cp -a /usr/share/doc /opt/app/doc
+head -c 30000000 /dev/urandom > /var/lib/app/data.bin
+seq 1 4000000 | sed 's/$/ GET \/index.html 200/' > /var/log/app/access.log
+`,
 }
 
 // recipeOf names the recipe of the first argument: web (default), base or bench.

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/pkg/diff"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/layer"
@@ -56,12 +58,30 @@ func (r *run) vmDiff(ctx context.Context) error {
 	}
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	ls, err := layer.Write(ctx, bw, res, content, layer.Options{})
+	// The layer is compressed for the image while it is written (into the blob directory
+	// assembleAndWrite gives Assemble, which then finds it by diffID).
+	pr, pw := io.Pipe()
+	type compressed struct {
+		diffID v1.Hash
+		err    error
+	}
+	zc := make(chan compressed, 1)
+	go func() {
+		d, err := image.CompressInto(ctx, filepath.Join(r.work, "blobs"), pr, r.opts.Compression)
+		pr.CloseWithError(err)
+		zc <- compressed{d, err}
+	}()
+	ls, err := layer.Write(ctx, io.MultiWriter(bw, pw), res, content, layer.Options{})
+	pw.CloseWithError(err)
+	z := <-zc
 	if err == nil {
 		err = bw.Flush()
 	}
 	if err == nil {
 		err = f.Close()
+	}
+	if err == nil && z.err != nil {
+		err = fmt.Errorf("compressing: %w", z.err)
 	}
 	if err != nil {
 		return fmt.Errorf("writing the VM's diff layer: %w", err)
@@ -73,7 +93,7 @@ func (r *run) vmDiff(ctx context.Context) error {
 		r.report.LocalContentBytes = local.localB.Load()
 	}
 	r.scanSecrets(path, "vm-diff")
-	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff"})
+	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff", DiffID: z.diffID})
 	r.roles = append(r.roles, "vm-diff")
 	return nil
 }

@@ -238,6 +238,11 @@ func compressFile(ctx context.Context, st blobStore, f LayerFile, opts AssembleO
 		return nil, err
 	}
 	defer rc.Close()
+	if f.DiffID.Hex != "" && opts.Level == 0 {
+		if l, ok := st.lookup(f.DiffID, opts.Compression); ok { // compressed while produced
+			return l, nil
+		}
+	}
 	if f.DiffID.Hex != "" && opts.Store != "" {
 		return storedLayer(ctx, blobStore{dir: opts.Store}, f.DiffID, bufio.NewReaderSize(rc, 1<<20), opts)
 	}
@@ -366,4 +371,18 @@ func Precompress(ctx context.Context, dir string, f LayerFile, c Compression) er
 	defer rc.Close()
 	_, err = storedLayer(ctx, st, f.DiffID, bufio.NewReaderSize(rc, 1<<20), AssembleOptions{Compression: c})
 	return err
+}
+
+// CompressInto compresses r, an uncompressed layer tar, into the blob store at dir (Assemble's
+// WorkDir or Store) and returns its diffID: a LayerFile of that DiffID is then taken from there
+// by Assemble. It lets a layer be compressed while it is produced.
+func CompressInto(ctx context.Context, dir string, r io.Reader, c Compression) (v1.Hash, error) {
+	if err := c.validate(); err != nil {
+		return v1.Hash{}, err
+	}
+	l, err := blobStore{dir: dir}.compress(ctx, r, c, 0)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return l.meta.DiffID, nil
 }

@@ -17,7 +17,8 @@
 # goals, the load average at start and end, peak converter RSS. Env: RUNS (3), COLD_RUNS (1),
 # VM (bench|web), APT_SEED (a directory of .deb files copied into each cold cache; default: a
 # persistent one under /var/cache/vm2image-bench filled by the first cold run, so cold runs do
-# not measure the mirror), PROFILE=1 (CPU profiles of a warm -o in the work dir, kept).
+# not measure the mirror), PROFILE=1 (CPU profiles of a warm -o in the work dir, kept),
+# BASELINE_BIN=DIR (another build's vm2image, e.g. main's, also timed warm, same cache: "before").
 set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH
 cd "$(dirname "$0")/.."
@@ -54,7 +55,7 @@ ours() {
 	rm -rf "$work/out.tar" "$work/out.tar.context"
 	local t0 t1
 	t0=$(now)
-	/usr/bin/time -f '%M' -o "$work/rss" bin/vm2image convert "$addr" --token-file "$work/token" \
+	/usr/bin/time -f '%M' -o "$work/rss" "${vm2image:-bin/vm2image}" convert "$addr" --token-file "$work/token" \
 		--cache-dir "$cache" --work-dir "$work" --tag vm2image-bench/ours:latest --report "$work/report.json" \
 		"$@" > /dev/null 2> "$work/ours.log" || { cat "$work/ours.log" >&2; exit 1; }
 	t1=$(now)
@@ -118,6 +119,10 @@ for i in $(seq 1 "$runs"); do
 	phases "$work/report.json" >> "$work/phases.warmload"
 	timed onelayer onelayer
 	timed thesis thesis
+	if [ -n "${BASELINE_BIN:-}" ]; then
+		vm2image=$BASELINE_BIN/vm2image ours beforeo "$warm_cache" -o "$work/out.tar" --no-context
+		vm2image=$BASELINE_BIN/vm2image ours beforeload "$warm_cache" --load
+	fi
 done
 if [ -n "${PROFILE:-}" ]; then
 	VM2IMAGE_CPUPROFILE="$work/warm-o.pprof" bin/vm2image convert "$addr" --token-file "$work/token" --cache-dir "$warm_cache" \
@@ -146,6 +151,10 @@ printf '| (a) 2014 pipeline | %.2f s | %s of (n) | |\n' "$a" "$(ratio "$a" "$n")
 printf '| warm vm2image convert --load | %.2f s | %s of (n), %s of (a) | <= 0.50x of (n) |\n' "$wl" "$(ratio "$wl" "$n")" "$(ratio "$wl" "$a")"
 printf '| warm vm2image convert -o | %.2f s | %s of (n) | <= 0.50x of (n) |\n' "$wo" "$(ratio "$wo" "$n")"
 printf '| cold vm2image convert -o | %.2f s | %s of its install (%.2f s) | <= 1.10x |\n' "$cold" "$(ratio "$cold" "$install")" "$install"
+if [ -n "${BASELINE_BIN:-}" ]; then
+	printf '| before: warm convert --load (%s) | %.2f s | %s of (n) | |\n' "$BASELINE_BIN" "$(m beforeload)" "$(ratio "$(m beforeload)" "$n")"
+	printf '| before: warm convert -o (%s) | %.2f s | %s of (n) | |\n' "$BASELINE_BIN" "$(m beforeo)" "$(ratio "$(m beforeo)" "$n")"
+fi
 printf '| peak converter RSS | %d MiB | | <= 512 MiB |\n' $(( rss_max / 1024 ))
 echo
 echo "phases (s), last run of each: cold: $(tail -1 "$work/phases.cold"); warm -o: $(tail -1 "$work/phases.warmo"); warm --load: $(tail -1 "$work/phases.warmload")"

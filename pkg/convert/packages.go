@@ -132,7 +132,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err := r.applyLayer(ctx, layerPath, res.LayerDiffID); err != nil {
 		return err
 	}
-	r.scanSecrets(layerPath, "packages")
+	r.scanSecretsOnce(layerPath, "packages", diffID)
 	r.layers = append(r.layers, lf)
 	r.roles = append(r.roles, "packages")
 	return nil

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/fswalk"
@@ -21,8 +22,12 @@ import (
 // strategy. A recorded digest is used only while its file is still the one that was hashed:
 // same inode, size, modification and change times to the nanosecond. Rewriting a file changes
 // its ctime, which user space cannot set back, and a file renamed over it has another inode; any
-// difference means the file is hashed again and its record replaced. An index that cannot be
-// read is an empty one.
+// difference means the file is hashed again and its record replaced. A file changed less than
+// fswalk.RacyWindow before it was hashed is not recorded (the ctime clock is coarse). An index
+// that cannot be read is an empty one.
+
+// digestRacy: files changed this recently are not recorded.
+var digestRacy = fswalk.RacyWindow
 
 // fileStamp identifies one state of a file.
 type fileStamp struct {
@@ -119,8 +124,11 @@ func (t *digestTree) Hash(ctx context.Context, paths []string) ([]fswalk.HashRes
 	defer t.mu.Unlock()
 	for k, i := range miss {
 		res[i] = hr[k]
-		// Recorded only when the file was the same before and after it was hashed.
-		if after, ok := t.stamp(paths[i]); hr[k].Err == "" && ok && after == stamps[i] && after.Size == hr[k].Size {
+		// Recorded only when the file was the same before and after it was hashed, and was not
+		// changed within the racy window (fswalk.DigestMemo).
+		after, ok := t.stamp(paths[i])
+		racy := time.Now().UnixNano() - max(after.Mtime, after.Ctime)
+		if hr[k].Err == "" && ok && after == stamps[i] && after.Size == hr[k].Size && racy >= int64(digestRacy) {
 			t.recs[paths[i]] = digestRecord{fileStamp: after, Digest: hr[k].Digest}
 			t.dirty = true
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vm2image/vm2image/pkg/diff"
+	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/source"
 )
 
@@ -57,6 +58,8 @@ func compare(t *testing.T, r *run, old, vm string) ([]string, int64) {
 }
 
 func digestFixture(t *testing.T) (r *run, old, vm string) {
+	digestRacy = 0 // the files were written just now; the racy window is fswalk's to test
+	t.Cleanup(func() { digestRacy = fswalk.RacyWindow })
 	r = &run{opts: Options{CacheDir: t.TempDir()}}
 	old, vm = t.TempDir(), t.TempDir()
 	for _, root := range []string{old, vm} {

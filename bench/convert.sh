@@ -49,9 +49,11 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {print b - a}'; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2fx", x/y}'; }
 rss_max=0
-# ours NAME CACHE ARGS...: one timed conversion; appends its time to t.NAME.
+# ours NAME CACHE ARGS...: one timed conversion; appends its time to t.NAME. The VM changes a
+# little before each (one file), as a VM does between two conversions: the diff layer is new.
 ours() {
 	local name=$1 cache=$2; shift 2
+	date +%s.%N > "$work/vm/srv/bench-stamp"
 	rm -rf "$work/out.tar" "$work/out.tar.context"
 	local t0 t1
 	t0=$(now)

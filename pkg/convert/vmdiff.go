@@ -52,14 +52,32 @@ func (r *run) vmDiff(ctx context.Context) error {
 		content = local
 	}
 	path := filepath.Join(r.work, "vm.layer.tar")
+	ls, diffID, err := r.writeDiffLayer(ctx, path, res, content)
+	if err != nil {
+		return fmt.Errorf("writing the VM's diff layer: %w", err)
+	}
+	r.report.DiffLayer = &ls
+	r.report.Problems = append(r.report.Problems, ls.Problems...)
+	r.report.BytesTransferred += content.wire()
+	if local != nil {
+		r.report.LocalContentBytes = local.localB.Load()
+	}
+	r.scanSecrets(path, "vm-diff")
+	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff", DiffID: diffID})
+	r.roles = append(r.roles, "vm-diff")
+	return nil
+}
+
+// writeDiffLayer writes the layer of res to path and compresses it for the image while it is
+// written (into the blob directory assembleAndWrite gives Assemble, which then finds it by the
+// diffID returned).
+func (r *run) writeDiffLayer(ctx context.Context, path string, res *diff.Result, content layer.Content) (layer.LayerStats, v1.Hash, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return layer.LayerStats{}, v1.Hash{}, err
 	}
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	// The layer is compressed for the image while it is written (into the blob directory
-	// assembleAndWrite gives Assemble, which then finds it by diffID).
 	pr, pw := io.Pipe()
 	type compressed struct {
 		diffID v1.Hash
@@ -83,19 +101,7 @@ func (r *run) vmDiff(ctx context.Context) error {
 	if err == nil && z.err != nil {
 		err = fmt.Errorf("compressing: %w", z.err)
 	}
-	if err != nil {
-		return fmt.Errorf("writing the VM's diff layer: %w", err)
-	}
-	r.report.DiffLayer = &ls
-	r.report.Problems = append(r.report.Problems, ls.Problems...)
-	r.report.BytesTransferred += content.wire()
-	if local != nil {
-		r.report.LocalContentBytes = local.localB.Load()
-	}
-	r.scanSecrets(path, "vm-diff")
-	r.layers = append(r.layers, image.LayerFile{Path: path, Comment: "vm2image: vm diff", DiffID: z.diffID})
-	r.roles = append(r.roles, "vm-diff")
-	return nil
+	return ls, z.diffID, err
 }
 
 // newTree is the VM's tree to diff: the agent itself, or (transfer full) the whole filesystem

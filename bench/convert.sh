@@ -27,6 +27,8 @@ cold_runs=${COLD_RUNS:-1}
 vm=${VM:-bench}
 apt_seed=${APT_SEED:-/var/cache/vm2image-bench/apt-archives}
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+pins() { docker images --format '{{.Repository}}:{{.Tag}}' vm2image-cache/layers 2>/dev/null | sort; }
+pins_before=$(pins)
 [ -x bin/vm2image ] && [ -x bin/vm2image-init ] && [ -x bin/vm2image-agent ] || make build >/dev/null
 work=$(mktemp -d /var/tmp/vm2image-bench-XXXX)
 boot=""
@@ -160,5 +162,7 @@ fi
 printf '| peak converter RSS | %d MiB | | <= 512 MiB |\n' $(( rss_max / 1024 ))
 echo
 echo "phases (s), last run of each: cold: $(tail -1 "$work/phases.cold"); warm -o: $(tail -1 "$work/phases.warmo"); warm --load: $(tail -1 "$work/phases.warmload")"
+# The pin tags --load set for this run's VM (vm2image-cache/layers:HASH), not others'.
+comm -13 <(echo "$pins_before") <(pins) | xargs -r docker rmi > /dev/null 2>&1 || true
 docker rmi -f vm2image-bench/ours:latest vm2image-bench/thesis:latest vm2image-bench/onelayer:latest vm2image-bench/naive:latest \
 	vm2image-bench/basepkg:latest > /dev/null 2>&1 || true

@@ -46,8 +46,8 @@ type Reader struct {
 	dbErr  error
 }
 
-// maxDigestMemo bounds the digests a Reader remembers (about 100 bytes each).
-const maxDigestMemo = 200_000
+// maxDigestMemo bounds the digests a Reader remembers (about 150 bytes each: 15 MB at most).
+const maxDigestMemo = 100_000
 
 // New returns a Reader of opts.Root.
 func New(opts Options) (*Reader, error) {

@@ -111,17 +111,18 @@ type ImageReport struct {
 	Tag string `json:"tag"`
 	// Digest is the manifest's digest (what a registry and `docker images --digests` show);
 	// ID is the config's digest, the image ID `docker images` shows.
-	Digest string       `json:"digest"`
-	ID     string       `json:"id"`
-	Bytes  int64        `json:"bytes"` // compressed: config + every layer
-	Layers []LayerSizes `json:"layers"`
-	Output string       `json:"output,omitempty"`
-	Format string       `json:"format,omitempty"`
-	Loaded bool         `json:"loaded,omitempty"`
+	Digest       string       `json:"digest"`
+	ID           string       `json:"id"`
+	Bytes        int64        `json:"bytes"` // compressed: config + every layer
+	Layers       []LayerSizes `json:"layers"`
+	Output       string       `json:"output,omitempty"`
+	Format       string       `json:"format,omitempty"`
+	Loaded       bool         `json:"loaded,omitempty"`
+	Pushed       string       `json:"pushed,omitempty"`
+	ContextFiles []string     `json:"context_files,omitempty"` // Dockerfile, services.yaml, compose.yaml
+
 	// LoadSkippedLayers: layers the engine held already, left out of what --load sent it.
-	LoadSkippedLayers int      `json:"load_skipped_layers,omitempty"`
-	Pushed            string   `json:"pushed,omitempty"`
-	ContextFiles      []string `json:"context_files,omitempty"` // Dockerfile, services.yaml, compose.yaml
+	LoadSkippedLayers int `json:"load_skipped_layers,omitempty"`
 }
 
 // LayerSizes are one layer's figures.

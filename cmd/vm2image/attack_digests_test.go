@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/vm2image/vm2image/internal/testenv"
 	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/vm2image/vm2image/pkg/fswalk"
 )
 
 // TestAttackAlteredCachedRoot: the real vm2image converts a dir: VM twice with one cache root.
@@ -66,15 +68,21 @@ func TestAttackAlteredCachedRoot(t *testing.T) {
 	if first.Diff.Modified != 0 {
 		t.Fatalf("first conversion: %d modified files, want 0", first.Diff.Modified)
 	}
+	// Digests of files changed within the racy window are not recorded: let the freshly
+	// unpacked root age past it, and convert again to record them.
+	tools, _ := filepath.Glob(filepath.Join(cacheRoot, "roots", "base-*", "usr", "bin", "tool"))
+	if len(tools) != 1 {
+		t.Fatalf("cached tool: %q", tools)
+	}
+	var st syscall.Stat_t
+	must(t, syscall.Stat(tools[0], &st))
+	time.Sleep(time.Until(time.Unix(0, st.Ctim.Nano()).Add(fswalk.RacyWindow + 100*time.Millisecond)))
+	convertDir(t, bin, vm, base, cacheRoot, filepath.Join(dir, "one-again.tar"))
 	idx, _ := filepath.Glob(filepath.Join(cacheRoot, "images", "digests", "base-*.json"))
 	if len(idx) != 1 {
 		t.Fatalf("no digest index was recorded: %q", idx)
 	}
 	// The attack: the cached root's tool rewritten, same size, same mtime.
-	tools, _ := filepath.Glob(filepath.Join(cacheRoot, "roots", "base-*", "usr", "bin", "tool"))
-	if len(tools) != 1 {
-		t.Fatalf("cached tool: %q", tools)
-	}
 	evil := []byte("#!/bin/sh\nrm -rf /xy\n\n")
 	if len(evil) != len(files[4].body) {
 		t.Fatalf("test bug: %d bytes, want %d", len(evil), len(files[4].body))

@@ -49,7 +49,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vm2image: interrupted again, exiting without cleaning up")
 		os.Exit(128 + int(sig.(syscall.Signal)))
 	}()
+	stopProfile := startProfile()
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile()
 	signal.Stop(sigs)
 	os.Exit(code)
 }

@@ -24,7 +24,7 @@ type Entry struct {
 
 // storeFiles are the subdirectories of a store kind whose files are its entries.
 var storeFiles = map[Kind][]string{
-	Images:      {"blobs/sha256", "downloads"},
+	Images:      {"blobs/sha256", "downloads", "digests"},
 	AptArchives: {"."},
 }
 

@@ -68,7 +68,8 @@ func (r *run) resolveBase(ctx context.Context) error {
 	}
 	r.opts.Logf("base image %s (%s, %s) resolved in %s", b.Ref, b.Transport, b.Digest, time.Since(start).Round(time.Millisecond))
 	start = time.Now()
-	r.baseDir, err = r.cachedRoot(ctx, "base-"+r.base.Digest.Hex, func(ctx context.Context, dir string) error {
+	r.oldKey = "base-" + r.base.Digest.Hex
+	r.baseDir, err = r.cachedRoot(ctx, r.oldKey, func(ctx context.Context, dir string) error {
 		if err := image.Unpack(ctx, r.base.Image, dir); err != nil {
 			return fmt.Errorf("unpacking base image: %w", err)
 		}

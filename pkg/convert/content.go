@@ -49,7 +49,7 @@ type localFirst struct {
 
 // planContent asks the agent for the digests of the files the layer will hold, finds which of
 // them the local tree already has, and plans deltas for large modified files.
-func (r *run) planContent(ctx context.Context, res *diff.Result, remote source.Source) (*localFirst, error) {
+func (r *run) planContent(ctx context.Context, res *diff.Result, remote source.Source, local diff.Tree) (*localFirst, error) {
 	lf := &localFirst{remote: remote, localRoot: r.oldDir, plan: map[string]origin{}, streams: countingContent{src: remote}}
 	var need []*fsmeta.Entry
 	for i := range res.Changes {
@@ -61,7 +61,7 @@ func (r *run) planContent(ctx context.Context, res *diff.Result, remote source.S
 	if err := r.fillDigests(ctx, remote, need); err != nil {
 		return nil, err
 	}
-	index, err := localDigests(ctx, r.oldDir, need)
+	index, err := localDigests(ctx, r.oldDir, need, local)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (r *run) fillDigests(ctx context.Context, remote source.Source, es []*fsmet
 
 // localDigests hashes the local files whose size matches a needed file's and returns the first
 // path holding each digest.
-func localDigests(ctx context.Context, root string, need []*fsmeta.Entry) (map[string]string, error) {
+func localDigests(ctx context.Context, root string, need []*fsmeta.Entry, local diff.Tree) (map[string]string, error) {
 	sizes := map[int64]bool{}
 	for _, e := range need {
 		sizes[e.Size] = true
@@ -126,7 +126,11 @@ func localDigests(ctx context.Context, root string, need []*fsmeta.Entry) (map[s
 		return nil, fmt.Errorf("indexing local contents: %w", err)
 	}
 	index := map[string]string{}
-	for _, h := range fswalk.Hash(ctx, root, cands) {
+	hs, err := local.Hash(ctx, cands)
+	if err != nil {
+		return nil, fmt.Errorf("indexing local contents: %w", err)
+	}
+	for _, h := range hs {
 		if h.Err == "" {
 			if _, ok := index[h.Digest]; !ok {
 				index[h.Digest] = h.Path

@@ -141,9 +141,12 @@ type run struct {
 	base    *image.Base
 	baseDir string // the base unpacked
 	oldDir  string // base + packages: what the VM diff compares against
-	layers  []image.LayerFile
-	roles   []string // of layers: packages, vm-diff, runtime
-	cleanup []func() error
+	oldKey  string // oldDir's cache key
+	// precompressed is closed when the packages layer's background compression has ended.
+	precompressed chan struct{}
+	layers        []image.LayerFile
+	roles         []string // of layers: packages, vm-diff, runtime
+	cleanup       []func() error
 
 	services     services.Config
 	servicesYAML []byte

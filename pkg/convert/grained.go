@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/debfile"
@@ -86,7 +88,13 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 	var layers []image.LayerFile
 	var roles, applied []string
 	for _, p := range own {
-		layers = append(layers, image.LayerFile{Path: p.path, Comment: fmt.Sprintf("vm2image: package %s %s %s", p.pkg.Name, p.pkg.Version, p.pkg.Arch)})
+		lf := image.LayerFile{Path: p.path, Comment: fmt.Sprintf("vm2image: package %s %s %s", p.pkg.Name, p.pkg.Version, p.pkg.Arch)}
+		// A known diffID lets assembly take the compressed blob from the image cache: a payload
+		// is compressed once, whatever image it goes into.
+		if h, err := v1.NewHash(p.info.DiffID); err == nil {
+			lf.DiffID = h
+		}
+		layers = append(layers, lf)
 		roles, applied = append(roles, "package"), append(applied, p.path)
 		g.Layers = append(g.Layers, PayloadLayer{Name: p.pkg.Name, Version: p.pkg.Version, Arch: p.pkg.Arch, DiffID: p.info.DiffID})
 	}

@@ -30,7 +30,7 @@ func (r *run) applyLayer(ctx context.Context, layerPath, diffID string) error {
 	if err != nil {
 		return err
 	}
-	r.oldDir = dir
+	r.oldDir, r.oldKey = dir, key
 	return nil
 }
 

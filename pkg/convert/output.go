@@ -2,6 +2,8 @@ package convert
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/services"
 )
@@ -56,8 +59,16 @@ func (r *run) tag() string {
 }
 
 func (r *run) assembleAndWrite(ctx context.Context) error {
+	if r.precompressed != nil {
+		select {
+		case <-r.precompressed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	img, err := image.Assemble(ctx, r.base.Image, r.layers, r.imageConfig(), image.AssembleOptions{
 		Compression: r.opts.Compression, WorkDir: filepath.Join(r.work, "blobs"),
+		Store: r.cacheRoot().Path(cache.Images), // held since resolveBase
 	})
 	if err != nil {
 		return fmt.Errorf("assembling the image: %w", err)
@@ -85,10 +96,11 @@ func (r *run) assembleAndWrite(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := image.Load(ctx, img, tag, engine); err != nil {
+		skipped, err := image.LoadNew(ctx, img, tag, engine, r.loadOptions(img, tag))
+		if err != nil {
 			return fmt.Errorf("loading into the Docker engine: %w", err)
 		}
-		ir.Loaded = true
+		ir.Loaded, ir.LoadSkippedLayers = true, skipped
 	}
 	if r.opts.Push != "" {
 		res, err := image.Push(ctx, r.opts.Push, img, image.PushOptions{Insecure: r.opts.Insecure})
@@ -98,6 +110,34 @@ func (r *run) assembleAndWrite(ctx context.Context) error {
 		ir.Pushed, ir.Push = r.opts.Push, &res
 	}
 	return nil
+}
+
+// loadOptions names the engine images that may hold the image's base and packages layers: the
+// base itself, the image loaded before under the same tag, and a pin tag per base+packages
+// chain, set on every load, that keeps those layers in the engine for the next conversion.
+func (r *run) loadOptions(img v1.Image, tag string) image.LoadOptions {
+	o := image.LoadOptions{Known: []string{tag}}
+	if r.base.Transport == image.TransportDaemon {
+		o.Known = append(o.Known, r.base.Ref)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return o
+	}
+	shared := len(cfg.RootFS.DiffIDs) - len(r.roles)
+	if len(r.roles) > 0 && r.roles[0] == "packages" {
+		shared++
+	}
+	if shared <= 0 || shared > len(cfg.RootFS.DiffIDs) {
+		return o
+	}
+	h := sha256.New()
+	for _, d := range cfg.RootFS.DiffIDs[:shared] {
+		fmt.Fprintln(h, d)
+	}
+	o.Pin = "vm2image-cache/layers:" + hex.EncodeToString(h.Sum(nil))[:16]
+	o.Known = append(o.Known, o.Pin)
+	return o
 }
 
 // describe fills the report's image figures.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/internal/filecopy"
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
@@ -117,17 +118,28 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if cerr := cleanup(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = r.applyLayer(ctx, layerPath, res.LayerDiffID)
+	diffID, herr := v1.NewHash(res.LayerDiffID)
+	if err == nil && herr != nil {
+		err = fmt.Errorf("reading the packages layer's diffID: %w", herr)
 	}
 	if err != nil {
 		return err
 	}
-	if r.opts.PackageLayers == PackageLayersGrained {
+	// The layer is compressed for the image in the background, beside the base+packages tree
+	// and the VM diff (with package-grained layers the image holds the payloads instead).
+	lf := image.LayerFile{Path: layerPath, Comment: "vm2image: packages", DiffID: diffID}
+	grained := r.opts.PackageLayers == PackageLayersGrained
+	if !grained {
+		r.precompress(ctx, lf)
+	}
+	if err := r.applyLayer(ctx, layerPath, res.LayerDiffID); err != nil {
+		return err
+	}
+	if grained {
 		return r.grain(ctx, res.Archives, res.Installed, baseDB)
 	}
-	r.scanSecrets(layerPath, "packages")
-	r.layers = append(r.layers, image.LayerFile{Path: layerPath, Comment: "vm2image: packages"})
+	r.scanSecretsOnce(layerPath, "packages", diffID)
+	r.layers = append(r.layers, lf)
 	r.roles = append(r.roles, "packages")
 	return nil
 }
@@ -176,4 +188,25 @@ func readTarFiles(rd io.Reader, out map[string][]byte) error {
 		}
 		out["/"+path.Clean(h.Name)] = b
 	}
+}
+
+// precompress compresses the packages layer into the image cache in the background, beside the
+// VM diff, so that the image's assembly finds it there; assembleAndWrite waits for it.
+func (r *run) precompress(ctx context.Context, lf image.LayerFile) {
+	if r.opts.Compression != "" && r.opts.Compression != image.Gzip && r.opts.Compression != image.Zstd {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		if err := image.Precompress(ctx, r.cacheRoot().Path(cache.Images), lf, r.opts.Compression); err != nil {
+			r.opts.Logf("compressing the packages layer ahead: %v (assembly does it)", err)
+			return
+		}
+		r.opts.Logf("packages layer compressed (or found compressed) in %s", time.Since(start).Round(time.Millisecond))
+	}()
+	r.precompressed = done
+	r.cleanup = append(r.cleanup, func() error { cancel(); <-done; return nil })
 }

@@ -131,6 +131,9 @@ type ImageReport struct {
 	// Push says which layers the registry's repository lacked (uploaded) and which it held.
 	Push         *image.PushResult `json:"push,omitempty"`
 	ContextFiles []string          `json:"context_files,omitempty"` // Dockerfile, services.yaml, compose.yaml
+
+	// LoadSkippedLayers: layers the engine held already, left out of what --load sent it.
+	LoadSkippedLayers int `json:"load_skipped_layers,omitempty"`
 }
 
 // LayerSizes are one layer's figures.

@@ -3,14 +3,18 @@ package convert
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/vm2image/vm2image/pkg/archive"
+	"github.com/vm2image/vm2image/pkg/cache"
 )
 
 // Images hold what the VM holds, secrets included: a VM's host keys, TLS keys and password
@@ -168,6 +172,29 @@ func (r *run) scanSecrets(p, role string) {
 	found, err := scanLayerFile(p, role)
 	if err != nil {
 		r.opts.Logf("%v", err) // the layer was written and is read by the image writer next
+	}
+	r.report.SecretFiles = append(r.report.SecretFiles, found...)
+}
+
+// scanSecretsOnce is scanSecrets for a cached layer: the findings are kept in the image cache by
+// the layer's diffID (IMAGES/secrets/HEX.json), so a layer is scanned once.
+func (r *run) scanSecretsOnce(p, role string, diffID v1.Hash) {
+	cached := filepath.Join(r.cacheRoot().Path(cache.Images), "secrets", diffID.Hex+".json")
+	if b, err := os.ReadFile(cached); err == nil {
+		var found []SecretFile
+		if json.Unmarshal(b, &found) == nil {
+			r.report.SecretFiles = append(r.report.SecretFiles, found...)
+			return
+		}
+	}
+	found, err := scanLayerFile(p, role)
+	if err != nil {
+		r.opts.Logf("%v", err)
+		r.report.SecretFiles = append(r.report.SecretFiles, found...)
+		return
+	}
+	if b, err := json.Marshal(found); err == nil {
+		_ = writePrivateAtomic(cached, b)
 	}
 	r.report.SecretFiles = append(r.report.SecretFiles, found...)
 }

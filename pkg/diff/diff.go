@@ -88,6 +88,7 @@ const DefaultDeltaMinSize = 32 << 10
 type Stats struct {
 	OldEntries     int64         `json:"old_entries"`
 	NewEntries     int64         `json:"new_entries"`
+	NewBytes       int64         `json:"new_bytes"` // the new tree's regular files
 	Added          int64         `json:"added"`
 	Modified       int64         `json:"modified"`
 	Metadata       int64         `json:"metadata"`

@@ -19,6 +19,7 @@ func (m *merger) finish() {
 	res := &Result{Changes: m.changes, Problems: m.problems, Links: links, Strategy: m.opts.Strategy}
 	res.Parents = m.parents(links)
 	m.stats.OldEntries, m.stats.NewEntries = m.old.entries, m.new.entries
+	m.stats.NewBytes = m.new.bytes
 	m.stats.SocketsSkipped = m.new.sockets
 	for _, c := range m.changes {
 		m.stats.add(c)

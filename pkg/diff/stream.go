@@ -29,6 +29,7 @@ type stream struct {
 
 	// Set by produce; read once it has returned.
 	entries, sockets int64
+	bytes            int64 // regular files' sizes
 	res              wire.TreeResult
 }
 
@@ -42,6 +43,9 @@ func (s *stream) produce(ctx context.Context, t Tree, args wire.TreeArgs, keepSE
 	b := s.getBatch()
 	res, err := t.Tree(ctx, args, func(e *fsmeta.Entry) error {
 		s.entries++
+		if e.Type == fsmeta.TypeRegular {
+			s.bytes += e.Size
+		}
 		if e.Type == fsmeta.TypeSocket {
 			s.sockets++
 			return nil

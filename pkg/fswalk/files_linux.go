@@ -65,6 +65,12 @@ func WriteFiles(ctx context.Context, w io.Writer, root string, paths []string, o
 // is not regular (a symlink is not followed), one on a pseudo filesystem a walk skips, one that
 // vanished or changed while being read.
 func Hash(ctx context.Context, root string, paths []string) []HashResult {
+	return HashMemo(ctx, root, paths, nil)
+}
+
+// HashMemo is Hash that takes digests from memo (nil: none) for files whose state it holds
+// and remembers the others'.
+func HashMemo(ctx context.Context, root string, paths []string, memo *DigestMemo) []HashResult {
 	res := make([]HashResult, len(paths))
 	for i, p := range paths {
 		res[i].Path = p
@@ -89,7 +95,7 @@ func Hash(ctx context.Context, root string, paths []string) []HashResult {
 		if err := wk.checkCtx(); err != nil {
 			return fail(i, err)
 		}
-		res[i].Digest, res[i].Size, err = wk.hashNamed(r, p)
+		res[i].Digest, res[i].Size, err = wk.hashNamed(r, p, memo)
 		if err != nil {
 			res[i].Err = err.Error()
 		}
@@ -203,16 +209,23 @@ func isEscape(err error) bool {
 }
 
 // hashNamed returns the digest and size of the regular file at p.
-func (w *walker) hashNamed(r *os.Root, p string) (string, int64, error) {
+func (w *walker) hashNamed(r *os.Root, p string, memo *DigestMemo) (string, int64, error) {
 	fd, err := w.openNamed(r, p, "hashing")
 	if err != nil {
 		return "", 0, err
 	}
 	defer unix.Close(fd)
+	// The state of the open file itself, so the memo's answer is about this very file.
+	st := fileState{dev: uint64(w.fst.Dev), ino: w.fst.Ino, size: w.fst.Size,
+		mtime: w.fst.Mtim.Nano(), ctime: w.fst.Ctim.Nano()}
+	if d, ok := memo.get(st); ok {
+		return d, st.size, nil
+	}
 	d, perPath, fatal := hashFD(w.ctx, fd, &w.fst, w.copyBuf())
 	if err := errors.Join(perPath, fatal); err != nil {
 		return "", 0, errPath("reading", p, err)
 	}
+	memo.put(st, d)
 	return d, w.fst.Size, nil
 }
 

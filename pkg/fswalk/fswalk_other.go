@@ -40,5 +40,10 @@ func Hash(ctx context.Context, root string, paths []string) []HashResult {
 	return res
 }
 
+// HashMemo is implemented on Linux only.
+func HashMemo(ctx context.Context, root string, paths []string, memo *DigestMemo) []HashResult {
+	return Hash(ctx, root, paths)
+}
+
 // OpenRegular is implemented on Linux only.
 func OpenRegular(ctx context.Context, root, p string) (*os.File, error) { return nil, errNoWalk }

@@ -25,6 +25,9 @@ type LayerFile struct {
 	// Comment and CreatedBy go into the layer's history entry, e.g. "vm2image: vm diff".
 	Comment   string
 	CreatedBy string // default "vm2image"
+	// DiffID, when known (a cached packages layer), lets Assemble take the compressed blob
+	// AssembleOptions.Store already holds instead of compressing the layer again.
+	DiffID v1.Hash
 }
 
 func (f LayerFile) open() (io.ReadCloser, error) {
@@ -66,6 +69,9 @@ type AssembleOptions struct {
 	// WorkDir receives the compressed layer blobs, which the image reads until it is no longer
 	// used. Default: a new temporary directory that the image's Close removes.
 	WorkDir string
+	// Store is a lasting blob store (the image cache) for layers with a known DiffID: compressed
+	// there once, taken from there by every later Assemble.
+	Store string
 }
 
 // assembled is what Assemble returns: the image, and the work directory it owns.
@@ -232,7 +238,33 @@ func compressFile(ctx context.Context, st blobStore, f LayerFile, opts AssembleO
 		return nil, err
 	}
 	defer rc.Close()
+	if f.DiffID.Hex != "" && opts.Level == 0 {
+		if l, ok := st.lookup(f.DiffID, opts.Compression); ok { // compressed while produced
+			return l, nil
+		}
+	}
+	if f.DiffID.Hex != "" && opts.Store != "" {
+		return storedLayer(ctx, blobStore{dir: opts.Store}, f.DiffID, bufio.NewReaderSize(rc, 1<<20), opts)
+	}
 	return st.compress(ctx, bufio.NewReaderSize(rc, 1<<20), opts.Compression, opts.Level)
+}
+
+// storedLayer returns the blob of diffID the store holds (at the default level), or compresses
+// r into the store; r must hash to diffID.
+func storedLayer(ctx context.Context, st blobStore, diffID v1.Hash, r io.Reader, opts AssembleOptions) (*fileLayer, error) {
+	if opts.Level == 0 {
+		if l, ok := st.lookup(diffID, opts.Compression); ok {
+			return l, nil
+		}
+	}
+	l, err := st.compress(ctx, r, opts.Compression, opts.Level)
+	if err != nil {
+		return nil, err
+	}
+	if l.meta.DiffID != diffID {
+		return nil, fmt.Errorf("layer hashes to %s, not to the %s it was built as", l.meta.DiffID, diffID)
+	}
+	return l, nil
 }
 
 // applyConfig returns a copy of base with spec applied (layers and history are left to the caller).
@@ -317,4 +349,40 @@ func addPorts(c *v1.Config, ports []string) error {
 		c.ExposedPorts[strconv.Itoa(n)+"/"+proto] = struct{}{}
 	}
 	return nil
+}
+
+// Precompress compresses the layer f, whose DiffID is set, into the blob store at dir as an
+// Assemble with that Store would, so that the Assemble finds it done: run it beside other work.
+func Precompress(ctx context.Context, dir string, f LayerFile, c Compression) error {
+	if f.DiffID.Hex == "" {
+		return errors.New("precompressing a layer: its diffID is not known")
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	st := blobStore{dir: dir}
+	if _, ok := st.lookup(f.DiffID, c); ok {
+		return nil
+	}
+	rc, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = storedLayer(ctx, st, f.DiffID, bufio.NewReaderSize(rc, 1<<20), AssembleOptions{Compression: c})
+	return err
+}
+
+// CompressInto compresses r, an uncompressed layer tar, into the blob store at dir (Assemble's
+// WorkDir or Store) and returns its diffID: a LayerFile of that DiffID is then taken from there
+// by Assemble. It lets a layer be compressed while it is produced.
+func CompressInto(ctx context.Context, dir string, r io.Reader, c Compression) (v1.Hash, error) {
+	if err := c.validate(); err != nil {
+		return v1.Hash{}, err
+	}
+	l, err := blobStore{dir: dir}.compress(ctx, r, c, 0)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return l.meta.DiffID, nil
 }

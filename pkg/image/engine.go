@@ -3,7 +3,6 @@ package image
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -58,6 +57,11 @@ func fromEngine(ctx context.Context, e EngineClient, ref string, st blobStore, p
 	if (res.Os != "" && res.Os != p.OS) || (res.Architecture != "" && res.Architecture != p.Architecture) {
 		return nil, fmt.Errorf("image is for %s/%s, want %s/%s", res.Os, res.Architecture, p.OS, p.Architecture)
 	}
+	// Seen before: the config the engine names by ID and every layer are in the store already,
+	// so the image is read from there without a `docker save`.
+	if img, ok := st.engineImage(res.ID); ok {
+		return img, nil
+	}
 	tmp, err := st.tempFile("save-*.tar")
 	if err != nil {
 		return nil, err
@@ -81,6 +85,7 @@ func fromEngine(ctx context.Context, e EngineClient, ref string, st blobStore, p
 	if err != nil {
 		return nil, fmt.Errorf("reading %s saved from the engine: %w", ref, err)
 	}
+	st.rememberEngineImage(img)
 	return img, nil
 }
 
@@ -91,29 +96,7 @@ func Load(ctx context.Context, img v1.Image, tag string, engine EngineClient) er
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	werr := make(chan error, 1)
-	go func() {
-		err := tarball.Write(ref, img, pw)
-		pw.CloseWithError(err)
-		werr <- err
-	}()
-	res, err := engine.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
-	if err != nil {
-		pr.CloseWithError(err)
-		<-werr
-		return fmt.Errorf("loading image into the docker engine: %w", err)
-	}
-	lerr := readJSONStream(res)
-	res.Close()
-	pr.CloseWithError(errors.New("engine stopped reading"))
-	if err := <-werr; err != nil && lerr == nil {
-		return fmt.Errorf("loading image into the docker engine: writing archive: %w", err)
-	}
-	if lerr != nil {
-		return fmt.Errorf("loading image into the docker engine: %w", lerr)
-	}
-	return nil
+	return loadStream(ctx, engine, func(w io.Writer) error { return tarball.Write(ref, img, w) })
 }
 
 // readJSONStream reads an engine's progress stream and returns the error it reports.

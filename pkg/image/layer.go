@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -137,7 +138,38 @@ func (l *fileLayer) Digest() (v1.Hash, error)            { return l.meta.Digest,
 func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.meta.DiffID, nil }
 func (l *fileLayer) Size() (int64, error)                { return l.meta.Size, nil }
 func (l *fileLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
-func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+
+// Compressed reads the blob and checks, at its end, that it still has the digest and size it
+// was stored with: a blob altered in the store fails the write that reads it.
+func (l *fileLayer) Compressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	return &verifyingReader{f: f, h: newHashCounter(), want: l.meta}, nil
+}
+
+// verifyingReader hashes what it reads from f and fails at EOF when it is not want's blob.
+type verifyingReader struct {
+	f    *os.File
+	h    *hashCounter
+	want layerMeta
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.f.Read(p)
+	v.h.Write(p[:n])
+	if err == io.EOF && (v.h.n != v.want.Size || v.h.sum() != v.want.Digest) {
+		return n, fmt.Errorf("layer blob %s was altered in the store (%d bytes, digest %s): %w",
+			v.want.Digest, v.h.n, v.h.sum(), ErrBlobAltered)
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error { return v.f.Close() }
+
+// ErrBlobAltered: a stored layer blob no longer has the digest it was stored under.
+var ErrBlobAltered = errors.New("stored blob altered")
 
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
 	f, err := os.Open(l.path)

@@ -39,11 +39,15 @@ type Reader struct {
 	opts Options
 
 	deltaSlots chan struct{} // bounds concurrent deltas (memory)
+	digests    *fswalk.DigestMemo
 
 	dbOnce sync.Once
 	db     *pkgmgr.DB
 	dbErr  error
 }
+
+// maxDigestMemo bounds the digests a Reader remembers (about 150 bytes each: 15 MB at most).
+const maxDigestMemo = 100_000
 
 // New returns a Reader of opts.Root.
 func New(opts Options) (*Reader, error) {
@@ -64,7 +68,8 @@ func New(opts Options) (*Reader, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	return &Reader{opts: opts, deltaSlots: make(chan struct{}, maxConcurrentDeltas)}, nil
+	return &Reader{opts: opts, deltaSlots: make(chan struct{}, maxConcurrentDeltas),
+		digests: fswalk.NewDigestMemo(maxDigestMemo)}, nil
 }
 
 // Root returns the root directory read.
@@ -143,9 +148,11 @@ func (a *Reader) Files(ctx context.Context, args wire.TreeArgs, w io.Writer) (wi
 	return p.result(st), err
 }
 
-// Hash returns the content digests of the named paths.
+// Hash returns the content digests of the named paths. Digests are remembered for the Reader's
+// life by file state (fswalk.DigestMemo): a warm conversion from the same agent hashes only
+// files that changed.
 func (a *Reader) Hash(ctx context.Context, paths []string) []fswalk.HashResult {
-	return fswalk.Hash(ctx, a.opts.Root, paths)
+	return fswalk.HashMemo(ctx, a.opts.Root, paths, a.digests)
 }
 
 // Packages returns the installed-package database, read once per Reader.

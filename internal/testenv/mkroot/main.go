@@ -1,8 +1,8 @@
 // Command mkroot builds (or finds) a cached fixture root and prints its path; with "boot" it also
 // starts the fixture as a small VM with its agent and runs until interrupted.
 //
-//	go run ./internal/testenv/mkroot [web|base|converter]
-//	go run ./internal/testenv/mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR
+//	go run ./internal/testenv/mkroot [web|base|bench|converter]
+//	go run ./internal/testenv/mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR [web|bench]
 //	go run ./internal/testenv/mkroot boot DIR - - -     (no agent: prints "vm PID nginx N app M")
 package main
 
@@ -22,30 +22,60 @@ import (
 func main() {
 	log.SetFlags(0)
 	if len(os.Args) > 1 && os.Args[1] == "boot" {
-		if len(os.Args) != 6 {
-			log.Fatal("usage: mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR")
+		if len(os.Args) != 6 && len(os.Args) != 7 {
+			log.Fatal("usage: mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR [web|bench]")
 		}
-		boot(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+		boot(os.Args[2], os.Args[3], os.Args[4], os.Args[5], recipeOf(os.Args[6:]))
 		return
 	}
-	recipe := testenv.WebVM
-	if len(os.Args) > 1 && os.Args[1] == "base" {
-		recipe = testenv.Bookworm
-	}
-	if len(os.Args) > 1 && os.Args[1] == "converter" {
-		recipe = fixture.ConverterRecipe
-	}
-	dir, err := testenv.BuildRoot(recipe, log.Printf)
+	dir, err := testenv.BuildRoot(recipeOf(os.Args[1:]), log.Printf)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(dir)
 }
 
-// boot copies the WebVM root into dir (when dir is empty), starts it, prints where its agent and
-// services listen, and waits for SIGINT or SIGTERM.
-func boot(dir, agentBin, tokenFile, addr string) {
-	root, err := testenv.BuildRoot(testenv.WebVM, log.Printf)
+// benchVM is the conversion benchmark's VM (bench/convert.sh): the WebVM fixture (its services
+// and odd files) grown to the shape of a small real server, about 240 packages and 900 MB: a
+// database, a Python web stack, sshd, git, an editor and the usual tools.
+var benchVM = testenv.Recipe{
+	Suite: "bookworm",
+	Packages: append(append([]string(nil), testenv.WebVM.Packages...), "postgresql", "python3-flask",
+		"openssh-server", "git", "curl", "vim", "rsync", "cron", "sudo", "less", "procps", "iproute2",
+		"ca-certificates", "python3-pip", "make", "gcc", "wget", "unzip", "lsof", "strace", "tcpdump", "htop", "jq", "man-db"),
+	// About 100 MB of the VM's own: an application with a copy of a Python tree, its data, logs.
+	Script: testenv.WebVM.Script + `
+mkdir -p /opt/app /var/lib/app /var/log/app
+cp -a /usr/lib/python3 /opt/app/lib
+cp -a /usr/share/doc /opt/app/doc
+head -c 30000000 /dev/urandom > /var/lib/app/data.bin
+seq 1 4000000 | sed 's/$/ GET \/index.html 200/' > /var/log/app/access.log
+`,
+}
+
+// recipeOf names the recipe of the first argument: web (default), base or bench.
+func recipeOf(args []string) testenv.Recipe {
+	if len(args) == 0 {
+		return testenv.WebVM
+	}
+	switch args[0] {
+	case "base":
+		return testenv.Bookworm
+	case "bench":
+		return benchVM
+	case "web":
+		return testenv.WebVM
+	case "converter":
+		return fixture.ConverterRecipe
+	}
+	log.Fatalf("unknown recipe %q: web, base, bench or converter", args[0])
+	return testenv.Recipe{}
+}
+
+// boot copies the recipe's root into dir (when dir is empty), starts it, prints where its agent
+// and services listen, and waits for SIGINT or SIGTERM.
+func boot(dir, agentBin, tokenFile, addr string, recipe testenv.Recipe) {
+	root, err := testenv.BuildRoot(recipe, log.Printf)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -261,7 +261,7 @@ func TestRestartOnFailure(t *testing.T) {
 	flaky := sh("flaky", `echo run >> `+runs+`; [ "$(wc -l < `+runs+`)" -ge 3 ] && exec sleep 1000; exit 1`)
 	flaky.Restart = services.RestartOnFailure
 	p := startInit(t, services.Config{Services: []services.Service{flaky}})
-	p.waitLog(`(?s)(starting flaky.*){3}`, 5*time.Second)
+	p.waitLog(`(?s)(starting flaky \(pid.*){3}`, 5*time.Second) // not "restarting flaky"
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(5 * time.Second); code != 0 {
 		t.Errorf("exit code %d, want 0", code)

@@ -2,6 +2,7 @@
 // starts the fixture as a small VM with its agent and runs until interrupted.
 //
 //	go run ./internal/testenv/mkroot [web|base|bench|converter]
+//	go run ./internal/testenv/mkroot pkgs SUITE PKG,PKG...
 //	go run ./internal/testenv/mkroot boot DIR AGENT-BINARY TOKEN-FILE LISTEN-ADDR [web|bench]
 //	go run ./internal/testenv/mkroot boot DIR - - -     (no agent: prints "vm PID nginx N app M")
 package main
@@ -67,6 +68,11 @@ func recipeOf(args []string) testenv.Recipe {
 		return testenv.WebVM
 	case "converter":
 		return fixture.ConverterRecipe
+	case "pkgs": // pkgs SUITE PKG,PKG...: a minbase root with those packages (bench/fleet.sh)
+		if len(args) != 3 {
+			log.Fatal("usage: mkroot pkgs SUITE PKG,PKG...")
+		}
+		return testenv.Recipe{Suite: args[1], Packages: strings.Split(args[2], ",")}
 	}
 	log.Fatalf("unknown recipe %q: web, base, bench or converter", args[0])
 	return testenv.Recipe{}

@@ -211,6 +211,12 @@ func printSummary(w io.Writer, r *convert.Report) {
 			}
 			row("packages", "%d in the VM (%d roots, as inspect counts them), %d in the base", p.VM, p.VMRoots, p.Base)
 			row("packages layer", "%d to install, named by %d roots; %s%s", p.RootsBefore, p.RootsAfter, units.IEC(p.LayerBytes), hit)
+			if p.Installer != "" {
+				row("installed", "%s", p.Installer)
+			}
+			for _, e := range p.Errors {
+				row("packages problem", "%s (the diff layer carries the files)", e)
+			}
 			if len(p.ConfigDropped) > 0 {
 				fmt.Fprintf(w, "  warning: VM configuration not carried into the build: %s\n", strings.Join(p.ConfigDropped, ", "))
 			}

@@ -1,7 +1,13 @@
 package testenv
 
 import (
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/vm2image/vm2image/internal/fixture"
 )
@@ -23,4 +29,35 @@ func BuildRPMDist(t testing.TB) *RPMDist {
 		t.Fatalf("building the test RPM distribution: %v", err)
 	}
 	return d
+}
+
+// ImportRoot makes sure tag in the engine holds root, imported with `docker import`, and
+// returns the tag; id (the root's cache key) decides whether an existing tag is current.
+func ImportRoot(t testing.TB, root, tag, id string) string {
+	t.Helper()
+	RequireDocker(t)
+	importMu.Lock()
+	defer importMu.Unlock()
+	out, _ := exec.Command("docker", "image", "inspect", "-f", "{{index .Config.Labels \""+RootKeyLabel+"\"}}", tag).Output()
+	if strings.TrimSpace(string(out)) == id {
+		return tag
+	}
+	sh := fmt.Sprintf("tar -C %q --numeric-owner --xattrs -cf - . | docker import --change 'LABEL %s=%s' - %s", root, RootKeyLabel, id, tag)
+	if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
+		t.Fatalf("docker import: %v\n%s", err, out)
+	}
+	return tag
+}
+
+// ServeDir serves dir over HTTP on 127.0.0.1 for the test and returns its base URL.
+func ServeDir(t testing.TB, dir string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String() + "/"
 }

@@ -57,6 +57,7 @@ type build struct {
 	// set once its first download has been shared (see archives.go).
 	archives  string
 	published bool
+	outside   bool // the host's installer runs pointed at the root (outside.go)
 }
 
 // temp is a file placed in the build root for the build only; saved is where the base's file
@@ -100,7 +101,7 @@ func (b *build) run(ctx context.Context) error {
 	case Docker:
 		b.be, err = newDocker(ctx, b.in.BaseImage, archives, b.workDir, b.in.Plan.Manager, b.opts.Logf)
 	default:
-		b.be, err = newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.unsandboxed, b.opts.Logf)
+		b.be, err = b.newChroot(archives)
 	}
 	if err != nil {
 		return err
@@ -115,6 +116,27 @@ func (b *build) run(ctx context.Context) error {
 	b.opts.Logf("installed in %s: %d missing, %d at another version, %d errors", b.res.InstallTime.Round(time.Millisecond),
 		len(b.res.Missing), len(b.res.VersionDiffers), len(b.res.Errors))
 	return b.restore(ctx)
+}
+
+// newChroot starts the chroot backend, wrapped to run the host's installer from outside the
+// root when the base has none (outside.go).
+func (b *build) newChroot(archives string) (backend, error) {
+	c, err := newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.unsandboxed, b.opts.Logf)
+	if err != nil {
+		return nil, err
+	}
+	b.res.Installer = "in the base root (" + b.in.Plan.Frontend + ")"
+	if b.opts.unsandboxed || !runsOutside(b.in.BaseRoot, b.in.Plan) {
+		return c, nil
+	}
+	o, err := newOutside(c, b.workDir, b.in.BaseRoot, b.in.OS, b.opts.Logf)
+	if err != nil {
+		_ = c.close()
+		return nil, err
+	}
+	b.outside = true
+	b.res.Installer = "from outside the base root (the host's " + b.in.Plan.Frontend + ")"
+	return o, nil
 }
 
 // seedArchives prepares the private apt archive directory; "" when there is none.

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/convert"
+)
+
+// rpmVM is a writable view of one of the test RPM distribution's VMs whose yum.repos.d names
+// the repository at repoURL.
+func rpmVM(t *testing.T, lower, repoURL string) string {
+	t.Helper()
+	root := testenv.Overlay(t, lower)
+	if err := os.MkdirAll(filepath.Join(root, "etc/yum.repos.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "etc/yum.repos.d/test.repo"),
+		"[test]\nname=vm2image test repository\nbaseurl="+repoURL+"\ngpgcheck=0\nenabled=1\n")
+	return root
+}
+
+// convertDir converts dir:root onto base and returns the report and the summary printed.
+func convertDir(t *testing.T, root, base, tag string) (*convert.Report, string) {
+	t.Helper()
+	t.Setenv("VM2IMAGE_INIT", testenv.InitBinary(t))
+	var o convertOptions
+	o.load, o.tag, o.base = true, tag, "docker-daemon:"+base
+	o.format, o.builder, o.strategy, o.transfer, o.compression = "docker-archive", "chroot", "checksum", "diff", "gzip"
+	o.output = filepath.Join(t.TempDir(), "vm.tar")
+	o.report = filepath.Join(t.TempDir(), "report.json")
+	o.cacheDir = convertCacheDir()
+	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag).Run() })
+	var out, errOut bytes.Buffer
+	if err := runConvert(context.Background(), o, "dir:"+root, &out, &errOut); err != nil {
+		t.Fatalf("convert: %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	t.Logf("convert:\n%s", out.String())
+	b, err := os.ReadFile(o.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep convert.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return &rep, out.String()
+}
+
+// rpmList is the package list of the root as the real rpm reads it.
+func rpmList(t *testing.T, root string) string {
+	t.Helper()
+	return run(t, "rpm", "--root="+root, "--dbpath=/var/lib/rpm", "-qa", "--qf", "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\n")
+}
+
+func sortedLines(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	sort.Strings(l)
+	return strings.Join(l, "\n")
+}
+
+// checkRPMImage checks the converted image against the VM: the package list rpm reads, the
+// tree verify compares, and the service answering in a container.
+func checkRPMImage(t *testing.T, vmRoot, tag string) {
+	t.Helper()
+	if got, want := sortedLines(rpmList(t, exportImage(t, tag))), sortedLines(rpmList(t, vmRoot)); got != want {
+		t.Errorf("rpm -qa in the image:\n%s\nin the VM:\n%s", got, want)
+	}
+	var vout bytes.Buffer
+	err := runVerify(context.Background(), verifyOptions{maxDiffs: 50, cacheDir: convertCacheDir()}, "docker-daemon:"+tag, "dir:"+vmRoot, &vout)
+	if err != nil {
+		t.Errorf("verify: %v\n%s", err, vout.String())
+	}
+	id := strings.TrimSpace(run(t, "docker", "run", "-d", tag))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	url := fmt.Sprintf("http://127.0.0.1:%d/", testenv.RPMDistPort)
+	var got string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		out, err := exec.Command("docker", "exec", id, "wget", "-qO-", url).CombinedOutput()
+		if got = string(out); err == nil {
+			break
+		}
+	}
+	if got != "hello from webd\n" {
+		logs, _ := exec.Command("docker", "logs", id).CombinedOutput()
+		t.Errorf("webd in the container answers %q, want the VM's page\n%s", got, logs)
+	}
+	if out := run(t, "docker", "exec", id, "sh", "-c", "ps -o user,args | grep '[h]ttpd'"); !strings.HasPrefix(strings.TrimSpace(out), "app") {
+		t.Errorf("webd does not run as the user its package's %%pre made: %q", out)
+	}
+}
+
+// TestConvertRPMOutside converts the test RPM distribution's VM onto a base that has no
+// installer (only filesystem and shell): the host's dnf, run in the build sandbox with
+// --installroot, installs the VM's packages at their exact versions (libfoo's older epoch
+// version, the app-core/app-plugin cycle, %pre-made user), and the image equals the VM.
+func TestConvertRPMOutside(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	base := testenv.ImportRoot(t, d.Base, "vm2image-test/rpmbase:bare", d.Key)
+	vm := rpmVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+	rep, summary := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/rpm-outside:%d", os.Getpid()))
+	p := rep.Packages
+	if p == nil || p.Skipped != "" {
+		t.Fatalf("no packages layer: %+v", p)
+	}
+	if !strings.Contains(p.Installer, "from outside") || !strings.Contains(summary, "installed:") {
+		t.Errorf("installer %q: want the host's dnf from outside the base root", p.Installer)
+	}
+	if len(p.Missing)+len(p.VersionDiffers)+len(p.Errors) > 0 {
+		t.Errorf("the installer did not install every VM package at its version: missing %v, differs %v, errors %v", p.Missing, p.VersionDiffers, p.Errors)
+	}
+	if p.Installed != p.VM || p.LayerBytes < 1<<10 {
+		t.Errorf("the build root holds %d packages (layer %d bytes), the VM %d", p.Installed, p.LayerBytes, p.VM)
+	}
+	checkRPMImage(t, vm, rep.Image.Tag)
+}

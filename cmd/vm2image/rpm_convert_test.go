@@ -1,12 +1,14 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -73,13 +75,14 @@ func sortedLines(s string) string {
 // tree verify compares, and the service answering in a container.
 func checkRPMImage(t *testing.T, vmRoot, tag string) {
 	t.Helper()
-	if got, want := sortedLines(rpmList(t, exportImage(t, tag))), sortedLines(rpmList(t, vmRoot)); got != want {
-		t.Errorf("rpm -qa in the image:\n%s\nin the VM:\n%s", got, want)
-	}
 	var vout bytes.Buffer
 	err := runVerify(context.Background(), verifyOptions{maxDiffs: 50, cacheDir: convertCacheDir()}, "docker-daemon:"+tag, "dir:"+vmRoot, &vout)
 	if err != nil {
 		t.Errorf("verify: %v\n%s", err, vout.String())
+	}
+	// After verify: rpm touches the database's -shm file even to read it.
+	if got, want := sortedLines(rpmList(t, exportImage(t, tag))), sortedLines(rpmList(t, vmRoot)); got != want {
+		t.Errorf("rpm -qa in the image:\n%s\nin the VM:\n%s", got, want)
 	}
 	id := strings.TrimSpace(run(t, "docker", "run", "-d", tag))
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
@@ -125,4 +128,102 @@ func TestConvertRPMOutside(t *testing.T) {
 		t.Errorf("the build root holds %d packages (layer %d bytes), the VM %d", p.Installed, p.LayerBytes, p.VM)
 	}
 	checkRPMImage(t, vm, rep.Image.Tag)
+}
+
+// TestConvertRPMFailures converts VMs whose packages cannot all be reinstalled: one holds a
+// package the repository lacks (orphan) and one whose %pre fails (badpre); another VM names a
+// repository that does not answer. Each gives a clear report line, and the image still equals
+// the VM: the diff layer carries the files.
+func TestConvertRPMFailures(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	base := testenv.ImportRoot(t, d.Base, "vm2image-test/rpmbase:bare", d.Key)
+	repo := testenv.ServeDir(t, d.Repo)
+	t.Run("missing and failing scriptlet", func(t *testing.T) {
+		vm := rpmVM(t, d.BadVM, repo)
+		rep, summary := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/rpm-bad:%d", os.Getpid()))
+		p := rep.Packages
+		if !strings.Contains(strings.Join(p.Missing, " "), "orphan=1.0-1") || !strings.Contains(summary, "not in the repository: ") {
+			t.Errorf("orphan, which the repository lacks, is not reported missing: %v", p.Missing)
+		}
+		if !strings.Contains(strings.Join(p.Errors, "\n"), "PREIN scriptlet in rpm package badpre") || !strings.Contains(summary, "packages problem:") {
+			t.Errorf("badpre's failing %%pre is not reported: %v", p.Errors)
+		}
+		checkRPMImage(t, vm, rep.Image.Tag)
+	})
+	t.Run("unreachable repository", func(t *testing.T) {
+		vm := rpmVM(t, d.VM, "http://127.0.0.1:1/")
+		rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/rpm-norepo:%d", os.Getpid()))
+		if errs := strings.Join(rep.Packages.Errors, "\n"); !strings.Contains(errs, "a repository did not answer") {
+			t.Errorf("the unreachable repository is not reported: %v", rep.Packages.Errors)
+		}
+		checkRPMImage(t, vm, rep.Image.Tag)
+	})
+}
+
+// TestConvertRPMConfigAttack is a VM whose dnf configuration asks for a plugin of its own
+// (plugins, pluginpath, pluginconfpath) that would write into the build root: the keys are
+// dropped and reported, and the plugin never runs.
+func TestConvertRPMConfigAttack(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	base := testenv.ImportRoot(t, d.Base, "vm2image-test/rpmbase:bare", d.Key)
+	vm := rpmVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+	writeFile(t, filepath.Join(vm, "etc/dnf/dnf.conf"), "[main]\nplugins=1\npluginpath=/target/etc/dnf/vars\npluginconfpath=/target/etc/dnf/vars\ninstall_weak_deps=False\n")
+	// /etc/dnf/vars is carried whole (variables are data): the plugin hides there, and the
+	// configuration points dnf at the builder's documented mount point of the root.
+	if err := os.MkdirAll(filepath.Join(vm, "etc/dnf/vars"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(vm, "etc/dnf/vars/evil.conf"), "[main]\nenabled=1\n")
+	writeFile(t, filepath.Join(vm, "etc/dnf/vars/evil.py"), `import dnf, os
+class Evil(dnf.Plugin):
+    name = "evil"
+    def __init__(self, base, cli):
+        super().__init__(base, cli)
+        for d in ("/target", "/"):
+            try:
+                open(os.path.join(d, "pwned-by-plugin"), "w").write("pwned")
+            except OSError:
+                pass
+`)
+	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/rpm-attack:%d", os.Getpid()))
+	dropped := strings.Join(rep.Packages.ConfigDropped, " ") + " "
+	for _, k := range []string{"plugins", "pluginpath", "pluginconfpath"} {
+		if !strings.Contains(dropped, "/etc/dnf/dnf.conf: [main] "+k+" ") {
+			t.Errorf("%s of the VM's dnf.conf is not reported dropped: %v", k, rep.Packages.ConfigDropped)
+		}
+	}
+	// The diff layer whites out what the VM lacks: look in the packages layer itself.
+	if layerHolds(t, filepath.Join(convertCacheDir(), "layers", rep.Packages.CacheKey, "layer.tar"), "pwned-by-plugin") {
+		t.Error("the VM's dnf plugin ran in the build")
+	}
+	if _, err := os.Stat("/pwned-by-plugin"); err == nil {
+		t.Error("the VM's dnf plugin wrote on the host")
+	}
+	if len(rep.Packages.Missing)+len(rep.Packages.Errors) > 0 {
+		t.Errorf("the build failed: %v %v", rep.Packages.Missing, rep.Packages.Errors)
+	}
+}
+
+// layerHolds reports whether the layer tar at p has an entry named name.
+func layerHolds(t *testing.T, p, name string) bool {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatalf("opening the packages layer: %v", err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return false
+		}
+		if strings.TrimPrefix(path.Clean(h.Name), "/") == name {
+			return true
+		}
+	}
 }

@@ -227,3 +227,26 @@ func layerHolds(t *testing.T, p, name string) bool {
 		}
 	}
 }
+
+// TestConvertRPMInside converts the same VM onto a base that carries dnf: dnf runs inside
+// the base root, in the build sandbox, and the image equals the VM.
+func TestConvertRPMInside(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	root := testenv.RPMDistInstBase(t, d)
+	base := testenv.ImportRoot(t, root, "vm2image-test/rpmbase:dnf", filepath.Base(root))
+	vm := rpmVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/rpm-inside:%d", os.Getpid()))
+	p := rep.Packages
+	if p == nil || p.Skipped != "" {
+		t.Fatalf("no packages layer: %+v", p)
+	}
+	if !strings.Contains(p.Installer, "in the base root (dnf)") {
+		t.Errorf("installer %q: want the base's own dnf", p.Installer)
+	}
+	if len(p.Missing)+len(p.VersionDiffers)+len(p.Errors) > 0 {
+		t.Errorf("the installer did not install every VM package at its version: missing %v, differs %v, errors %v", p.Missing, p.VersionDiffers, p.Errors)
+	}
+	checkRPMImage(t, vm, rep.Image.Tag)
+}

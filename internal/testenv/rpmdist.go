@@ -61,3 +61,15 @@ func ServeDir(t testing.TB, dir string) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + l.Addr().String() + "/"
 }
+
+// RPMDistInstBase returns the cached base root with dnf in it (see
+// fixture.BuildRPMDistInstBase), building it on first use.
+func RPMDistInstBase(t testing.TB, d *RPMDist) string {
+	t.Helper()
+	RequireCommands(t, "debootstrap")
+	root, err := fixture.BuildRPMDistInstBase(d, func(f string, a ...any) { t.Logf(f, a...) })
+	if err != nil {
+		t.Fatalf("building the base with dnf: %v", err)
+	}
+	return root
+}

@@ -26,6 +26,11 @@ dockerd                docker.io
 docker-registry        docker-registry
 rpm                    rpm
 rpmbuild               rpm
+dnf                    dnf
+zypper                 zypper
+createrepo_c           createrepo-c
+busybox                busybox-static
+repo-add               pacman-package-manager
 pacman                 pacman-package-manager
 bsdtar                 libarchive-tools
 tar                    tar
@@ -73,6 +78,8 @@ done <<<"$tools"
 [ -e /usr/include/stdint.h ] || need_pkgs+=(libc6-dev)
 [ -e /usr/include/alpm.h ] || need_pkgs+=(libalpm-dev)
 [ -e /usr/include/archive.h ] || need_pkgs+=(libarchive-dev)
+# The test RPM distribution packages /bin/busybox as its shell: it must be the static one.
+dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_pkgs+=(busybox-static)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
 	mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)

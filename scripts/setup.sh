@@ -31,6 +31,7 @@ zypper                 zypper
 createrepo_c           createrepo-c
 busybox                busybox-static
 repo-add               pacman-package-manager
+makepkg                makepkg
 pacman                 pacman-package-manager
 bsdtar                 libarchive-tools
 tar                    tar

@@ -73,3 +73,19 @@ func RPMDistInstBase(t testing.TB, d *RPMDist) string {
 	}
 	return root
 }
+
+// PacmanDist is the test-built pacman distribution (see fixture.PacmanDist).
+type PacmanDist = fixture.PacmanDist
+
+// BuildPacmanDist returns the cached test-built pacman distribution, building it on first use
+// with bsdtar, repo-add and the host's pacman.
+func BuildPacmanDist(t testing.TB) *PacmanDist {
+	t.Helper()
+	RequireRoot(t)
+	RequireCommands(t, "pacman", "repo-add", "bsdtar", "zstd", "busybox")
+	d, err := fixture.BuildPacmanDist(func(f string, a ...any) { t.Logf(f, a...) })
+	if err != nil {
+		t.Fatalf("building the test pacman distribution: %v", err)
+	}
+	return d
+}

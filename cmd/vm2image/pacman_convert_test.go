@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vm2image/vm2image/internal/fixture"
+	"github.com/vm2image/vm2image/internal/testenv"
+)
+
+// pacmanVM is a writable view of one of the test pacman distribution's VMs whose pacman.conf
+// names the repository at repoURL.
+func pacmanVM(t *testing.T, lower, repoURL string) string {
+	t.Helper()
+	root := testenv.Overlay(t, lower)
+	writeFile(t, filepath.Join(root, "etc/pacman.conf"), fixture.PacmanConf(repoURL))
+	return root
+}
+
+// pacmanList is the root's package list as the real pacman reads it, then the packages it
+// has as dependencies (the install reasons).
+func pacmanList(t *testing.T, root string) string {
+	t.Helper()
+	args := []string{"--root", root, "--dbpath", filepath.Join(root, "var/lib/pacman"), "--config", "/dev/null"}
+	all := run(t, "pacman", append([]string{"-Q"}, args...)...)
+	deps := run(t, "pacman", append([]string{"-Qqd"}, args...)...)
+	var b strings.Builder
+	b.WriteString(all)
+	for _, d := range strings.Fields(deps) {
+		fmt.Fprintf(&b, "asdeps %s\n", d)
+	}
+	return b.String()
+}
+
+// TestConvertPacmanOutside converts the test pacman distribution's VM onto a base without
+// pacman (filesystem and shell): the host's pacman, run in the build sandbox with --root and
+// every path option in the root, installs the VM's packages (app-core found through libfoo's
+// virtual foo-abi, its install scriptlet making the user webd runs as), restores their
+// install reasons, and the image equals the VM.
+func TestConvertPacmanOutside(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildPacmanDist(t)
+	base := testenv.ImportRoot(t, d.Base, "vm2image-test/pacmanbase:bare", d.Key)
+	vm := pacmanVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+	rep, summary := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/pacman-outside:%d", os.Getpid()))
+	p := rep.Packages
+	if p == nil || p.Skipped != "" {
+		t.Fatalf("no packages layer: %+v", p)
+	}
+	if !strings.Contains(p.Installer, "from outside") || !strings.Contains(summary, "installed:") {
+		t.Errorf("installer %q: want the host's pacman from outside the base root", p.Installer)
+	}
+	if len(p.Missing)+len(p.VersionDiffers)+len(p.Errors) > 0 {
+		t.Errorf("the installer did not install every VM package at its version: missing %v, differs %v, errors %v", p.Missing, p.VersionDiffers, p.Errors)
+	}
+	if p.Installed != p.VM || p.LayerBytes < 1<<10 {
+		t.Errorf("the build root holds %d packages (layer %d bytes), the VM %d", p.Installed, p.LayerBytes, p.VM)
+	}
+	checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
+}
+
+// TestConvertPacmanMissing converts a VM holding a package the repository lacks (orphan,
+// installed from its file): the report names it "not in the repository", the other packages
+// are installed, and the image still equals the VM (the diff layer carries orphan's files).
+func TestConvertPacmanMissing(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildPacmanDist(t)
+	base := testenv.ImportRoot(t, d.Base, "vm2image-test/pacmanbase:bare", d.Key)
+	vm := pacmanVM(t, d.BadVM, testenv.ServeDir(t, d.Repo))
+	rep, summary := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/pacman-bad:%d", os.Getpid()))
+	p := rep.Packages
+	if !strings.Contains(strings.Join(p.Missing, " "), "orphan=1.0-1") || !strings.Contains(summary, "not in the repository: ") {
+		t.Errorf("orphan, which the repository lacks, is not reported missing: %v\n%s", p.Missing, summary)
+	}
+	if p.Installed != p.VM-1 {
+		t.Errorf("the build root holds %d packages, want the VM's %d but orphan", p.Installed, p.VM)
+	}
+	checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
+}

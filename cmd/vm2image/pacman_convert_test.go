@@ -82,3 +82,52 @@ func TestConvertPacmanMissing(t *testing.T) {
 	}
 	checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
 }
+
+// TestConvertPacmanConfigAttack is a VM whose pacman configuration asks for its own code in
+// the build: a hook in /etc/pacman.d/hooks, a HookDir naming another of its directories, an
+// XferCommand (run by pacman itself, outside the root) and a ScriptShell. The file is
+// carried through the allowlist: those directives and the hooks are dropped and reported,
+// nothing of them runs, and the packages still install.
+func TestConvertPacmanConfigAttack(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildPacmanDist(t)
+	base := testenv.ImportRoot(t, d.Base, "vm2image-test/pacmanbase:bare", d.Key)
+	vm := pacmanVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+	conf, err := os.ReadFile(filepath.Join(vm, "etc/pacman.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := strings.Replace(string(conf), "[options]\n", "[options]\nHookDir = /target/etc/pacman.d/more\n"+
+		"XferCommand = /bin/sh -c 'echo pwned > /pwned-by-xfer; echo pwned > /target/pwned-by-xfer; exit 1'\n"+
+		"ScriptShell = /usr/bin/busybox\n", 1)
+	writeFile(t, filepath.Join(vm, "etc/pacman.conf"), evil)
+	hook := "[Trigger]\nOperation = Install\nType = Package\nTarget = *\n\n[Action]\nWhen = PostTransaction\n" +
+		"Exec = /bin/sh -c 'echo pwned > /pwned-by-hook'\n"
+	for _, dir := range []string{"hooks", "more"} {
+		if err := os.MkdirAll(filepath.Join(vm, "etc/pacman.d", dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(vm, "etc/pacman.d", dir, "evil.hook"), hook)
+	}
+	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/pacman-attack:%d", os.Getpid()))
+	dropped := strings.Join(rep.Packages.ConfigDropped, "\n")
+	for _, k := range []string{"/etc/pacman.conf: HookDir", "/etc/pacman.conf: XferCommand", "/etc/pacman.conf: ScriptShell",
+		"/etc/pacman.d/hooks/evil.hook", "/etc/pacman.d/more/evil.hook: Exec"} {
+		if !strings.Contains(dropped, k) {
+			t.Errorf("%q is not reported dropped: %v", k, rep.Packages.ConfigDropped)
+		}
+	}
+	layer := filepath.Join(convertCacheDir(), "layers", rep.Packages.CacheKey, "layer.tar")
+	for _, f := range []string{"pwned-by-hook", "pwned-by-xfer"} {
+		if layerHolds(t, layer, f) {
+			t.Errorf("the VM's configuration ran its code in the build: %s in the packages layer", f)
+		}
+		if _, err := os.Stat("/" + f); err == nil {
+			t.Errorf("the VM's configuration ran its code on the host: /%s", f)
+		}
+	}
+	if p := rep.Packages; len(p.Missing)+len(p.Errors) > 0 || p.Installed != p.VM {
+		t.Errorf("the build failed: installed %d of %d, missing %v, errors %v", p.Installed, p.VM, p.Missing, p.Errors)
+	}
+}

@@ -162,7 +162,7 @@ func (b *build) install(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the build root's packages: %w", err)
 	}
-	missing, differs, follow := pkgmgr.FollowUp(b.in.VM, db)
+	missing, differs, follow := pkgmgr.FollowUpWith(b.in.VM, db, b.in.Plan.Frontend)
 	if len(missing)+len(differs) > 0 {
 		b.opts.Logf("second pass: %d packages missing, %d at another version", len(missing), len(differs))
 		if err := b.runPlan(ctx, follow); err != nil {
@@ -171,7 +171,7 @@ func (b *build) install(ctx context.Context) error {
 		if db, err = b.be.readDB(ctx); err != nil {
 			return fmt.Errorf("reading the build root's packages: %w", err)
 		}
-		missing, differs, _ = pkgmgr.FollowUp(b.in.VM, db)
+		missing, differs, _ = pkgmgr.FollowUpWith(b.in.VM, db, b.in.Plan.Frontend)
 	}
 	if err := b.writePlanFiles(ctx); err != nil {
 		return err

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+)
+
+// suseOSRelease names openSUSE Leap: the distribution decides zypper as the installer.
+const suseOSRelease = "NAME=\"openSUSE Leap\"\nID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.6\"\n"
+
+// suseRoot is a writable view of lower whose os-release names openSUSE Leap and, when
+// repoURL is set, whose zypper repository file names the test repository there.
+func suseRoot(t *testing.T, lower, repoURL string) string {
+	t.Helper()
+	root := testenv.Overlay(t, lower)
+	writeFile(t, filepath.Join(root, "etc/os-release"), suseOSRelease)
+	if repoURL != "" {
+		if err := os.MkdirAll(filepath.Join(root, "etc/zypp/repos.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(root, "etc/zypp/repos.d/test.repo"),
+			"[test]\nname=vm2image test repository\nbaseurl="+repoURL+"\ntype=rpm-md\nenabled=1\nautorefresh=1\ngpgcheck=0\n")
+	}
+	return root
+}
+
+// suseBase imports the test RPM distribution's bare base (filesystem and shell) with an
+// os-release naming openSUSE Leap.
+func suseBase(t *testing.T, d *testenv.RPMDist) string {
+	t.Helper()
+	return testenv.ImportRoot(t, suseRoot(t, d.Base, ""), "vm2image-test/rpmbase:suse", d.Key+"-suse")
+}
+
+// TestConvertZypperOutside converts the test RPM distribution's VM, named openSUSE Leap, onto
+// a base without an installer: the host's zypper, run in the build sandbox with --root,
+// installs the VM's packages at their exact versions (libfoo's older epoch version against
+// the repository's newer one, the dependency cycle, the %pre-made user) from the VM's
+// zypper repository, and the image equals the VM.
+func TestConvertZypperOutside(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	base := suseBase(t, d)
+	vm := suseRoot(t, d.VM, testenv.ServeDir(t, d.Repo))
+	rep, summary := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/zypper-outside:%d", os.Getpid()))
+	p := rep.Packages
+	if p == nil || p.Skipped != "" {
+		t.Fatalf("no packages layer: %+v", p)
+	}
+	if !strings.Contains(p.Installer, "from outside") || !strings.Contains(summary, "the host's zypper") {
+		t.Errorf("installer %q: want the host's zypper from outside the base root\n%s", p.Installer, summary)
+	}
+	if len(p.Missing)+len(p.VersionDiffers)+len(p.Errors) > 0 {
+		t.Errorf("the installer did not install every VM package at its version: missing %v, differs %v, errors %v", p.Missing, p.VersionDiffers, p.Errors)
+	}
+	if p.Installed != p.VM || p.LayerBytes < 1<<10 {
+		t.Errorf("the build root holds %d packages (layer %d bytes), the VM %d", p.Installed, p.LayerBytes, p.VM)
+	}
+	checkRPMImage(t, vm, rep.Image.Tag)
+}

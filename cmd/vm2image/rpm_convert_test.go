@@ -134,6 +134,25 @@ func TestConvertRPMOutside(t *testing.T) {
 		t.Errorf("the build root holds %d packages (layer %d bytes), the VM %d", p.Installed, p.LayerBytes, p.VM)
 	}
 	checkRPMImage(t, vm, rep.Image.Tag)
+	// dnf keeps install reasons in its history database, not in rpm's: the VM's comes in the
+	// diff layer, and dnf in the image reads the VM's user-installed packages.
+	home := filepath.Join(filepath.Dir(d.Repo), "home")
+	if got, want := dnfUserInstalled(t, exportImage(t, rep.Image.Tag), home), dnfUserInstalled(t, vm, home); got != want || !strings.Contains(want, "webd-1.0-3") {
+		t.Errorf("dnf history userinstalled in the image:\n%s\nin the VM:\n%s", got, want)
+	}
+}
+
+// dnfUserInstalled is what the host's dnf lists as installed by the user in root (home holds
+// the .rpmmacros naming the roots' rpmdb path).
+func dnfUserInstalled(t *testing.T, root, home string) string {
+	t.Helper()
+	cmd := exec.Command("dnf", "-q", "--installroot="+root, "--releasever=40", "--noplugins", "--setopt=reposdir=/dev/null", "history", "userinstalled")
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dnf history userinstalled: %v\n%s", err, out)
+	}
+	return sortedLines(string(out))
 }
 
 // TestConvertRPMFailures converts VMs whose packages cannot all be reinstalled: one holds a

@@ -63,3 +63,43 @@ func TestConvertZypperOutside(t *testing.T) {
 	}
 	checkRPMImage(t, vm, rep.Image.Tag)
 }
+
+// TestConvertZypperConfigAttack is an openSUSE-named VM whose zypp.conf moves zypper's plugin
+// directory (read inside the root) to /etc/pki/rpm-gpg, carried whole as keys are, where it
+// left a commit plugin that libzypp would run on every installation, and its repository
+// directory there too. The directives are dropped and reported, the plugin never runs, and
+// the VM's packages still install.
+func TestConvertZypperConfigAttack(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	base := suseBase(t, d)
+	vm := suseRoot(t, d.VM, testenv.ServeDir(t, d.Repo))
+	writeFile(t, filepath.Join(vm, "etc/zypp/zypp.conf"), "[main]\npluginsdir = /etc/pki/rpm-gpg\nreposdir = /etc/pki/rpm-gpg/repos\nsolver.onlyRequires = true\n")
+	plugin := "#!/bin/sh\nfor d in /target / ; do echo pwned > $d/pwned-by-zypp-plugin; done\nexit 1\n"
+	for _, p := range []string{"etc/pki/rpm-gpg/commit/evil", "etc/pki/rpm-gpg/system/evil"} {
+		if err := os.MkdirAll(filepath.Join(vm, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(vm, p), plugin)
+		if err := os.Chmod(filepath.Join(vm, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/zypper-attack:%d", os.Getpid()))
+	dropped := strings.Join(rep.Packages.ConfigDropped, "\n")
+	for _, k := range []string{"pluginsdir", "reposdir"} {
+		if !strings.Contains(dropped, "/etc/zypp/zypp.conf: [main] "+k) {
+			t.Errorf("%s of the VM's zypp.conf is not reported dropped: %v", k, rep.Packages.ConfigDropped)
+		}
+	}
+	if p := rep.Packages; len(p.Missing)+len(p.Errors) > 0 || p.Installed != p.VM {
+		t.Fatalf("the VM's packages did not install: installed %d of %d, missing %v, errors %v", p.Installed, p.VM, p.Missing, p.Errors)
+	}
+	if layerHolds(t, filepath.Join(convertCacheDir(), "layers", rep.Packages.CacheKey, "layer.tar"), "pwned-by-zypp-plugin") {
+		t.Error("the VM's zypper plugin ran in the build")
+	}
+	if _, err := os.Stat("/pwned-by-zypp-plugin"); err == nil {
+		t.Error("the VM's zypper plugin ran on the host")
+	}
+}

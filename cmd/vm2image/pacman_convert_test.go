@@ -131,3 +131,27 @@ func TestConvertPacmanConfigAttack(t *testing.T) {
 		t.Errorf("the build failed: installed %d of %d, missing %v, errors %v", p.Installed, p.VM, p.Missing, p.Errors)
 	}
 }
+
+// TestConvertPacmanInside converts the same VM onto a base that carries pacman: pacman runs
+// inside the base root, in the build sandbox, and the image equals the VM, install reasons
+// included.
+func TestConvertPacmanInside(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildPacmanDist(t)
+	root := testenv.PacmanInstBase(t, d)
+	base := testenv.ImportRoot(t, root, "vm2image-test/pacmanbase:pacman", filepath.Base(root))
+	vm := pacmanVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/pacman-inside:%d", os.Getpid()))
+	p := rep.Packages
+	if p == nil || p.Skipped != "" {
+		t.Fatalf("no packages layer: %+v", p)
+	}
+	if !strings.Contains(p.Installer, "in the base root (pacman)") {
+		t.Errorf("installer %q: want the base's own pacman", p.Installer)
+	}
+	if len(p.Missing)+len(p.VersionDiffers)+len(p.Errors) > 0 {
+		t.Errorf("the installer did not install every VM package at its version: missing %v, differs %v, errors %v", p.Missing, p.VersionDiffers, p.Errors)
+	}
+	checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
+}

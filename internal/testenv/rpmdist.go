@@ -89,3 +89,27 @@ func BuildPacmanDist(t testing.TB) *PacmanDist {
 	}
 	return d
 }
+
+// ZypperInstBase returns the cached base root with zypper in it (see
+// fixture.BuildZypperInstBase), building it on first use.
+func ZypperInstBase(t testing.TB, d *RPMDist) string {
+	t.Helper()
+	RequireCommands(t, "debootstrap")
+	root, err := fixture.BuildZypperInstBase(d, func(f string, a ...any) { t.Logf(f, a...) })
+	if err != nil {
+		t.Fatalf("building the base with zypper: %v", err)
+	}
+	return root
+}
+
+// PacmanInstBase returns the cached base root with pacman in it (see
+// fixture.BuildPacmanInstBase), building it on first use.
+func PacmanInstBase(t testing.TB, d *PacmanDist) string {
+	t.Helper()
+	RequireCommands(t, "debootstrap")
+	root, err := fixture.BuildPacmanInstBase(d, func(f string, a ...any) { t.Logf(f, a...) })
+	if err != nil {
+		t.Fatalf("building the base with pacman: %v", err)
+	}
+	return root
+}

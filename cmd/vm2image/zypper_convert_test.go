@@ -7,18 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vm2image/vm2image/internal/fixture"
 	"github.com/vm2image/vm2image/internal/testenv"
 )
-
-// suseOSRelease names openSUSE Leap: the distribution decides zypper as the installer.
-const suseOSRelease = "NAME=\"openSUSE Leap\"\nID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.6\"\n"
 
 // suseRoot is a writable view of lower whose os-release names openSUSE Leap and, when
 // repoURL is set, whose zypper repository file names the test repository there.
 func suseRoot(t *testing.T, lower, repoURL string) string {
 	t.Helper()
 	root := testenv.Overlay(t, lower)
-	writeFile(t, filepath.Join(root, "etc/os-release"), suseOSRelease)
+	writeFile(t, filepath.Join(root, "etc/os-release"), fixture.SUSEOSRelease)
 	if repoURL != "" {
 		if err := os.MkdirAll(filepath.Join(root, "etc/zypp/repos.d"), 0o755); err != nil {
 			t.Fatal(err)
@@ -60,6 +58,29 @@ func TestConvertZypperOutside(t *testing.T) {
 	}
 	if p.Installed != p.VM || p.LayerBytes < 1<<10 {
 		t.Errorf("the build root holds %d packages (layer %d bytes), the VM %d", p.Installed, p.LayerBytes, p.VM)
+	}
+	checkRPMImage(t, vm, rep.Image.Tag)
+}
+
+// TestConvertZypperInside converts the same VM onto a base that carries zypper: zypper runs
+// inside the base root, in the build sandbox, and the image equals the VM.
+func TestConvertZypperInside(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	root := testenv.ZypperInstBase(t, d)
+	base := testenv.ImportRoot(t, root, "vm2image-test/rpmbase:zypper", filepath.Base(root))
+	vm := suseRoot(t, d.VM, testenv.ServeDir(t, d.Repo))
+	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/zypper-inside:%d", os.Getpid()))
+	p := rep.Packages
+	if p == nil || p.Skipped != "" {
+		t.Fatalf("no packages layer: %+v", p)
+	}
+	if !strings.Contains(p.Installer, "in the base root (zypper)") {
+		t.Errorf("installer %q: want the base's own zypper", p.Installer)
+	}
+	if len(p.Missing)+len(p.VersionDiffers)+len(p.Errors) > 0 {
+		t.Errorf("the installer did not install every VM package at its version: missing %v, differs %v, errors %v", p.Missing, p.VersionDiffers, p.Errors)
 	}
 	checkRPMImage(t, vm, rep.Image.Tag)
 }

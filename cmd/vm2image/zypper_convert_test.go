@@ -86,16 +86,28 @@ func TestConvertZypperInside(t *testing.T) {
 }
 
 // TestConvertZypperConfigAttack is an openSUSE-named VM whose zypp.conf moves zypper's plugin
-// directory (read inside the root) to /etc/pki/rpm-gpg, carried whole as keys are, where it
-// left a commit plugin that libzypp would run on every installation, and its repository
-// directory there too. The directives are dropped and reported, the plugin never runs, and
-// the VM's packages still install.
+// directory to /etc/pki/rpm-gpg, carried whole as keys are, where it left a commit plugin
+// that libzypp would run on every installation, and its repository directory there too. The
+// directives are dropped and reported, the plugin never runs, and the VM's packages still
+// install. zypper from outside reads the tool root's zypp.conf, never the target's; the base
+// carrying zypper reads the build root's, the VM's filtered copy. Carried files keep their
+// content only (no mode), so the plugin is not executable in the build root either: what
+// this test proves failing is the allowlist's report; the plugin check guards the rest.
 func TestConvertZypperConfigAttack(t *testing.T) {
 	testenv.Short(t)
 	testenv.RequireDocker(t)
 	d := testenv.BuildRPMDist(t)
-	base := suseBase(t, d)
-	vm := suseRoot(t, d.VM, testenv.ServeDir(t, d.Repo))
+	repo := testenv.ServeDir(t, d.Repo)
+	t.Run("outside", func(t *testing.T) { zypperConfigAttack(t, d, suseBase(t, d), repo) })
+	t.Run("inside", func(t *testing.T) {
+		root := testenv.ZypperInstBase(t, d)
+		zypperConfigAttack(t, d, testenv.ImportRoot(t, root, "vm2image-test/rpmbase:zypper", filepath.Base(root)), repo)
+	})
+}
+
+// zypperConfigAttack converts the attacking VM onto base and checks nothing of it ran.
+func zypperConfigAttack(t *testing.T, d *testenv.RPMDist, base, repo string) {
+	vm := suseRoot(t, d.VM, repo)
 	writeFile(t, filepath.Join(vm, "etc/zypp/zypp.conf"), "[main]\npluginsdir = /etc/pki/rpm-gpg\nreposdir = /etc/pki/rpm-gpg/repos\nsolver.onlyRequires = true\n")
 	plugin := "#!/bin/sh\nfor d in /target / ; do echo pwned > $d/pwned-by-zypp-plugin; done\nexit 1\n"
 	for _, p := range []string{"etc/pki/rpm-gpg/commit/evil", "etc/pki/rpm-gpg/system/evil"} {

@@ -85,6 +85,28 @@ func TestConvertZypperInside(t *testing.T) {
 	checkRPMImage(t, vm, rep.Image.Tag)
 }
 
+// TestConvertZypperFailures converts an openSUSE-named VM holding a package the repository
+// lacks (orphan) and one whose %pre fails (badpre): each gives a clear report line, the
+// follow-up pass runs zypper again (not dnf), and the image still equals the VM.
+func TestConvertZypperFailures(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	vm := suseRoot(t, d.BadVM, testenv.ServeDir(t, d.Repo))
+	rep, summary := convertDir(t, vm, suseBase(t, d), fmt.Sprintf("vm2image-test/zypper-bad:%d", os.Getpid()))
+	p := rep.Packages
+	if !strings.Contains(strings.Join(p.Missing, " "), "orphan=1.0-1") || !strings.Contains(summary, "not in the repository: ") {
+		t.Errorf("orphan, which the repository lacks, is not reported missing: %v\n%s", p.Missing, summary)
+	}
+	if errs := strings.Join(p.Errors, "\n"); !strings.Contains(errs, "%prein(badpre-1.0-1.x86_64) scriptlet failed") || !strings.Contains(summary, "packages problem:") {
+		t.Errorf("badpre's failing %%pre is not reported: %v", p.Errors)
+	}
+	if p.Installed < p.VM-2 {
+		t.Errorf("the build root holds %d packages, want the VM's %d but orphan and badpre", p.Installed, p.VM)
+	}
+	checkRPMImage(t, vm, rep.Image.Tag)
+}
+
 // TestConvertZypperConfigAttack is an openSUSE-named VM whose zypp.conf moves zypper's plugin
 // directory to /etc/pki/rpm-gpg, carried whole as keys are, where it left a commit plugin
 // that libzypp would run on every installation, and its repository directory there too. The

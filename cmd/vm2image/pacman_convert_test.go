@@ -63,10 +63,11 @@ func TestConvertPacmanOutside(t *testing.T) {
 	checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
 }
 
-// TestConvertPacmanMissing converts a VM holding a package the repository lacks (orphan,
+// TestConvertPacmanFailures converts a VM holding a package the repository lacks (orphan,
 // installed from its file): the report names it "not in the repository", the other packages
 // are installed, and the image still equals the VM (the diff layer carries orphan's files).
-func TestConvertPacmanMissing(t *testing.T) {
+// A VM whose repository does not answer is reported so, and its image equals it too.
+func TestConvertPacmanFailures(t *testing.T) {
 	testenv.Short(t)
 	testenv.RequireDocker(t)
 	d := testenv.BuildPacmanDist(t)
@@ -81,6 +82,14 @@ func TestConvertPacmanMissing(t *testing.T) {
 		t.Errorf("the build root holds %d packages, want the VM's %d but orphan", p.Installed, p.VM)
 	}
 	checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
+	t.Run("unreachable repository", func(t *testing.T) {
+		vm := pacmanVM(t, d.VM, "http://127.0.0.1:1/")
+		rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/pacman-norepo:%d", os.Getpid()))
+		if errs := strings.Join(rep.Packages.Errors, "\n"); !strings.Contains(errs, "a repository did not answer") {
+			t.Errorf("the unreachable repository is not reported: %v", rep.Packages.Errors)
+		}
+		checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
+	})
 }
 
 // TestConvertPacmanConfigAttack is a VM whose pacman configuration asks for its own code in

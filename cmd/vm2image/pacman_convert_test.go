@@ -149,7 +149,7 @@ func TestConvertPacmanInside(t *testing.T) {
 	testenv.RequireDocker(t)
 	d := testenv.BuildPacmanDist(t)
 	root := testenv.PacmanInstBase(t, d)
-	base := testenv.ImportRoot(t, root, "vm2image-test/pacmanbase:pacman", filepath.Base(root))
+	base := testenv.ImportRoot(t, root, "vm2image-test/pacmanbase:pacman", d.Key+"-"+filepath.Base(root))
 	vm := pacmanVM(t, d.VM, testenv.ServeDir(t, d.Repo))
 	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/pacman-inside:%d", os.Getpid()))
 	p := rep.Packages

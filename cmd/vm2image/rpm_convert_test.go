@@ -260,7 +260,7 @@ func TestConvertRPMInside(t *testing.T) {
 	testenv.RequireDocker(t)
 	d := testenv.BuildRPMDist(t)
 	root := testenv.RPMDistInstBase(t, d)
-	base := testenv.ImportRoot(t, root, "vm2image-test/rpmbase:dnf", filepath.Base(root))
+	base := testenv.ImportRoot(t, root, "vm2image-test/rpmbase:dnf", d.Key+"-"+filepath.Base(root))
 	vm := rpmVM(t, d.VM, testenv.ServeDir(t, d.Repo))
 	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/rpm-inside:%d", os.Getpid()))
 	p := rep.Packages

@@ -69,7 +69,7 @@ func TestConvertZypperInside(t *testing.T) {
 	testenv.RequireDocker(t)
 	d := testenv.BuildRPMDist(t)
 	root := testenv.ZypperInstBase(t, d)
-	base := testenv.ImportRoot(t, root, "vm2image-test/rpmbase:zypper", filepath.Base(root))
+	base := testenv.ImportRoot(t, root, "vm2image-test/rpmbase:zypper", d.Key+"-"+filepath.Base(root))
 	vm := suseRoot(t, d.VM, testenv.ServeDir(t, d.Repo))
 	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/zypper-inside:%d", os.Getpid()))
 	p := rep.Packages
@@ -123,7 +123,7 @@ func TestConvertZypperConfigAttack(t *testing.T) {
 	t.Run("outside", func(t *testing.T) { zypperConfigAttack(t, d, suseBase(t, d), repo) })
 	t.Run("inside", func(t *testing.T) {
 		root := testenv.ZypperInstBase(t, d)
-		zypperConfigAttack(t, d, testenv.ImportRoot(t, root, "vm2image-test/rpmbase:zypper", filepath.Base(root)), repo)
+		zypperConfigAttack(t, d, testenv.ImportRoot(t, root, "vm2image-test/rpmbase:zypper", d.Key+"-"+filepath.Base(root)), repo)
 	})
 }
 

@@ -223,6 +223,13 @@ func printSummary(w io.Writer, r *convert.Report) {
 			if len(p.Missing) > 0 {
 				row("not in the repository", "%s (left to the diff layer)", strings.Join(p.Missing, " "))
 			}
+			if len(p.VersionDiffers) > 0 {
+				var vs []string
+				for _, c := range p.VersionDiffers {
+					vs = append(vs, fmt.Sprintf("%s=%s (installed %s)", c.Name, c.VMVersion, c.BaseVersion))
+				}
+				row("VM's version not in the repository", "%s (the diff layer carries the VM's files)", strings.Join(vs, " "))
+			}
 		}
 	}
 	d := r.Diff

@@ -63,9 +63,11 @@ func TestConvertPacmanOutside(t *testing.T) {
 	checkImage(t, vm, rep.Image.Tag, "pacman -Q", pacmanList)
 }
 
-// TestConvertPacmanFailures converts a VM holding a package the repository lacks (orphan,
-// installed from its file): the report names it "not in the repository", the other packages
-// are installed, and the image still equals the VM (the diff layer carries orphan's files).
+// TestConvertPacmanFailures converts a VM holding a package the repository lacks (orphan)
+// and libfoo at a version the repository lacks (2:0.9-1; pacman cannot pin): the report names
+// orphan "not in the repository" and libfoo's version as not in it, the other packages are
+// installed, and the image still equals the VM (the diff layer carries the VM's files and
+// database entries).
 // A VM whose repository does not answer is reported so, and its image equals it too.
 func TestConvertPacmanFailures(t *testing.T) {
 	testenv.Short(t)
@@ -77,6 +79,10 @@ func TestConvertPacmanFailures(t *testing.T) {
 	p := rep.Packages
 	if !strings.Contains(strings.Join(p.Missing, " "), "orphan=1.0-1") || !strings.Contains(summary, "not in the repository: ") {
 		t.Errorf("orphan, which the repository lacks, is not reported missing: %v\n%s", p.Missing, summary)
+	}
+	if len(p.VersionDiffers) != 1 || p.VersionDiffers[0].Name != "libfoo" || p.VersionDiffers[0].VMVersion != "2:0.9-1" ||
+		!strings.Contains(summary, "VM's version not in the repository: libfoo=2:0.9-1 (installed 2:1.0-1)") {
+		t.Errorf("libfoo's version, which the repository lacks, is not reported: %+v\n%s", p.VersionDiffers, summary)
 	}
 	if p.Installed != p.VM-1 {
 		t.Errorf("the build root holds %d packages, want the VM's %d but orphan", p.Installed, p.VM)

@@ -114,7 +114,7 @@ func TestConvertPacmanConfigAttack(t *testing.T) {
 		t.Fatal(err)
 	}
 	evil := strings.Replace(string(conf), "[options]\n", "[options]\nHookDir = /target/etc/pacman.d/more\n"+
-		"XferCommand = /bin/sh -c 'echo pwned > /pwned-by-xfer; echo pwned > /target/pwned-by-xfer; exit 1'\n"+
+		"XferCommand = /bin/sh -c 'echo pwned > /pwned-by-xfer; echo pwned > /target/pwned-by-xfer; exec curl -fsSo \"$0\" \"$1\"' %o %u\n"+
 		"ScriptShell = /usr/bin/busybox\n", 1)
 	writeFile(t, filepath.Join(vm, "etc/pacman.conf"), evil)
 	hook := "[Trigger]\nOperation = Install\nType = Package\nTarget = *\n\n[Action]\nWhen = PostTransaction\n" +

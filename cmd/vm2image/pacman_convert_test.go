@@ -64,8 +64,9 @@ func TestConvertPacmanOutside(t *testing.T) {
 }
 
 // TestConvertPacmanFailures converts a VM holding a package the repository lacks (orphan)
-// and libfoo at a version the repository lacks (2:0.9-1; pacman cannot pin): the report names
-// orphan "not in the repository" and libfoo's version as not in it, the other packages are
+// and libfoo at a version the repository lacks (2:0.9-1; pacman cannot pin), and badpre whose
+// pre_install fails: the report names orphan "not in the repository", libfoo's version as not
+// in it and badpre's failure, the other packages are
 // installed, and the image still equals the VM (the diff layer carries the VM's files and
 // database entries).
 // A VM whose repository does not answer is reported so, and its image equals it too.
@@ -83,6 +84,11 @@ func TestConvertPacmanFailures(t *testing.T) {
 	if len(p.VersionDiffers) != 1 || p.VersionDiffers[0].Name != "libfoo" || p.VersionDiffers[0].VMVersion != "2:0.9-1" ||
 		!strings.Contains(summary, "VM's version not in the repository: libfoo=2:0.9-1 (installed 2:1.0-1)") {
 		t.Errorf("libfoo's version, which the repository lacks, is not reported: %+v\n%s", p.VersionDiffers, summary)
+	}
+	// pacman installs a package whose pre_install fails all the same: the report says so.
+	if errs := strings.Join(p.Errors, "\n"); !strings.Contains(errs, "a package scriptlet failed (the package is installed all the same): installing badpre...; badpre: refusing to install") ||
+		!strings.Contains(summary, "packages problem:") {
+		t.Errorf("badpre's failing pre_install is not reported: %v", p.Errors)
 	}
 	if p.Installed != p.VM-1 {
 		t.Errorf("the build root holds %d packages, want the VM's %d but orphan", p.Installed, p.VM)

@@ -105,6 +105,14 @@ func TestConvertZypperFailures(t *testing.T) {
 		t.Errorf("the build root holds %d packages, want the VM's %d but orphan and badpre", p.Installed, p.VM)
 	}
 	checkRPMImage(t, vm, rep.Image.Tag)
+	t.Run("unreachable repository", func(t *testing.T) {
+		vm := suseRoot(t, d.VM, "http://127.0.0.1:1/")
+		rep, _ := convertDir(t, vm, suseBase(t, d), fmt.Sprintf("vm2image-test/zypper-norepo:%d", os.Getpid()))
+		if errs := strings.Join(rep.Packages.Errors, "\n"); !strings.Contains(errs, "a repository did not answer") {
+			t.Errorf("the unreachable repository is not reported: %v", rep.Packages.Errors)
+		}
+		checkRPMImage(t, vm, rep.Image.Tag)
+	})
 }
 
 // TestConvertZypperConfigAttack is an openSUSE-named VM whose zypp.conf moves zypper's plugin

@@ -225,11 +225,37 @@ func (b *build) checkFetch(step, out string) {
 	b.addError(fmt.Sprintf("step %q: a repository did not answer: %s", step, strings.Join(lines, "; ")), true)
 }
 
+// checkScriptlets records the package scriptlets that failed in a step that succeeded: pacman
+// says "error: command failed to execute correctly" after a failing .INSTALL function and
+// installs the package all the same. The report names the package (its "installing" line)
+// and what the scriptlet printed.
+func (b *build) checkScriptlets(step, out string) {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "error: command failed to execute correctly") {
+			continue
+		}
+		start := i
+		for start > 0 && i-start < 8 && !strings.HasPrefix(strings.TrimSpace(lines[start]), "installing ") &&
+			!strings.HasPrefix(strings.TrimSpace(lines[start]), "upgrading ") {
+			start--
+		}
+		var said []string
+		for _, s := range lines[start : i+1] {
+			if s = strings.TrimSpace(s); s != "" {
+				said = append(said, s)
+			}
+		}
+		b.addError(fmt.Sprintf("step %q: a package scriptlet failed (the package is installed all the same): %s", step, strings.Join(said, "; ")), false)
+	}
+}
+
 // fetchProblems are the signs, in the installers' output (LC_ALL=C), of a repository that did
 // not answer.
 var fetchProblems = []string{"Failed to fetch", "Some index files failed to download", "Could not connect",
 	"Temporary failure resolving", "Could not resolve", "Failed to download metadata", "Curl error",
-	"failed retrieving file", "failed to synchronize", "temporary error (try again later)", "network error"}
+	"failed retrieving file", "failed to synchronize", "temporary error (try again later)", "network error",
+	"Download (curl) error", "Error code: Connection failed"} // the last two: zypper
 
 // step runs one step, an apt install as a download with the network and then an install
 // without (see network.go), and returns the tail of its output.
@@ -244,7 +270,9 @@ func (b *build) step(ctx context.Context, s pkgmgr.Step) (string, error) {
 		}
 		b.publishOnce()
 	}
-	return b.runStep(ctx, s, needsNetwork(m, s))
+	out, err := b.runStep(ctx, s, needsNetwork(m, s))
+	b.checkScriptlets(s.Name, out) // every run, retries included
+	return out, err
 }
 
 // runStep runs one command with the build's environment and a time limit, with or without

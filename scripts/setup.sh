@@ -26,6 +26,12 @@ dockerd                docker.io
 docker-registry        docker-registry
 rpm                    rpm
 rpmbuild               rpm
+dnf                    dnf
+zypper                 zypper
+createrepo_c           createrepo-c
+busybox                busybox-static
+repo-add               pacman-package-manager
+makepkg                makepkg
 pacman                 pacman-package-manager
 bsdtar                 libarchive-tools
 tar                    tar
@@ -83,6 +89,8 @@ done <<<"$tools"
 [ -e /usr/include/archive.h ] || need_pkgs+=(libarchive-dev)
 # libguestfs's appliance (disk: sources) boots the host's kernel: Debian's, readable by root.
 compgen -G '/boot/vmlinuz-*' >/dev/null || need_pkgs+=(linux-image-amd64)
+# The test RPM distribution packages /bin/busybox as its shell: it must be the static one.
+dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need_pkgs+=(busybox-static)
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
 	mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)

@@ -251,11 +251,24 @@ func printSummary(w io.Writer, r *convert.Report) {
 					row("without a .deb", "%s (their files are in the configuration layer)", strings.Join(g.NoArchive, " "))
 				}
 			}
+			if p.Installer != "" {
+				row("installed", "%s", p.Installer)
+			}
+			for _, e := range p.Errors {
+				row("packages problem", "%s (the diff layer carries the files)", e)
+			}
 			if len(p.ConfigDropped) > 0 {
 				fmt.Fprintf(w, "  warning: VM configuration not carried into the build: %s\n", strings.Join(p.ConfigDropped, ", "))
 			}
 			if len(p.Missing) > 0 {
 				row("not in the repository", "%s (left to the diff layer)", strings.Join(p.Missing, " "))
+			}
+			if len(p.VersionDiffers) > 0 {
+				var vs []string
+				for _, c := range p.VersionDiffers {
+					vs = append(vs, fmt.Sprintf("%s=%s (installed %s)", c.Name, c.VMVersion, c.BaseVersion))
+				}
+				row("VM's version not in the repository", "%s (the diff layer carries the VM's files)", strings.Join(vs, " "))
 			}
 		}
 	}

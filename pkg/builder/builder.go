@@ -110,6 +110,8 @@ type Input struct {
 	// RepoFiles are the VM's repository configuration and keys, by absolute path in the VM
 	// (Plan.RepoFiles says which), written into the build root before the plan runs.
 	RepoFiles map[string][]byte
+	// OS is the VM's os-release (dnf's $releasever when installing from outside the root).
+	OS pkgmgr.OSInfo
 }
 
 // Result is a built (or cached) packages layer.
@@ -140,6 +142,9 @@ type Result struct {
 	// Errors are what went wrong without stopping the build: a step that failed, a repository
 	// that does not answer. The files of what was not installed are left to the VM's diff.
 	Errors []string
+	// Installer says how the packages were installed: "in the base root (dnf)" or "from
+	// outside the base root (the host's dnf)".
+	Installer string
 	// ConfigDropped is the VM's package manager configuration left out of the build root:
 	// keys outside the allowlist (hooks, programs, paths), files the builder does not carry.
 	ConfigDropped []pkgmgr.DroppedConfig
@@ -226,6 +231,9 @@ func (in *Input) check(opts Options) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("reading base root: %s is not a directory", in.BaseRoot)
 	}
+	if opts.Backend == Chroot && runsOutside(in.BaseRoot, in.Plan) {
+		return nil // the host's installer, pointed at the root (outside.go)
+	}
 	return checkTools(in.BaseRoot, in.Plan)
 }
 
@@ -297,7 +305,7 @@ func resultOf(m *meta, dir string) *Result {
 	return &Result{LayerPath: filepath.Join(dir, layerFile), LayerDiffID: m.LayerDiffID, LayerSize: m.LayerSize,
 		Installed: m.Installed, Missing: m.Missing, VersionDiffers: m.VersionDiffers,
 		RootsBefore: m.RootsBefore, RootsAfter: m.RootsAfter, InstallTime: m.InstallTime, LayerTime: m.LayerTime,
-		CacheKey: m.Key, Errors: m.Errors}
+		CacheKey: m.Key, Errors: m.Errors, Installer: m.Installer}
 }
 
 // metaOf is the meta.json of a build's result.
@@ -310,7 +318,7 @@ func metaOf(res *Result, in Input, opts Options) *meta {
 		BaseDigest: in.BaseDigest, Manager: in.VM.Manager, Packages: len(pkgmgr.CompareSets(in.VM, base).Install),
 		LayerDiffID: res.LayerDiffID, LayerSize: res.LayerSize, Installed: res.Installed, Missing: res.Missing,
 		VersionDiffers: res.VersionDiffers, RootsBefore: res.RootsBefore, RootsAfter: res.RootsAfter,
-		InstallTime: res.InstallTime, LayerTime: res.LayerTime, Errors: res.Errors}
+		InstallTime: res.InstallTime, LayerTime: res.LayerTime, Errors: res.Errors, Installer: res.Installer}
 }
 
 // removeTree removes a work directory, tolerating one that is gone.

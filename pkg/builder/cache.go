@@ -45,6 +45,7 @@ type meta struct {
 	InstallTime    time.Duration    `json:"install_time"`
 	LayerTime      time.Duration    `json:"layer_time"`
 	Errors         []string         `json:"errors,omitempty"`
+	Installer      string           `json:"installer,omitempty"`
 }
 
 func readMeta(dir string) (*meta, error) {

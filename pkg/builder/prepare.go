@@ -66,6 +66,10 @@ func (b *build) disableFsync(ctx context.Context) error {
 	if b.opts.Fsync {
 		return nil
 	}
+	if b.outside { // the host's installer: no preload that the root's scriptlets would inherit
+		b.opts.Logf("fsync stays on: the installer runs from outside the root")
+		return nil
+	}
 	if b.opts.NoFsyncMethod != NoFsyncUnsafeIO {
 		lib, err := b.eatMyData(ctx)
 		if err != nil {

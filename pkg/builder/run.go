@@ -58,6 +58,7 @@ type build struct {
 	// set once its first download has been shared (see archives.go).
 	archives  string
 	published bool
+	outside   bool // the host's installer runs pointed at the root (outside.go)
 }
 
 // temp is a file placed in the build root for the build only; saved is where the base's file
@@ -107,7 +108,7 @@ func (b *build) run(ctx context.Context) error {
 		}
 		b.be = d
 	default:
-		c, cerr := newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.unsandboxed, b.opts.Logf)
+		c, cerr := b.newChroot(archives)
 		if cerr != nil {
 			return cerr
 		}
@@ -123,6 +124,27 @@ func (b *build) run(ctx context.Context) error {
 	b.opts.Logf("installed in %s: %d missing, %d at another version, %d errors", b.res.InstallTime.Round(time.Millisecond),
 		len(b.res.Missing), len(b.res.VersionDiffers), len(b.res.Errors))
 	return b.restore(ctx)
+}
+
+// newChroot starts the chroot backend, wrapped to run the host's installer from outside the
+// root when the base has none (outside.go).
+func (b *build) newChroot(archives string) (backend, error) {
+	c, err := newChroot(b.in.BaseRoot, filepath.Join(b.workDir, "overlay"), archives, b.opts.unsandboxed, b.opts.Logf)
+	if err != nil {
+		return nil, err
+	}
+	b.res.Installer = "in the base root (" + b.in.Plan.Frontend + ")"
+	if b.opts.unsandboxed || !runsOutside(b.in.BaseRoot, b.in.Plan) {
+		return c, nil
+	}
+	o, err := newOutside(c, b.workDir, b.in.BaseRoot, b.in.OS, b.opts.Logf)
+	if err != nil {
+		_ = c.close()
+		return nil, err
+	}
+	b.outside = true
+	b.res.Installer = "from outside the base root (the host's " + b.in.Plan.Frontend + ")"
+	return o, nil
 }
 
 // seedArchives prepares the private apt archive directory; "" when there is none.
@@ -148,7 +170,7 @@ func (b *build) install(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the build root's packages: %w", err)
 	}
-	missing, differs, follow := pkgmgr.FollowUp(b.in.VM, db)
+	missing, differs, follow := pkgmgr.FollowUpWith(b.in.VM, db, b.in.Plan.Frontend)
 	if len(missing)+len(differs) > 0 {
 		b.opts.Logf("second pass: %d packages missing, %d at another version", len(missing), len(differs))
 		if err := b.runPlan(ctx, follow); err != nil {
@@ -157,7 +179,7 @@ func (b *build) install(ctx context.Context) error {
 		if db, err = b.be.readDB(ctx); err != nil {
 			return fmt.Errorf("reading the build root's packages: %w", err)
 		}
-		missing, differs, _ = pkgmgr.FollowUp(b.in.VM, db)
+		missing, differs, _ = pkgmgr.FollowUpWith(b.in.VM, db, b.in.Plan.Frontend)
 	}
 	if err := b.writePlanFiles(ctx); err != nil {
 		return err
@@ -211,11 +233,37 @@ func (b *build) checkFetch(step, out string) {
 	b.addError(fmt.Sprintf("step %q: a repository did not answer: %s", step, strings.Join(lines, "; ")), true)
 }
 
+// checkScriptlets records the package scriptlets that failed in a step that succeeded: pacman
+// says "error: command failed to execute correctly" after a failing .INSTALL function and
+// installs the package all the same. The report names the package (its "installing" line)
+// and what the scriptlet printed.
+func (b *build) checkScriptlets(step, out string) {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "error: command failed to execute correctly") {
+			continue
+		}
+		start := i
+		for start > 0 && i-start < 8 && !strings.HasPrefix(strings.TrimSpace(lines[start]), "installing ") &&
+			!strings.HasPrefix(strings.TrimSpace(lines[start]), "upgrading ") {
+			start--
+		}
+		var said []string
+		for _, s := range lines[start : i+1] {
+			if s = strings.TrimSpace(s); s != "" {
+				said = append(said, s)
+			}
+		}
+		b.addError(fmt.Sprintf("step %q: a package scriptlet failed (the package is installed all the same): %s", step, strings.Join(said, "; ")), false)
+	}
+}
+
 // fetchProblems are the signs, in the installers' output (LC_ALL=C), of a repository that did
 // not answer.
 var fetchProblems = []string{"Failed to fetch", "Some index files failed to download", "Could not connect",
 	"Temporary failure resolving", "Could not resolve", "Failed to download metadata", "Curl error",
-	"failed retrieving file", "failed to synchronize", "temporary error (try again later)", "network error"}
+	"failed retrieving file", "failed to synchronize", "temporary error (try again later)", "network error",
+	"Download (curl) error", "Error code: Connection failed"} // the last two: zypper
 
 // step runs one step, an apt install as a download with the network and then an install
 // without (see network.go), and returns the tail of its output.
@@ -230,7 +278,9 @@ func (b *build) step(ctx context.Context, s pkgmgr.Step) (string, error) {
 		}
 		b.publishOnce()
 	}
-	return b.runStep(ctx, s, needsNetwork(m, s))
+	out, err := b.runStep(ctx, s, needsNetwork(m, s))
+	b.checkScriptlets(s.Name, out) // every run, retries included
+	return out, err
 }
 
 // runStep runs one command with the build's environment and a time limit, with or without

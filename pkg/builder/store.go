@@ -18,7 +18,7 @@ import (
 var LayerExcludes = []string{
 	"/var/cache/apt/*", "/var/lib/apt/lists/*", "/var/log/*",
 	"/var/cache/debconf/*-old", "/var/lib/dpkg/*-old",
-	"/var/cache/dnf/*", "/var/cache/yum/*", "/var/cache/apk/*", "/var/cache/pacman/pkg/*",
+	"/var/cache/dnf/*", "/var/cache/yum/*", "/var/cache/zypp/*", "/var/cache/apk/*", "/var/cache/pacman/pkg/*",
 	"/tmp/*", "/run/*", "/proc/*", "/sys/*", "/dev/*",
 }
 

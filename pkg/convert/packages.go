@@ -74,7 +74,8 @@ func (r *run) packages(ctx context.Context) error {
 
 func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, repo map[string][]byte) error {
 	p := r.report.Packages
-	in := builder.Input{BaseRoot: r.baseDir, BaseDigest: r.base.Digest.String(), VM: r.vmDB, Base: baseDB, Plan: plan, RepoFiles: repo}
+	in := builder.Input{BaseRoot: r.baseDir, BaseDigest: r.base.Digest.String(), VM: r.vmDB, Base: baseDB, Plan: plan, RepoFiles: repo,
+		OS: pkgmgr.OSInfo{ID: r.info.OS.ID, VersionID: r.info.OS.VersionID, IDLike: r.info.OS.IDLike}}
 	root := r.cacheRoot()
 	layers, err := root.Open(cache.Layers, r.opts.Notef)
 	if err != nil {
@@ -103,7 +104,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	for _, m := range res.Missing {
 		p.Missing = append(p.Missing, m.Name+"="+m.Version)
 	}
-	p.VersionDiffers, p.Errors = res.VersionDiffers, res.Errors
+	p.VersionDiffers, p.Errors, p.Installer = res.VersionDiffers, res.Errors, res.Installer
 	for _, d := range res.ConfigDropped {
 		p.ConfigDropped = append(p.ConfigDropped, d.String())
 	}

@@ -108,6 +108,9 @@ type Packages struct {
 	Skipped        string          `json:"skipped,omitempty"` // why there is no packages layer
 	InstallSeconds float64         `json:"install_seconds"`
 	Manager        pkgmgr.Manager  `json:"manager,omitempty"`
+	// Installer says how the packages layer was installed: in the base root by its own
+	// installer, or from outside it by the host's (a base without a package manager).
+	Installer string `json:"installer,omitempty"`
 	// ConfigDropped is the VM's package manager configuration not carried into the build:
 	// hooks, programs, paths, anything outside the allowlist ("file: key").
 	ConfigDropped []string `json:"config_dropped,omitempty"`

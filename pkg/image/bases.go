@@ -27,17 +27,22 @@ func DefaultBases() BaseTable {
 		"debian:13": "debian:trixie",
 		"debian":    "debian:{MAJOR}",
 		"ubuntu":    "ubuntu:{VERSION_ID}",
+		// RHEL family. Docker Hub's centos stops at 8: CentOS Stream lives on quay.io.
+		"rhel":      "registry.access.redhat.com/ubi{MAJOR}/ubi:latest",
 		"centos:7":  "centos:7",
-		"centos":    "centos:{MAJOR}",
-		"rocky:8":   "rockylinux:8",
-		"rocky:9":   "rockylinux:9",
+		"centos":    "quay.io/centos/centos:stream{MAJOR}",
 		"rocky":     "rockylinux:{MAJOR}",
 		"almalinux": "almalinux:{MAJOR}",
 		"fedora":    "fedora:{VERSION_ID}",
-		"alpine":    "alpine:{MAJOR}.{MINOR}",
-		"arch":      "archlinux:latest",
-		// openSUSE Leap's VERSION_ID is "15.5"; its images are tagged the same way.
-		"opensuse-leap": "opensuse/leap:{VERSION_ID}",
+		"ol":        "oraclelinux:{MAJOR}",
+		"amzn":      "amazonlinux:{VERSION_ID}",
+		// SUSE: SLES VERSION_ID "15.5" names registry.suse.com/suse/sle15:15.5; openSUSE Leap's
+		// images are tagged as its VERSION_ID ("15.5").
+		"sles":                "registry.suse.com/suse/sle{MAJOR}:{VERSION_ID}",
+		"opensuse-leap":       "opensuse/leap:{VERSION_ID}",
+		"opensuse-tumbleweed": "opensuse/tumbleweed:latest",
+		"alpine":              "alpine:{MAJOR}.{MINOR}",
+		"arch":                "archlinux:latest",
 	}
 }
 

@@ -132,6 +132,13 @@ func NewPlan(vm, base *DB, osr OSInfo, opts PlanOptions) (*Plan, error) {
 // PerPackage tries each package on its own. pacman cannot pin, so its plan names only the
 // missing packages.
 func FollowUp(vm, built *DB) (missing []Package, versionDiffers []Change, plan *Plan) {
+	return FollowUpWith(vm, built, "")
+}
+
+// FollowUpWith is FollowUp with the installer of the first plan (its Frontend): a base without
+// an installer gives the built root's packages no say, and the distribution (zypper for SUSE)
+// decided the first plan's. "" chooses from the built root's packages as FollowUp does.
+func FollowUpWith(vm, built *DB, frontend string) (missing []Package, versionDiffers []Change, plan *Plan) {
 	if vm == nil {
 		vm = &DB{}
 	}
@@ -157,7 +164,10 @@ func FollowUp(vm, built *DB) (missing []Package, versionDiffers []Change, plan *
 			}
 		}
 	}
-	plan = &Plan{Manager: m, Frontend: chooseFrontend(m, OSInfo{}, built), Pins: map[string]string{}, RepoFiles: RepoConfigPaths(m)}
+	if frontend == "" {
+		frontend = chooseFrontend(m, OSInfo{}, built)
+	}
+	plan = &Plan{Manager: m, Frontend: frontend, Pins: map[string]string{}, RepoFiles: RepoConfigPaths(m)}
 	if m == Pacman && len(versionDiffers) > 0 {
 		plan.Notes = append(plan.Notes, fmt.Sprintf("pacman cannot install a given version from a sync repository: %d packages stay at the repository's version", len(versionDiffers)))
 	}

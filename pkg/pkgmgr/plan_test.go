@@ -382,3 +382,25 @@ func TestPlanHostileNames(t *testing.T) {
 		t.Errorf("follow-up roots %v", f.Roots)
 	}
 }
+
+// TestFollowUpWithFrontend: a base without an installer gives the built root's packages no
+// say, so the follow-up keeps the first plan's installer (zypper for a SUSE VM), where
+// FollowUp alone falls back to dnf.
+func TestFollowUpWithFrontend(t *testing.T) {
+	vm := &DB{Manager: RPM, Packages: []Package{spkg("filesystem", "3.18-2", "x86_64"), spkg("orphan", "1.0-1", "x86_64")}}
+	built := &DB{Manager: RPM, Packages: []Package{spkg("filesystem", "3.18-2", "x86_64")}}
+	first, err := NewPlan(vm, built, OSInfo{ID: "opensuse-leap", VersionID: "15.6"}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Frontend != feZypper {
+		t.Fatalf("first plan's installer %s, want zypper", first.Frontend)
+	}
+	missing, _, f := FollowUpWith(vm, built, first.Frontend)
+	if len(missing) != 1 || len(f.Steps) == 0 || f.Steps[0].Argv[0] != "zypper" || !slices.Contains(f.Steps[0].Argv, "orphan.x86_64=1.0-1") {
+		t.Errorf("follow-up with zypper: missing %v, steps %v", missing, f.Steps)
+	}
+	if _, _, d := FollowUp(vm, built); d.Frontend != feDnf {
+		t.Errorf("FollowUp without a frontend chose %s, want dnf (nothing in the built root says)", d.Frontend)
+	}
+}

@@ -64,7 +64,7 @@ func TestAttackAlteredCachedRoot(t *testing.T) {
 	writeStampedFile(t, filepath.Join(vm, "etc/own"), []byte("the VM's own file\n"), when)
 	cacheRoot := filepath.Join(dir, "cache")
 
-	first := convertDir(t, bin, vm, base, cacheRoot, filepath.Join(dir, "one.tar"))
+	first := convertDirNoPackages(t, bin, vm, base, cacheRoot, filepath.Join(dir, "one.tar"))
 	if first.Diff.Modified != 0 {
 		t.Fatalf("first conversion: %d modified files, want 0", first.Diff.Modified)
 	}
@@ -77,7 +77,7 @@ func TestAttackAlteredCachedRoot(t *testing.T) {
 	var st syscall.Stat_t
 	must(t, syscall.Stat(tools[0], &st))
 	time.Sleep(time.Until(time.Unix(0, st.Ctim.Nano()).Add(fswalk.RacyWindow + 100*time.Millisecond)))
-	convertDir(t, bin, vm, base, cacheRoot, filepath.Join(dir, "one-again.tar"))
+	convertDirNoPackages(t, bin, vm, base, cacheRoot, filepath.Join(dir, "one-again.tar"))
 	idx, _ := filepath.Glob(filepath.Join(cacheRoot, "images", "digests", "base-*.json"))
 	if len(idx) != 1 {
 		t.Fatalf("no digest index was recorded: %q", idx)
@@ -89,7 +89,7 @@ func TestAttackAlteredCachedRoot(t *testing.T) {
 	}
 	writeStampedFile(t, tools[0], evil, time.Unix(1700000000, 0))
 
-	second := convertDir(t, bin, vm, base, cacheRoot, filepath.Join(dir, "two.tar"))
+	second := convertDirNoPackages(t, bin, vm, base, cacheRoot, filepath.Join(dir, "two.tar"))
 	if second.Diff.Modified != 1 {
 		t.Errorf("after the cached root was altered: %d modified files, want 1 (usr/bin/tool): the recorded digest was trusted", second.Diff.Modified)
 	}
@@ -128,7 +128,7 @@ func writeStampedFile(t *testing.T, p string, body []byte, when time.Time) {
 
 // convertDir runs the real vm2image on dir:vm against the docker-archive base and returns its
 // report.
-func convertDir(t *testing.T, bin, vm, base, cacheRoot, out string) *convert.Report {
+func convertDirNoPackages(t *testing.T, bin, vm, base, cacheRoot, out string) *convert.Report {
 	t.Helper()
 	report := out + ".json"
 	cmd := exec.Command(bin, "convert", "dir:"+vm, "--base", "docker-archive:"+base, "--no-packages",

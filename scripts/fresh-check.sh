@@ -21,7 +21,8 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 # Built by the project itself (go build, the tests), not installed: never checked. /listener is a
-# test binary copied into a chroot (pkg/procs).
+# test binary copied into a chroot (pkg/procs). Relative paths (../../scripts/image.sh) are the
+# repository's own scripts.
 own='go vm2image vm2image-agent vm2image-init /listener'
 
 required_tools() {
@@ -30,7 +31,7 @@ required_tools() {
 		grep -rhoE --include='*.go' 'RequireCommands\([A-Za-z_]+(, *"[^"]+")+' . | grep -oE '"[^"]+"' | tr -d '"'
 		grep -rhoE --include='*.go' 'exec\.(Command|LookPath)\("[^"]+"|exec\.CommandContext\([A-Za-z_.()]+, "[^"]+"|\brun\(t, "[^"]+"' . |
 			grep -oE '"[^"]+"$' | tr -d '"'
-	} | grep -vxF -f <(tr ' ' '\n' <<<"$own") | sort -u
+	} | grep -vxF -f <(tr ' ' '\n' <<<"$own") | grep -vE '^\.\.?/' | sort -u
 }
 
 if [ "${1:-}" = --list ]; then

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -146,7 +147,7 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		return nil, err
 	}
 	links := baseDirLinks(r.baseDir)
-	eh := sha256.Sum256([]byte(strings.Join(r.excludes(), "\x00") + "\x01" + linksString(links)))
+	eh := payloadParams(r.excludes(), links)
 	var out []payloadLayer
 	for _, p := range pkgs {
 		if err := ctx.Err(); err != nil {
@@ -398,11 +399,22 @@ func baseDirLinks(base string) map[string]string {
 	return links
 }
 
-func linksString(links map[string]string) string {
-	keys := make([]string, 0, len(links))
-	for k := range links {
-		keys = append(keys, k+"->"+links[k])
+// payloadParams is the digest of what a payload layer depends on beside its .deb: the excludes
+// and the base's directory links. Links are named by the base image (any byte but '/' and NUL),
+// so every string is written with its length before it: no other set of links or excludes
+// reads the same.
+func payloadParams(excludes []string, links map[string]string) [32]byte {
+	h := sha256.New()
+	put := func(s string) { fmt.Fprintf(h, "%d:%s", len(s), s) }
+	fmt.Fprintf(h, "excludes %d\n", len(excludes))
+	for _, e := range excludes {
+		put(e)
 	}
-	slices.Sort(keys)
-	return strings.Join(keys, "\n")
+	keys := slices.Sorted(maps.Keys(links))
+	fmt.Fprintf(h, "links %d\n", len(keys))
+	for _, k := range keys {
+		put(k)
+		put(links[k])
+	}
+	return [32]byte(h.Sum(nil))
 }

@@ -87,7 +87,7 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 	}
 	own, bundle := splitOwn(payloads, r.opts.MaxLayers-len(nBase)-4, r.opts.OwnPackages)
 	var layers []image.LayerFile
-	var roles, applied []string
+	var roles, applied, ids []string
 	for _, p := range own {
 		lf := image.LayerFile{Path: p.path, Comment: fmt.Sprintf("vm2image: package %s %s %s", p.pkg.Name, p.pkg.Version, p.pkg.Arch)}
 		// A known diffID lets assembly take the compressed blob from the image cache: a payload
@@ -96,7 +96,7 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 			lf.DiffID = h
 		}
 		layers = append(layers, lf)
-		roles, applied = append(roles, "package"), append(applied, p.path)
+		roles, applied, ids = append(roles, "package"), append(applied, p.path), append(ids, p.info.DiffID)
 		g.Layers = append(g.Layers, PayloadLayer{Name: p.pkg.Name, Version: p.pkg.Version, Arch: p.pkg.Arch, DiffID: p.info.DiffID})
 	}
 	g.OwnLayers, g.Bundled = len(own), len(bundle)
@@ -107,8 +107,13 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 		}
 		layers = append(layers, image.LayerFile{Path: path, Comment: fmt.Sprintf("vm2image: %d packages bundled", len(bundle))})
 		roles, applied = append(roles, "packages-bundle"), append(applied, path)
+		bid := "bundle"
+		for _, p := range bundle {
+			bid += " " + p.info.DiffID
+		}
+		ids = append(ids, bid)
 	}
-	cfg, err := r.configLayer(ctx, applied)
+	cfg, err := r.configLayer(ctx, applied, ids)
 	if err != nil {
 		return err
 	}
@@ -293,11 +298,13 @@ type layerResult struct {
 }
 
 // configLayer is the difference between the base with the payload layers applied and the
-// built root (r.oldDir).
-func (r *run) configLayer(ctx context.Context, payloadPaths []string) (layerResult, error) {
+// built root (r.oldDir). ids name the layers' contents (diffIDs; the bundle by its payloads'),
+// so the cached base+payloads root is found again by another conversion, whose bundle is in its
+// own work directory.
+func (r *run) configLayer(ctx context.Context, payloadPaths, ids []string) (layerResult, error) {
 	h := sha256.New()
-	for _, p := range payloadPaths {
-		fmt.Fprintln(h, p)
+	for _, id := range ids {
+		fmt.Fprintln(h, id)
 	}
 	key := "payloads-" + r.base.Digest.Hex[:16] + "-" + hex.EncodeToString(h.Sum(nil))[:32]
 	withPayloads, err := r.cachedRoot(ctx, key, func(ctx context.Context, dir string) error {

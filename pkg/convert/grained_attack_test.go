@@ -6,9 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
@@ -75,5 +79,43 @@ func buildToolDeb(t *testing.T, out string) {
 	}
 	if b, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", src, out).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb --build: %v\n%s", err, b)
+	}
+}
+
+// TestGrainedConfigRootFoundAgain: two conversions with the same base and the same payloads
+// (one of them bundled, in each conversion's own work directory) share one cached base+payloads
+// root; a root per conversion would fill the cache with a copy of the base each time.
+func TestGrainedConfigRootFoundAgain(t *testing.T) {
+	testenv.RequireCommands(t, "dpkg-deb", "cp")
+	archives := t.TempDir()
+	pkg := pkgmgr.Package{Name: "tool", Version: "1.0", Arch: "all"}
+	buildToolDeb(t, filepath.Join(archives, debName(pkg)))
+	base := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(base, "etc"), 0o755))
+	cacheDir := t.TempDir()
+	for range 2 {
+		r := &run{opts: Options{CacheDir: cacheDir, Warnf: t.Logf, Notef: t.Logf, Logf: t.Logf}, baseDir: base,
+			oldDir: base, work: t.TempDir(), base: &image.Base{Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}}}
+		ps, err := r.payloads(context.Background(), archives, []pkgmgr.Package{pkg}, &Grained{})
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("payloads: %v (%d)", err, len(ps))
+		}
+		bundle := filepath.Join(r.work, "packages-bundle.layer.tar")
+		must(t, writeBundle(bundle, ps))
+		if _, err := r.configLayer(context.Background(), []string{bundle}, []string{"bundle " + ps[0].info.DiffID}); err != nil {
+			t.Fatal(err)
+		}
+		r.close()
+	}
+	des, err := os.ReadDir(filepath.Join(cacheDir, "roots"))
+	must(t, err)
+	var roots []string
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), "payloads-") && !strings.HasSuffix(de.Name(), ".lock") {
+			roots = append(roots, de.Name())
+		}
+	}
+	if len(roots) != 1 {
+		t.Errorf("base+payloads roots in the cache after two conversions: %q", roots)
 	}
 }

@@ -162,13 +162,15 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		if archives != "" {
 			deb = filepath.Join(archives, debName(p))
 		}
-		sum, err := fileDigest(deb)
+		// The layer is made from the very bytes hashed for its key: one open file.
+		f, sum, err := openDigest(deb)
 		if err != nil {
 			g.NoArchive = append(g.NoArchive, p.Name+"="+p.Version)
 			continue
 		}
 		key := "payload-" + sum[:32] + "-" + hex.EncodeToString(eh[:])[:12]
-		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) error { return writePayload(deb, p, r.excludes(), links, dir) })
+		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) error { return writePayload(f, p, r.excludes(), links, dir) })
+		f.Close()
 		if err != nil {
 			r.opts.Warnf("warning: package %s %s: %v; its files go into the configuration layer", p.Name, p.Version, err)
 			g.NoArchive = append(g.NoArchive, p.Name+"="+p.Version)
@@ -190,12 +192,11 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 
 // writePayload makes a cache entry: the payload layer of the .deb, checked to be the package it
 // is named for.
-func writePayload(deb string, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
-	f, err := os.Open(deb)
-	if err != nil {
+func writePayload(f *os.File, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	defer f.Close()
+	deb := f.Name()
 	p, err := debfile.Open(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return err
@@ -222,20 +223,25 @@ func writePayload(deb string, want pkgmgr.Package, excludes []string, links map[
 	return os.WriteFile(filepath.Join(dir, "layer.json"), b, 0o600)
 }
 
-func fileDigest(path string) (string, error) {
+// openDigest opens a regular file and hashes it; the file is left open for the caller.
+func openDigest(path string) (*os.File, string, error) {
 	if path == "" {
-		return "", os.ErrNotExist
+		return nil, "", os.ErrNotExist
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, "", fmt.Errorf("%s: not a regular file", path)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	return f, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // splitOwn picks the payloads with layers of their own: those named in chosen (a fleet's plan,

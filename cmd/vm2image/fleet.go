@@ -172,7 +172,7 @@ func runFleetConvert(ctx context.Context, o fleetOptions, invPath string, stdout
 	}
 	start := time.Now()
 	results, err := fleet.Run(ctx, inv, fleet.Options{
-		Jobs: o.jobs, StateDir: o.stateDir, Resume: o.resume,
+		Jobs: o.jobs, StateDir: o.stateDir, Resume: o.resume, Settings: o.settings(),
 		Convert: func(ctx context.Context, vm fleet.VM) (*convert.Report, error) {
 			opts, err := o.vmOptions(vm, &prefixWriter{say: say, prefix: vm.Name + ": "})
 			if err != nil {
@@ -246,6 +246,17 @@ func (o *fleetOptions) vmOptions(vm fleet.VM, log io.Writer) (convert.Options, e
 	}
 	opts.Progress = nil // one line per VM instead, see fleetEvent
 	return opts, nil
+}
+
+// settings are the fleet's flags that decide what each VM's image is and where it goes:
+// --resume converts a VM again when they changed since it was converted.
+func (o *fleetOptions) settings() string {
+	c := o.convertOptions
+	return fmt.Sprintf("push %q output-dir %q base %q builder %q strategy %q transfer %q compression %q format %q "+
+		"no-packages %v excludes %q package-layers %q max-layers %d volumes %q %q keep-service-env %v services %q %q %q",
+		o.push, o.outputDir, c.base, c.builder, c.strategy, c.transfer, c.compression, c.format,
+		c.noPackages, c.excludes, c.packageLayers, c.maxLayers, c.volumes, c.volumesMode, c.keepServiceEnv,
+		c.services, c.skipServices, c.mainServices)
 }
 
 func or(a, b string) string {

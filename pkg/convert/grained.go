@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -86,7 +87,7 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 	}
 	own, bundle := splitOwn(payloads, r.opts.MaxLayers-len(nBase)-4, r.opts.OwnPackages)
 	var layers []image.LayerFile
-	var roles, applied []string
+	var roles, applied, ids []string
 	for _, p := range own {
 		lf := image.LayerFile{Path: p.path, Comment: fmt.Sprintf("vm2image: package %s %s %s", p.pkg.Name, p.pkg.Version, p.pkg.Arch)}
 		// A known diffID lets assembly take the compressed blob from the image cache: a payload
@@ -95,7 +96,7 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 			lf.DiffID = h
 		}
 		layers = append(layers, lf)
-		roles, applied = append(roles, "package"), append(applied, p.path)
+		roles, applied, ids = append(roles, "package"), append(applied, p.path), append(ids, p.info.DiffID)
 		g.Layers = append(g.Layers, PayloadLayer{Name: p.pkg.Name, Version: p.pkg.Version, Arch: p.pkg.Arch, DiffID: p.info.DiffID})
 	}
 	g.OwnLayers, g.Bundled = len(own), len(bundle)
@@ -106,8 +107,13 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 		}
 		layers = append(layers, image.LayerFile{Path: path, Comment: fmt.Sprintf("vm2image: %d packages bundled", len(bundle))})
 		roles, applied = append(roles, "packages-bundle"), append(applied, path)
+		bid := "bundle"
+		for _, p := range bundle {
+			bid += " " + p.info.DiffID
+		}
+		ids = append(ids, bid)
 	}
-	cfg, err := r.configLayer(ctx, applied)
+	cfg, err := r.configLayer(ctx, applied, ids)
 	if err != nil {
 		return err
 	}
@@ -146,7 +152,7 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		return nil, err
 	}
 	links := baseDirLinks(r.baseDir)
-	eh := sha256.Sum256([]byte(strings.Join(r.excludes(), "\x00") + "\x01" + linksString(links)))
+	eh := payloadParams(r.excludes(), links)
 	var out []payloadLayer
 	for _, p := range pkgs {
 		if err := ctx.Err(); err != nil {
@@ -156,13 +162,15 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		if archives != "" {
 			deb = filepath.Join(archives, debName(p))
 		}
-		sum, err := fileDigest(deb)
+		// The layer is made from the very bytes hashed for its key: one open file.
+		f, sum, err := openDigest(deb)
 		if err != nil {
 			g.NoArchive = append(g.NoArchive, p.Name+"="+p.Version)
 			continue
 		}
 		key := "payload-" + sum[:32] + "-" + hex.EncodeToString(eh[:])[:12]
-		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) error { return writePayload(deb, p, r.excludes(), links, dir) })
+		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) error { return writePayload(f, p, r.excludes(), links, dir) })
+		f.Close()
 		if err != nil {
 			r.opts.Warnf("warning: package %s %s: %v; its files go into the configuration layer", p.Name, p.Version, err)
 			g.NoArchive = append(g.NoArchive, p.Name+"="+p.Version)
@@ -184,12 +192,11 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 
 // writePayload makes a cache entry: the payload layer of the .deb, checked to be the package it
 // is named for.
-func writePayload(deb string, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
-	f, err := os.Open(deb)
-	if err != nil {
+func writePayload(f *os.File, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	defer f.Close()
+	deb := f.Name()
 	p, err := debfile.Open(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return err
@@ -216,20 +223,25 @@ func writePayload(deb string, want pkgmgr.Package, excludes []string, links map[
 	return os.WriteFile(filepath.Join(dir, "layer.json"), b, 0o600)
 }
 
-func fileDigest(path string) (string, error) {
+// openDigest opens a regular file and hashes it; the file is left open for the caller.
+func openDigest(path string) (*os.File, string, error) {
 	if path == "" {
-		return "", os.ErrNotExist
+		return nil, "", os.ErrNotExist
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, "", fmt.Errorf("%s: not a regular file", path)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	return f, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // splitOwn picks the payloads with layers of their own: those named in chosen (a fleet's plan,
@@ -292,11 +304,13 @@ type layerResult struct {
 }
 
 // configLayer is the difference between the base with the payload layers applied and the
-// built root (r.oldDir).
-func (r *run) configLayer(ctx context.Context, payloadPaths []string) (layerResult, error) {
+// built root (r.oldDir). ids name the layers' contents (diffIDs; the bundle by its payloads'),
+// so the cached base+payloads root is found again by another conversion, whose bundle is in its
+// own work directory.
+func (r *run) configLayer(ctx context.Context, payloadPaths, ids []string) (layerResult, error) {
 	h := sha256.New()
-	for _, p := range payloadPaths {
-		fmt.Fprintln(h, p)
+	for _, id := range ids {
+		fmt.Fprintln(h, id)
 	}
 	key := "payloads-" + r.base.Digest.Hex[:16] + "-" + hex.EncodeToString(h.Sum(nil))[:32]
 	withPayloads, err := r.cachedRoot(ctx, key, func(ctx context.Context, dir string) error {
@@ -398,11 +412,22 @@ func baseDirLinks(base string) map[string]string {
 	return links
 }
 
-func linksString(links map[string]string) string {
-	keys := make([]string, 0, len(links))
-	for k := range links {
-		keys = append(keys, k+"->"+links[k])
+// payloadParams is the digest of what a payload layer depends on beside its .deb: the excludes
+// and the base's directory links. Links are named by the base image (any byte but '/' and NUL),
+// so every string is written with its length before it: no other set of links or excludes
+// reads the same.
+func payloadParams(excludes []string, links map[string]string) [32]byte {
+	h := sha256.New()
+	put := func(s string) { fmt.Fprintf(h, "%d:%s", len(s), s) }
+	fmt.Fprintf(h, "excludes %d\n", len(excludes))
+	for _, e := range excludes {
+		put(e)
 	}
-	slices.Sort(keys)
-	return strings.Join(keys, "\n")
+	keys := slices.Sorted(maps.Keys(links))
+	fmt.Fprintf(h, "links %d\n", len(keys))
+	for _, k := range keys {
+		put(k)
+		put(links[k])
+	}
+	return [32]byte(h.Sum(nil))
 }

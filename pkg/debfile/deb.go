@@ -196,7 +196,8 @@ func decompress(name string, r io.Reader) (io.Reader, error) {
 		}
 		return zr, nil
 	case strings.HasSuffix(name, ".xz"):
-		zr, err := xz.NewReader(r)
+		// One stream, each block's dictionary bounded before the decoder sees its header.
+		zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(newXZGuard(r))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrFormat, name, err)
 		}

@@ -81,6 +81,10 @@ func ExtractOVA(r io.Reader, dst io.Writer) (string, error) {
 			continue
 		}
 		if (want != "" && name == path.Base(want)) || (want == "" && isDiskName(name)) {
+			if isSparse(h) {
+				// Holes read as zeros: a few KiB of OVA would write h.Size bytes out.
+				return "", fmt.Errorf("%w: %s is a sparse member of the OVA (%d bytes, mostly not in the archive)", ErrUnsupported, name, h.Size)
+			}
 			n, err := io.Copy(dst, tr)
 			if err != nil {
 				return "", fmt.Errorf("copying %s out of the OVA: %w", name, err)
@@ -95,4 +99,18 @@ func ExtractOVA(r io.Reader, dst io.Writer) (string, error) {
 		return "", fmt.Errorf("%w: the OVA lacks the disk %q its OVF names", ErrTruncated, want)
 	}
 	return "", fmt.Errorf("%w: no disk image in the OVA", ErrNoOS)
+}
+
+// isSparse says whether a tar member is a sparse file (GNU or PAX sparse formats), whose holes
+// the reader returns as zeros that are not in the archive.
+func isSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }

@@ -98,6 +98,9 @@ func (inv *Inventory) check(checkSource func(string) error) error {
 			return errf(vm.Line, "a VM without a name")
 		case !nameRE.MatchString(vm.Name):
 			return errf(vm.Line, "VM name %q: want lower-case letters, digits, '.', '_' and '-' (it names files and tags)", vm.Name)
+		case strings.HasSuffix(vm.Name, ".report"):
+			// NAME.report.json is VM NAME's report in the state directory.
+			return errf(vm.Line, "VM name %q: a name may not end in .report (NAME.report.json is a VM's report)", vm.Name)
 		case seen[vm.Name] != 0:
 			return errf(vm.Line, "VM %q again (first at line %d)", vm.Name, seen[vm.Name])
 		case vm.Source == "":

@@ -91,3 +91,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestInventoryNameCollidesWithReport: VM "web.report" would keep its result in web.report.json,
+// the file that holds VM "web"'s conversion report: one overwrites the other in the state
+// directory. The inventory is refused, naming the line.
+func TestInventoryNameCollidesWithReport(t *testing.T) {
+	inv := "vms:\n  - name: web\n    source: dir:/a\n  - name: web.report\n    source: dir:/b\n"
+	_, err := Parse("/srv/fleet/inv.yaml", []byte(inv), nil)
+	if !errors.Is(err, ErrInventory) || !strings.Contains(err.Error(), "inv.yaml:4") {
+		t.Errorf("want an inventory error at line 4, got %v", err)
+	}
+}

@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +39,9 @@ type Result struct {
 	Image            string    `json:"image,omitempty"` // where it went: the pushed reference, the file
 	Digest           string    `json:"digest,omitempty"`
 	Finished         time.Time `json:"finished"`
+	// Spec names what was converted, and how (the resolved entry and Options.Settings):
+	// --resume skips a VM only when it is the same now.
+	Spec string `json:"spec,omitempty"`
 }
 
 // Options drive a run.
@@ -44,6 +49,9 @@ type Options struct {
 	Jobs     int    // conversions at once (default 1)
 	StateDir string // results, one NAME.json per VM, and each VM's report NAME.report.json
 	Resume   bool   // skip the VMs an earlier run converted (status ok in the state directory)
+	// Settings are the run's settings that decide each VM's image beside the inventory (where
+	// it goes, the conversion flags): part of every VM's Spec.
+	Settings string
 	// Convert converts one VM (the inventory's defaults filled in).
 	Convert func(ctx context.Context, vm VM) (*convert.Report, error)
 	// Event hears each VM's start and end, and what was skipped (default: nothing).
@@ -95,7 +103,7 @@ func Run(ctx context.Context, inv *Inventory, opts Options) ([]Result, error) {
 	var wg sync.WaitGroup
 	for i, vm := range vms {
 		if opts.Resume {
-			if prev, err := readResult(opts.StateDir, vm.Name); err == nil && prev.Status == StatusOK {
+			if prev, err := readResult(opts.StateDir, vm.Name); err == nil && prev.Status == StatusOK && prev.Spec == spec(vm, opts) {
 				results[i] = prev
 				results[i].Status = StatusSkipped
 				finish(i, "skipped")
@@ -130,7 +138,7 @@ func Run(ctx context.Context, inv *Inventory, opts Options) ([]Result, error) {
 func convertOne(ctx context.Context, vm VM, opts Options) Result {
 	start := time.Now()
 	rep, err := opts.Convert(ctx, vm)
-	res := Result{Name: vm.Name, Status: StatusOK, Seconds: time.Since(start).Seconds(), Finished: time.Now().UTC()}
+	res := Result{Name: vm.Name, Status: StatusOK, Seconds: time.Since(start).Seconds(), Finished: time.Now().UTC(), Spec: spec(vm, opts)}
 	if rep != nil {
 		if werr := writeJSON(filepath.Join(opts.StateDir, vm.Name+".report.json"), rep); werr != nil && err == nil {
 			err = fmt.Errorf("saving the report: %w", werr)
@@ -149,6 +157,18 @@ func convertOne(ctx context.Context, vm VM, opts Options) Result {
 		res.Status, res.Error = StatusFailed, err.Error()
 	}
 	return res
+}
+
+// spec is the digest of a VM's resolved inventory entry (its line aside) and the run's
+// settings: a VM whose source, tag, base or options changed since is converted again.
+func spec(vm VM, opts Options) string {
+	vm.Line = 0
+	b, _ := json.Marshal(struct {
+		VM       VM     `json:"vm"`
+		Settings string `json:"settings"`
+	}{vm, opts.Settings})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func readResult(dir, name string) (Result, error) {

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+)
+
+// TestDiskLVMAppliance: a disk whose root and /var are logical volumes of a volume group
+// (fstab: /dev/mapper/VG-root and /dev/VG/var) read through libguestfs's appliance equals the
+// directory: inspection found the root on the LV and the fstab's /var LV was mounted (else
+// /var, the package database among it, would be empty). The image file is not written to,
+// nothing is left attached.
+func TestDiskLVMAppliance(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "guestfish")
+	d := testenv.LVMDisks(t, testenv.WebVM)
+	diffDiskAgainstRef(t, vm2imageBinary(t), d.Ref, d.Raw)
+}
+
+// TestDiskLVMTrustedRefusedAttack: with --trust-disk, an LVM disk (its VG named by the guest)
+// must not reach the host's LVM: the run fails naming the LVM physical volume and the way to
+// read it (without --trust-disk), before anything is attached; the host's LVM configuration,
+// metadata backups, hints and device-mapper table are unchanged, and the image too.
+func TestDiskLVMTrustedRefusedAttack(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "unshare", "nsenter", "mount", "blkid", "losetup")
+	d := testenv.LVMDisks(t, testenv.WebVM)
+	sum := testenv.FileSHA256(t, d.Raw)
+	before := hostLVMState(t)
+	r := runBin(t, nil, vm2imageBinary(t), "inspect", "disk:"+d.Raw, "--trust-disk", "--work-dir", t.TempDir())
+	if r.err == nil {
+		t.Fatalf("inspect --trust-disk of an LVM disk succeeded:\n%s", r.stdout)
+	}
+	for _, want := range []string{"partition 1 is an LVM physical volume", "without --trust-disk"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	if after := hostLVMState(t); after != before {
+		t.Errorf("the host's LVM state changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := testenv.FileSHA256(t, d.Raw); got != sum {
+		t.Errorf("%s was written to", d.Raw)
+	}
+	assertNothingAttached(t, d.Raw)
+}
+
+// hostLVMState is what a run could change in the host's LVM: the files under /etc/lvm and
+// /run/lvm (names and digests) and the device-mapper table (dmsetup's answer, an error
+// included: this machine's kernel may have no device-mapper).
+func hostLVMState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, dir := range []string{"/etc/lvm", "/run/lvm"} {
+		filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return nil
+			}
+			c, _ := os.ReadFile(p)
+			s := sha256.Sum256(c)
+			b.WriteString(p + " " + hex.EncodeToString(s[:8]) + "\n")
+			return nil
+		})
+	}
+	out, _ := exec.Command("dmsetup", "table").CombinedOutput()
+	b.WriteString("dmsetup table: " + string(out))
+	return b.String()
+}

@@ -76,3 +76,39 @@ func hostLVMState(t *testing.T) string {
 	b.WriteString("dmsetup table: " + string(out))
 	return b.String()
 }
+
+// TestDiskLVMFstabPathTrickAttack: the guest's fstab names /var's volume as
+// /dev/VG/../../../etc/passwd. Through the appliance the entry is left out with a note naming
+// it (nothing is mounted from a path the guest built), /var is the root's own empty
+// directory, the image is not written to and nothing is left attached.
+func TestDiskLVMFstabPathTrickAttack(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "guestfish", "tar")
+	d := testenv.HostileLVMDisk(t, testenv.WebVM)
+	sum := testenv.FileSHA256(t, d.Raw)
+	out := filepath.Join(t.TempDir(), "x.tar")
+	r := runBin(t, applianceEnv, vm2imageBinary(t), "export", "disk:"+d.Raw, "-o", out, "--work-dir", t.TempDir())
+	if r.err != nil {
+		t.Fatalf("export: %v\n%s", r.err, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "../../../etc/passwd") || !strings.Contains(r.stderr, "left out") {
+		t.Errorf("no note about the fstab entry left out:\n%s", r.stderr)
+	}
+	list, err := exec.Command("tar", "-tf", out).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(list), "\n") {
+		if strings.HasPrefix(strings.TrimPrefix(l, "./"), "var/") && strings.TrimPrefix(l, "./") != "var/" {
+			t.Fatalf("/var holds %s: something was mounted there", l)
+		}
+	}
+	if !strings.Contains(string(list), "etc/passwd") {
+		t.Errorf("the root was not exported:\n%.2000s", list)
+	}
+	if got := testenv.FileSHA256(t, d.Raw); got != sum {
+		t.Errorf("%s was written to", d.Raw)
+	}
+	assertNothingAttached(t, d.Raw)
+}

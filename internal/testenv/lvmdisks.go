@@ -36,11 +36,30 @@ const lvmConfig = "global{activation=0} activation{udev_sync=0 udev_rules=0} " +
 // by mkfs.ext4 -d at the offsets of the logical volumes' extents, read back from lvs.
 func LVMDisks(t testing.TB, r Recipe) LVMDisk {
 	t.Helper()
+	return lvmDisks(t, r, "")
+}
+
+// HostileLVMDisk is LVMDisks's layout with its fstab naming /var's volume by a path trick,
+// /dev/VG/../../../etc/passwd (the LV's own name cannot be one: LVM refuses such names in
+// metadata it reads). A reader must leave the entry out; /var stays the root's empty directory.
+func HostileLVMDisk(t testing.TB, r Recipe) LVMDisk {
+	t.Helper()
+	return lvmDisks(t, r, "/../../../etc/passwd")
+}
+
+// lvmDisks builds (once) the LVM disk whose fstab names /var as /dev/VG/var, or as /dev/VG
+// followed by varSpec when varSpec is given.
+func lvmDisks(t testing.TB, r Recipe, varSpec string) LVMDisk {
+	t.Helper()
 	RequireRoot(t)
 	RequireCommands(t, "mkfs.ext4", "sfdisk", "losetup", "lvm")
 	root := Root(t, r)
 	id, _ := os.ReadFile(filepath.Join(CacheDir(), r.Key()+".id"))
-	sum := sha256.Sum256([]byte(lvmRecipe + "\n" + string(id)))
+	key := lvmRecipe
+	if varSpec != "" {
+		key += " var=" + varSpec
+	}
+	sum := sha256.Sum256([]byte(key + "\n" + string(id)))
 	dir := filepath.Join(CacheDir(), "lvmdisk-"+r.Key()+"-"+hex.EncodeToString(sum[:6]))
 	d := LVMDisk{Ref: filepath.Join(dir, "ref"), Raw: filepath.Join(dir, "disk.raw")}
 	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
@@ -63,7 +82,7 @@ func LVMDisks(t testing.TB, r Recipe) LVMDisk {
 	var nonce [4]byte
 	rand.Read(nonce[:])
 	d.VG = "vm2imgtest" + hex.EncodeToString(nonce[:])
-	if err := buildLVMDisk(root, dir, d); err != nil {
+	if err := buildLVMDisk(root, dir, d, varSpec); err != nil {
 		t.Fatalf("building the LVM disk: %v", err)
 	}
 	if err := os.WriteFile(dir+".complete", []byte(d.VG), 0o600); err != nil {
@@ -72,12 +91,15 @@ func LVMDisks(t testing.TB, r Recipe) LVMDisk {
 	return d
 }
 
-func buildLVMDisk(root, dir string, d LVMDisk) error {
+func buildLVMDisk(root, dir string, d LVMDisk, varSpec string) error {
 	if err := run("cp", "-a", root, d.Ref); err != nil {
 		return err
 	}
+	if varSpec == "" {
+		varSpec = "/var"
+	}
 	fstab := "# written by the vm2image LVM disk fixture\n/dev/mapper/" + d.VG + "-root / ext4 errors=remount-ro 0 1\n" +
-		"/dev/" + d.VG + "/var /var ext4 defaults 0 2\nproc /proc proc defaults 0 0\n"
+		"/dev/" + d.VG + varSpec + " /var ext4 defaults 0 2\nproc /proc proc defaults 0 0\n"
 	if err := os.WriteFile(filepath.Join(d.Ref, "etc/fstab"), []byte(fstab), 0o644); err != nil {
 		return err
 	}

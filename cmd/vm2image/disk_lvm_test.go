@@ -88,9 +88,15 @@ func TestDiskLVMFstabPathTrickAttack(t *testing.T) {
 	d := testenv.HostileLVMDisk(t, testenv.WebVM)
 	sum := testenv.FileSHA256(t, d.Raw)
 	out := filepath.Join(t.TempDir(), "x.tar")
-	r := runBin(t, applianceEnv, vm2imageBinary(t), "export", "disk:"+d.Raw, "-o", out, "--work-dir", t.TempDir())
+	r := runBin(t, applianceEnv, vm2imageBinary(t), "export", "disk:"+d.Raw, "-o", out, "--work-dir", t.TempDir(), "-v")
 	if r.err != nil {
 		t.Fatalf("export: %v\n%s", r.err, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "disk: mounting /dev/"+d.VG+"/root at /") {
+		t.Errorf("the root LV was not mounted:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stderr, " at /var") {
+		t.Errorf("something was mounted at /var:\n%s", r.stderr)
 	}
 	if !strings.Contains(r.stderr, "../../../etc/passwd") || !strings.Contains(r.stderr, "left out") {
 		t.Errorf("no note about the fstab entry left out:\n%s", r.stderr)

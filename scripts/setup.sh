@@ -64,6 +64,7 @@ losetup                mount
 cryptsetup             cryptsetup-bin
 mkfs.xfs               xfsprogs
 mkfs.btrfs             btrfs-progs
+lvm                    lvm2
 '
 
 # Pacman's version oracle (see scripts/vercmp.c): a path of its own rather than a "vercmp" on

@@ -99,6 +99,12 @@ var (
 	safeDevice = regexp.MustCompile(`^/dev/[A-Za-z0-9._/+-]+$`)
 )
 
+// isSafeDevice: a device name of the guest's (fstab, inspection, LVM names) that is a plain
+// path under /dev: no "..", no "//" (an LV or fstab entry crafted as /dev/vg/../../etc/x).
+func isSafeDevice(dev string) bool {
+	return safeDevice.MatchString(dev) && !strings.Contains(dev, "..") && !strings.Contains(dev, "//")
+}
+
 func isSafeMount(mp string) bool {
 	return safeMount.MatchString(mp) && !strings.Contains(mp, "..") && !strings.Contains(mp, "//")
 }

@@ -72,7 +72,7 @@ func (f *fish) plan(want string) ([]Mount, error) {
 	}
 	fss, order := map[string]string{}, []string(nil)
 	for _, l := range fsLines {
-		if dev, typ, ok := strings.Cut(l, ": "); ok && safeDevice.MatchString(dev) {
+		if dev, typ, ok := strings.Cut(l, ": "); ok && isSafeDevice(dev) {
 			fss[dev] = typ
 			order = append(order, dev)
 		}
@@ -95,7 +95,7 @@ func (f *fish) plan(want string) ([]Mount, error) {
 	var mounts []Mount
 	for _, l := range mpLines {
 		mp, dev, ok := strings.Cut(l, ": ")
-		if !ok || !isSafeMount(mp) || !safeDevice.MatchString(dev) {
+		if !ok || !isSafeMount(mp) || !isSafeDevice(dev) {
 			f.logf("disk: fstab entry %q left out (unusual characters)", l)
 			continue
 		}
@@ -122,7 +122,7 @@ func (f *fish) unlisted(fss map[string]string, order []string) []string {
 		return order
 	}
 	for _, p := range parts {
-		if _, seen := fss[p]; seen || !safeDevice.MatchString(p) {
+		if _, seen := fss[p]; seen || !isSafeDevice(p) {
 			continue
 		}
 		typ, err := f.do("-vfs-type " + p)
@@ -143,7 +143,7 @@ func (f *fish) unlisted(fss map[string]string, order []string) []string {
 func chooseRoot(roots []string, want string, fss map[string]string, order []string) (string, error) {
 	var ok []string
 	for _, r := range roots {
-		if safeDevice.MatchString(r) {
+		if isSafeDevice(r) {
 			ok = append(ok, r)
 		}
 	}

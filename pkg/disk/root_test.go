@@ -24,6 +24,14 @@ func TestChooseRoot(t *testing.T) {
 	if _, err := chooseRoot([]string{"/dev/sda1\n/dev/evil"}, "", fss, order); !errors.Is(err, ErrNoOS) {
 		t.Errorf("a device name with a newline was taken: %v", err)
 	}
+	for _, dev := range []string{"/dev/vg/../../etc/shadow", "/dev/mapper/..", "/dev//vg/root"} {
+		if _, err := chooseRoot([]string{dev}, "", fss, order); !errors.Is(err, ErrNoOS) {
+			t.Errorf("a device name with a path trick %q was taken: %v", dev, err)
+		}
+	}
+	if r, err := chooseRoot([]string{"/dev/vm2imgtest0/root"}, "", fss, order); r != "/dev/vm2imgtest0/root" || err != nil {
+		t.Errorf("an LV as root: %q %v", r, err)
+	}
 	err := noOS(fss, order)
 	for _, sentinel := range []error{ErrNoOS, ErrEncrypted, ErrUnknownFS} {
 		if !errors.Is(err, sentinel) {

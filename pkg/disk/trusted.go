@@ -55,6 +55,9 @@ func Trusted(ctx context.Context, img Image, opts Options) (*Mounted, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseLVM(vols); err != nil {
+		return nil, err
+	}
 	m, err := startHolder(opts)
 	if err != nil {
 		return nil, err
@@ -121,6 +124,19 @@ func volumes(ctx context.Context, raw string, opts Options) ([]volume, error) {
 		}
 	}
 	return vols, nil
+}
+
+// refuseLVM stops the trusted path, before anything is attached, at a disk holding an LVM
+// physical volume: its logical volumes would be activated in the host's device-mapper, which
+// no mount namespace isolates, under names the guest chose (a volume group named like one of
+// the host's, or its LVs, would be confused with the host's own).
+func refuseLVM(vols []volume) error {
+	for _, v := range vols {
+		if v.fsType == "LVM2_member" {
+			return fmt.Errorf("%w: %s is an LVM physical volume: --trust-disk does not activate a guest's LVM in the host's device-mapper; read this disk without --trust-disk (libguestfs's appliance activates LVM in its own kernel)", ErrUnsupported, v.name())
+		}
+	}
+	return nil
 }
 
 // startHolder starts the child that holds the private mount namespace.

@@ -24,14 +24,14 @@ go build -o "$work/mkroot" ./internal/testenv/mkroot
 base_root=$("$work/mkroot" base)
 docker image inspect debian:bookworm >/dev/null 2>&1 || tar -C "$base_root" --numeric-owner -cf - . | docker import - debian:bookworm >/dev/null
 
-registry() { # registry NAME: starts a registry, prints its address
+registry() { # registry NAME: starts a registry (not in a subshell: its pid must reach cleanup), sets REG
 	local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	mkdir -p "$work/reg-$1"
 	printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$work/reg-$1/data" "$port" > "$work/reg-$1/config.yml"
 	docker-registry serve "$work/reg-$1/config.yml" > "$work/reg-$1/log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
-	echo "127.0.0.1:$port"
+	REG="127.0.0.1:$port"
 }
 blobs() { du -sb "$work/reg-$1/data/docker/registry/v2/blobs" 2>/dev/null | cut -f1 || echo 0; }
 
@@ -55,7 +55,8 @@ for n in "${names[@]}"; do
 done
 
 for strategy in single grained; do
-	reg=$(registry "$strategy")
+	registry "$strategy"
+	reg=$REG
 	for n in "${names[@]}"; do
 		# One VM at a time, so the registry's size is read after each.
 		VM2IMAGE_INIT=$PWD/bin/vm2image-init bin/vm2image fleet convert "$inv" --index "$(printf '%s\n' "${names[@]}" | grep -nx "$n" | cut -d: -f1 | awk '{print $1-1}')" \

@@ -70,9 +70,10 @@ func TestDiskAppliance(t *testing.T) {
 	diffDiskAgainstRef(t, vm2imageBinary(t), set.Ref, set.Files["qcow2"])
 }
 
-// TestDiskConvertVerify converts a disk: source (stream-optimized VMDK inside an OVA, trusted
-// path) into an image with its packages reinstalled, then verify finds the image equal to the
-// same root served as dir:, and the services came from the disk's systemd units.
+// TestDiskConvertVerify converts each disk format (trusted path) into an image with its packages
+// reinstalled; verify finds every image equal to the same root served as dir:, and the services
+// came from the disk's systemd units. The packages layer is built once (the first format) and
+// found in the cache for the others.
 func TestDiskConvertVerify(t *testing.T) {
 	testenv.Short(t)
 	testenv.RequireRoot(t)
@@ -80,30 +81,34 @@ func TestDiskConvertVerify(t *testing.T) {
 	base := testenv.EngineBase(t)
 	set := testenv.Disks(t, testenv.WebVM)
 	bin := vm2imageBinary(t)
-	out := t.TempDir()
-	img, report := filepath.Join(out, "img.tar"), filepath.Join(out, "report.json")
-	env := append([]string{"VM2IMAGE_INIT=" + testenv.InitBinary(t)}, applianceEnv...)
-	r := runBin(t, env, bin, "convert", "disk:"+set.Files["ova"], "--trust-disk", "-o", img, "--base", "docker-daemon:"+base,
-		"--report", report, "--work-dir", t.TempDir())
-	if r.err != nil {
-		t.Fatalf("convert: %v\n%s", r.err, r.stderr)
-	}
-	b, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep struct {
-		Services []string `json:"services"`
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(strings.Join(rep.Services, " "), "nginx") {
-		t.Errorf("services from the disk's units: %v, want nginx among them", rep.Services)
-	}
-	v := runBin(t, nil, bin, append([]string{"verify", "docker-archive:" + img, "dir:" + set.Ref, "--work-dir", t.TempDir()}, diskExcludes...)...)
-	if v.err != nil {
-		t.Errorf("verify image vs dir: %v\n%s%s", v.err, v.stdout, v.stderr)
+	for _, f := range []string{"ova", "raw", "qcow2", "vmdk", "vmdk-stream", "vhdx", "vhd"} {
+		t.Run(f, func(t *testing.T) {
+			out := t.TempDir()
+			img, report := filepath.Join(out, "img.tar"), filepath.Join(out, "report.json")
+			env := append([]string{"VM2IMAGE_INIT=" + testenv.InitBinary(t)}, applianceEnv...)
+			r := runBin(t, env, bin, "convert", "disk:"+set.Files[f], "--trust-disk", "-o", img, "--no-context",
+				"--base", "docker-daemon:"+base, "--report", report, "--work-dir", t.TempDir())
+			if r.err != nil {
+				t.Fatalf("convert: %v\n%s", r.err, r.stderr)
+			}
+			b, err := os.ReadFile(report)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep struct {
+				Services []string `json:"services"`
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(strings.Join(rep.Services, " "), "nginx") {
+				t.Errorf("services from the disk's units: %v, want nginx among them", rep.Services)
+			}
+			v := runBin(t, nil, bin, append([]string{"verify", "docker-archive:" + img, "dir:" + set.Ref, "--work-dir", t.TempDir()}, diskExcludes...)...)
+			if v.err != nil {
+				t.Errorf("verify image vs dir: %v\n%s%s", v.err, v.stdout, v.stderr)
+			}
+		})
 	}
 }
 

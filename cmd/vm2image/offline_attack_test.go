@@ -67,12 +67,8 @@ func TestAttackScriptletNetworkRPM(t *testing.T) {
 	base := testenv.ImportRoot(t, d.Base, "vm2image-test/rpmbase:bare", d.Key)
 	url, hits := phoneHomeServer(t, d.Repo)
 	vm := rpmVM(t, d.VM, url)
-	pkgs, _ := filepath.Glob(filepath.Join(d.Repo, "phonehome-1.0-1.x86_64.rpm"))
-	if len(pkgs) != 1 {
-		t.Fatalf("no phonehome package in %s", d.Repo)
-	}
 	// The VM has it installed (without running its scriptlet here).
-	run(t, "rpm", "--root="+vm, "--dbpath=/var/lib/rpm", "-i", "--nodeps", "--noscripts", pkgs[0])
+	run(t, "rpm", "--root="+vm, "--dbpath=/var/lib/rpm", "-i", "--nodeps", "--noscripts", filepath.Join(d.Repo, "phonehome-1.0-1.x86_64.rpm"))
 	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/rpm-phonehome:%d", os.Getpid()))
 	p := rep.Packages
 	if p == nil || p.Skipped != "" || !strings.Contains(p.Installer, "from outside") {
@@ -105,6 +101,27 @@ func TestAttackScriptletNetworkPacman(t *testing.T) {
 	p := rep.Packages
 	if p == nil || p.Skipped != "" || !strings.Contains(p.Installer, "from outside") {
 		t.Fatalf("no packages layer from the host's pacman: %+v", p)
+	}
+	if len(p.Missing)+len(p.Errors) > 0 || p.Installed != p.VM {
+		t.Errorf("the build failed: installed %d of %d, missing %v, errors %v", p.Installed, p.VM, p.Missing, p.Errors)
+	}
+	checkNoPhoneHome(t, p.CacheKey, hits)
+}
+
+// TestAttackScriptletNetworkZypper is the RPM attack with the host's zypper: zypper install
+// --download-only with the network, then zypper --no-refresh install without.
+func TestAttackScriptletNetworkZypper(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildRPMDist(t)
+	base := suseBase(t, d)
+	url, hits := phoneHomeServer(t, d.Repo)
+	vm := suseRoot(t, d.VM, url)
+	run(t, "rpm", "--root="+vm, "--dbpath=/var/lib/rpm", "-i", "--nodeps", "--noscripts", filepath.Join(d.Repo, "phonehome-1.0-1.x86_64.rpm"))
+	rep, _ := convertDir(t, vm, base, fmt.Sprintf("vm2image-test/zypper-phonehome:%d", os.Getpid()))
+	p := rep.Packages
+	if p == nil || p.Skipped != "" || !strings.Contains(p.Installer, "the host's zypper") {
+		t.Fatalf("no packages layer from the host's zypper: %+v", p)
 	}
 	if len(p.Missing)+len(p.Errors) > 0 || p.Installed != p.VM {
 		t.Errorf("the build failed: installed %d of %d, missing %v, errors %v", p.Installed, p.VM, p.Missing, p.Errors)

@@ -265,20 +265,22 @@ var fetchProblems = []string{"Failed to fetch", "Some index files failed to down
 	"failed retrieving file", "failed to synchronize", "temporary error (try again later)", "network error",
 	"Download (curl) error", "Error code: Connection failed"} // the last two: zypper
 
-// step runs one step, an apt install as a download with the network and then an install
-// without (see network.go), and returns the tail of its output.
+// step runs one step, an install as a download with the network and then an install without
+// (see network.go), and returns the tail of its output.
 func (b *build) step(ctx context.Context, s pkgmgr.Step) (string, error) {
 	var m pkgmgr.Manager
 	if b.in.Plan != nil {
 		m = b.in.Plan.Manager
 	}
-	if dl, ok := downloadStep(m, s); ok {
-		if out, err := b.runStep(ctx, dl, true); err != nil {
+	run := s
+	if sp, ok := offlineSplit(m, s); ok {
+		if out, err := b.runStep(ctx, sp.download, true); err != nil {
 			return out, err
 		}
 		b.publishOnce()
+		run = sp.install
 	}
-	out, err := b.runStep(ctx, s, needsNetwork(m, s))
+	out, err := b.runStep(ctx, run, needsNetwork(m, s))
 	b.checkScriptlets(s.Name, out) // every run, retries included
 	return out, err
 }

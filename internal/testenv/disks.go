@@ -9,8 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // DiskSet is one VM root written as disk images of every format a disk: source reads, and the
@@ -35,31 +36,21 @@ func Disks(t testing.TB, r Recipe) DiskSet {
 	root := Root(t, r)
 	id, _ := os.ReadFile(filepath.Join(CacheDir(), r.Key()+".id"))
 	sum := sha256.Sum256([]byte(diskRecipe + "\n" + string(id)))
-	dir := filepath.Join(CacheDir(), "disks-"+r.Key()+"-"+hex.EncodeToString(sum[:6]))
+	key := "disks-" + r.Key() + "-" + hex.EncodeToString(sum[:6])
+	dir := filepath.Join(CacheDir(), key)
 	set := DiskSet{Ref: filepath.Join(dir, "ref"), Files: map[string]string{}}
 	for _, f := range []string{"raw", "qcow2", "vmdk", "vmdk-stream", "vhdx", "vhd", "ova"} {
 		set.Files[f] = filepath.Join(dir, "disk."+f)
 	}
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir + ".complete"); err == nil {
-		return set
-	}
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := buildDisks(root, dir, set); err != nil {
+	if _, err := fixture.CachedDir(key, t.Logf, func(tmp string) error {
+		// Built in tmp with tmp's names, then renamed into place as dir.
+		tset := DiskSet{Ref: filepath.Join(tmp, "ref"), Files: map[string]string{}}
+		for f := range set.Files {
+			tset.Files[f] = filepath.Join(tmp, "disk."+f)
+		}
+		return buildDisks(root, tmp, tset)
+	}); err != nil {
 		t.Fatalf("building the disk images: %v", err)
-	}
-	if err := os.WriteFile(dir+".complete", nil, 0o600); err != nil {
-		t.Fatal(err)
 	}
 	return set
 }

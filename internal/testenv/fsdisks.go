@@ -5,8 +5,9 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // FSDisks returns raw images holding the recipe's root as one filesystem on the whole disk (no
@@ -18,29 +19,27 @@ func FSDisks(t testing.TB, r Recipe) (root string, disks map[string]string) {
 	root = Root(t, r)
 	id, _ := os.ReadFile(filepath.Join(CacheDir(), r.Key()+".id"))
 	sum := sha256.Sum256([]byte("fsdisks-v1\n" + string(id)))
-	dir := filepath.Join(CacheDir(), "fsdisks-"+r.Key()+"-"+hex.EncodeToString(sum[:6]))
+	key := "fsdisks-" + r.Key() + "-" + hex.EncodeToString(sum[:6])
+	dir := filepath.Join(CacheDir(), key)
 	disks = map[string]string{"xfs": filepath.Join(dir, "root.xfs"), "btrfs": filepath.Join(dir, "root.btrfs")}
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := fixture.CachedDir(key, t.Logf, func(tmp string) error { return buildFSDisks(root, tmp) }); err != nil {
+		t.Fatalf("building the XFS and Btrfs disks: %v", err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir + ".complete"); err == nil {
-		return root, disks
-	}
-	os.RemoveAll(dir)
+	return root, disks
+}
+
+// buildFSDisks makes root.xfs and root.btrfs in dir, each a whole-disk filesystem holding root.
+func buildFSDisks(root, dir string) error {
+	disks := map[string]string{"xfs": filepath.Join(dir, "root.xfs"), "btrfs": filepath.Join(dir, "root.btrfs")}
 	if err := os.MkdirAll(filepath.Join(dir, "mnt"), 0o700); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for _, f := range disks {
 		if err := os.WriteFile(f, nil, 0o600); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if err := os.Truncate(f, 1<<30); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	steps := [][]string{
@@ -51,11 +50,8 @@ func FSDisks(t testing.TB, r Recipe) (root string, disks map[string]string) {
 	}
 	for _, s := range steps {
 		if err := run(s[0], s[1:]...); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	if err := os.WriteFile(dir+".complete", nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return root, disks
+	return nil
 }

@@ -10,8 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/vm2image/vm2image/internal/fixture"
 )
 
 // LVMDisk is one VM root on LVM: a raw disk with a GPT whose only partition is an LVM
@@ -55,39 +56,31 @@ func lvmDisks(t testing.TB, r Recipe, varSpec string) LVMDisk {
 	RequireCommands(t, "mkfs.ext4", "sfdisk", "losetup", "lvm")
 	root := Root(t, r)
 	id, _ := os.ReadFile(filepath.Join(CacheDir(), r.Key()+".id"))
-	key := lvmRecipe
+	recipe := lvmRecipe
 	if varSpec != "" {
-		key += " var=" + varSpec
+		recipe += " var=" + varSpec
 	}
-	sum := sha256.Sum256([]byte(key + "\n" + string(id)))
-	dir := filepath.Join(CacheDir(), "lvmdisk-"+r.Key()+"-"+hex.EncodeToString(sum[:6]))
+	sum := sha256.Sum256([]byte(recipe + "\n" + string(id)))
+	key := "lvmdisk-" + r.Key() + "-" + hex.EncodeToString(sum[:6])
+	dir := filepath.Join(CacheDir(), key)
 	d := LVMDisk{Ref: filepath.Join(dir, "ref"), Raw: filepath.Join(dir, "disk.raw")}
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if _, err := fixture.CachedDir(key, t.Logf, func(tmp string) error {
+		// A unique VG name: were it ever seen by a host's LVM, it clashes with nothing.
+		var nonce [4]byte
+		rand.Read(nonce[:])
+		td := LVMDisk{Ref: filepath.Join(tmp, "ref"), Raw: filepath.Join(tmp, "disk.raw"), VG: "vm2imgtest" + hex.EncodeToString(nonce[:])}
+		if err := buildLVMDisk(root, tmp, td, varSpec); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(tmp, "vg"), []byte(td.VG), 0o600)
+	}); err != nil {
+		t.Fatalf("building the LVM disk: %v", err)
+	}
+	vg, err := os.ReadFile(filepath.Join(dir, "vg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	if vg, err := os.ReadFile(dir + ".complete"); err == nil {
-		d.VG = string(vg)
-		return d
-	}
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// A unique VG name: were it ever seen by a host's LVM, it clashes with nothing.
-	var nonce [4]byte
-	rand.Read(nonce[:])
-	d.VG = "vm2imgtest" + hex.EncodeToString(nonce[:])
-	if err := buildLVMDisk(root, dir, d, varSpec); err != nil {
-		t.Fatalf("building the LVM disk: %v", err)
-	}
-	if err := os.WriteFile(dir+".complete", []byte(d.VG), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	d.VG = string(vg)
 	return d
 }
 

@@ -12,8 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/convert"
 )
 
@@ -211,16 +210,12 @@ func writeJSON(path string, v any) error {
 
 // lockState takes the state directory for this run; a second run on it fails at once.
 func lockState(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	l, err := cache.TryLock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return nil, fmt.Errorf("locking the state directory: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrBusy, dir)
-		}
-		return nil, fmt.Errorf("locking the state directory: %w", err)
+	if l == nil {
+		return nil, fmt.Errorf("%w: %s", ErrBusy, dir)
 	}
-	return func() { f.Close() }, nil
+	return l.Release, nil
 }

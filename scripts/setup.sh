@@ -17,6 +17,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 tools='
 debootstrap            debootstrap
 chroot                 coreutils
+truncate               coreutils
+xz                     xz-utils
 rsync                  rsync
 rdiff                  rdiff
 skopeo                 skopeo

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/vm2image/vm2image/internal/testenv"
 	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/vm2image/vm2image/pkg/proto"
 )
 
 // vm2imageBinary builds the real vm2image command for the test (the build cache makes the
@@ -277,7 +278,10 @@ func secretVM(t *testing.T) *testenv.VM {
 	f := strings.Split(lines[0], ":")
 	f[1] = "$6$" + hashMaterial
 	writeFile(t, filepath.Join(root, "etc/shadow"), strings.Join(f, ":")+"\n"+lines[1])
-	vm, err := testenv.BootWebVM(root, testenv.AgentBinary(t), []byte("secret-vm-token-"+fmt.Sprint(os.Getpid())), "127.0.0.1:0", io.Discard)
+	// A random token: one built from the PID was under the agent's 128 bits when the PID had 4 digits.
+	tok, err := proto.NewToken()
+	must(t, err)
+	vm, err := testenv.BootWebVM(root, testenv.AgentBinary(t), tok, "127.0.0.1:0", io.Discard)
 	if vm != nil {
 		t.Cleanup(vm.Stop)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +19,8 @@ import (
 // TestConvertVolumesAutoPostgres converts the PostgreSQL fixture VM (the systemd VM's root, its
 // table of rows in /var/lib/postgresql) with --volumes auto: the image holds no PostgreSQL data,
 // compose.yaml mounts the named volume, the archive beside -o loads into that volume with the
-// documented one-shot container (owners and modes kept), and PostgreSQL run from the image
-// with the volume serves the VM's rows.
+// documented one-shot container (owners and modes kept), and the image run with the volume
+// (its init starting the cluster the VM's generator enabled) serves the VM's rows.
 func TestConvertVolumesAutoPostgres(t *testing.T) {
 	testenv.Short(t)
 	testenv.RequireDocker(t)
@@ -66,8 +67,12 @@ func TestConvertVolumesAutoPostgres(t *testing.T) {
 	if got := docker(t, "run", "--rm", "-v", name+":/var/lib/postgresql", "--entrypoint", "stat", tag, "-c", "%U:%G %a", "/var/lib/postgresql/15/main"); strings.TrimSpace(got) != "postgres:postgres 700" {
 		t.Errorf("data directory owner and mode in the volume %q, want postgres:postgres 700", got)
 	}
-	id := strings.TrimSpace(docker(t, "run", "-d", "-v", name+":/var/lib/postgresql", "--entrypoint", "sh", tag, "-c",
-		`mkdir -p /run/postgresql && chown postgres: /run/postgresql && exec su postgres -s /bin/sh -c "exec /usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main -c config_file=/etc/postgresql/15/main/postgresql.conf"`))
+	// The image's own init starts the cluster: postgresql@15-main, which the VM's generator
+	// enables at boot, is among the services the conversion found.
+	if !slices.ContainsFunc(rep.ServiceSources, func(s convert.ServiceSource) bool { return s.Unit == "postgresql@15-main.service" }) {
+		t.Fatalf("services %+v: postgresql@15-main.service missing", rep.ServiceSources)
+	}
+	id := strings.TrimSpace(docker(t, "run", "-d", "-v", name+":/var/lib/postgresql", tag))
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
 	if rows := strings.Fields(waitPsql(t, id)); strings.Join(rows, " ") != strings.Join(testenv.SystemdVMRows, " ") {
 		t.Errorf("rows %v, want the VM's %v", rows, testenv.SystemdVMRows)

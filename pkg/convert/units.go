@@ -28,6 +28,7 @@ var ErrNoServices = errors.New("no services to start")
 func (r *run) unitTree(ctx context.Context) *services.MemFS {
 	m := services.NewMemFS()
 	dirs := append([]string{"/var/spool/cron/crontabs", "/etc/cron.d"}, services.UnitPaths...)
+	dirs = append(dirs, services.GeneratorInputs...)
 	total, files := 0, 0
 	for _, d := range dirs {
 		ts, err := r.src.Files(ctx, wire.TreeArgs{Paths: []string{strings.TrimPrefix(d, "/")}, Recursive: true, Compression: "gzip"})
@@ -58,6 +59,9 @@ func readUnitTar(rd io.Reader, m *services.MemFS, total, files *int) error {
 			return fmt.Errorf("more than %d files", maxUnitTreeFiles)
 		}
 		p := path.Clean("/" + h.Name)
+		if generatorInput(p) && h.Typeflag == tar.TypeReg && !services.KeepGeneratorInput(p) {
+			continue
+		}
 		switch h.Typeflag {
 		case tar.TypeSymlink:
 			m.AddSymlink(p, h.Linkname)
@@ -75,6 +79,16 @@ func readUnitTar(rd io.Reader, m *services.MemFS, total, files *int) error {
 			m.AddFile(p, b)
 		}
 	}
+}
+
+// generatorInput reports whether p lies under one of services.GeneratorInputs.
+func generatorInput(p string) bool {
+	for _, d := range services.GeneratorInputs {
+		if strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // cronInUse reports whether the VM has crontabs of its own: user crontabs, or /etc/cron.d files

@@ -231,7 +231,8 @@ func dropIns(m *MemFS, name string) []string {
 }
 
 // EnabledUnits returns the services the VM starts at boot: the .service entries of the
-// WantsTargets' .wants directories along UnitPaths, sorted and unique, masked ones left out.
+// WantsTargets' .wants directories along UnitPaths, and what the known generators make those
+// want (generators.go), sorted and unique, masked ones left out.
 func EnabledUnits(m *MemFS) []string {
 	var out []string
 	for _, sp := range UnitPaths {
@@ -241,6 +242,11 @@ func EnabledUnits(m *MemFS) []string {
 					out = append(out, n)
 				}
 			}
+		}
+	}
+	for _, n := range generatedWants(m, out) {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
 		}
 	}
 	slices.Sort(out)

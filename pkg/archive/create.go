@@ -71,11 +71,53 @@ func (a *applier) writeFile(name string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, r)
+	err = writeSparse(f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// holeBlock is the unit writeSparse leaves unwritten when it holds only zeros.
+const holeBlock = 64 << 10
+
+var zeroBlock [holeBlock]byte
+
+// writeSparse copies r into f, seeking over every whole block of zeros instead of writing it,
+// so that a file of holes (a sparse tar entry, which the tar reader expands to zeros, or a
+// stream of zeros) takes no disk space: a 10 KiB tar with a 16 GiB sparse file no longer fills
+// the directory it is unpacked into. The file's contents are the same.
+func writeSparse(f *os.File, r io.Reader) error {
+	buf := make([]byte, holeBlock)
+	var size int64
+	hole := false
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if n == holeBlock && string(buf) == string(zeroBlock[:]) {
+				if _, serr := f.Seek(holeBlock, io.SeekCurrent); serr != nil {
+					return serr
+				}
+				hole = true
+			} else {
+				if _, werr := f.Write(buf[:n]); werr != nil {
+					return werr
+				}
+				hole = false
+			}
+			size += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if hole {
+		return f.Truncate(size) // a file that ends in a hole
+	}
+	return nil
 }
 
 // hardlink links name to the file linkname names, which must be inside the root and not a

@@ -160,10 +160,13 @@ func (d *Display) figuresChanged(p *phase, event func(time.Time) Event) {
 	}
 }
 
-func (d *Display) emit(ev Event) {
+func (d *Display) emit(ev Event) { writeEvent(d.w, ev) }
+
+// writeEvent writes ev as one JSON line.
+func writeEvent(w io.Writer, ev Event) {
 	b, err := json.Marshal(ev)
 	if err == nil {
-		d.w.Write(append(b, '\n'))
+		w.Write(append(b, '\n'))
 	}
 }
 

@@ -47,6 +47,7 @@ func TestFleetProgress(t *testing.T) {
 	}
 	var evs []event
 	out := fleetRun(t, inv, "--json-progress")
+	t.Logf("fleet convert --json-progress:\n%s", out)
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		if !strings.HasPrefix(sc.Text(), "{") {

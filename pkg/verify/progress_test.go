@@ -1,11 +1,14 @@
 package verify
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/vm2image/vm2image/pkg/source"
 )
 
 // TestImageProgress: a comparison with Options.Progress reports its total before any content
@@ -54,5 +57,36 @@ func TestImageProgress(t *testing.T) {
 	}
 	if calls < 3 {
 		t.Errorf("%d calls: progress not reported while reading", calls)
+	}
+}
+
+// TestEngineImageProgress: from the Docker engine, the total is the engine's size of the image
+// plus the VM's files, and the bytes counted are those of the saved stream read plus the VM's.
+func TestEngineImageProgress(t *testing.T) {
+	root := vmRoot(t)
+	src, err := source.Open(context.Background(), "dir:"+root, source.Options{})
+	must(t, err)
+	defer src.Close()
+	save := savedStream(t, imageLayers(t), false, false)
+	var mu sync.Mutex
+	var last, total int64
+	opts := Options{Progress: func(done, tot int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		last, total = max(last, done), tot
+	}}
+	eng := &fakeEngine{labels: map[string]string{"org.vm2image.excludes": `["/tmp/*"]`}, save: save, size: 1000}
+	r, err := EngineImage(context.Background(), eng, "web", src, opts)
+	if err != nil || !r.Equal {
+		t.Fatalf("%v %+v", err, r)
+	}
+	var vmBytes int64 // the VM's regular files: /tmp excluded, dev/ a mount point not walked
+	for _, p := range []string{"etc/conf", "etc/secret", "bin/tool", "bin/tool2", "srv/www/docs/index.html", "var/lib/dpkg/status"} {
+		fi, err := os.Stat(filepath.Join(root, p))
+		must(t, err)
+		vmBytes += fi.Size()
+	}
+	if total != 1000+vmBytes || last != int64(len(save))+vmBytes {
+		t.Errorf("%d of %d bytes; want %d (the stream and the VM's files) of %d (the engine's size and the VM's files)", last, total, int64(len(save))+vmBytes, 1000+vmBytes)
 	}
 }

@@ -76,7 +76,7 @@ func (f *Fleet) loop(every time.Duration) {
 func (f *Fleet) tick() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
+	if f.closed || f.total == 0 && len(f.running) == 0 { // nothing started yet
 		return
 	}
 	switch f.mode {

@@ -21,15 +21,15 @@ func (r *run) packageCounter() io.Writer {
 // add up across steps (a download step, then an install step; a downgrade after the install).
 // It is safe for concurrent use; the cost is a few regular expressions per line of output.
 type pkgCounter struct {
-	mu     sync.Mutex
-	buf    []byte
-	apt    aptCounter
-	parse  lineParser // of the current step; nil: apt's, or none
-	isApt  bool
-	step   stepCount
-	prev   [2]int // done and total of the finished steps, per kind
-	prevT  [2]int
-	report func(what string, done, total int)
+	mu        sync.Mutex
+	buf       []byte
+	apt       aptCounter
+	parse     lineParser // of the current step; nil: apt's, or none
+	isApt     bool
+	step      stepCount
+	prevDone  [2]int // what the finished steps counted, per kind
+	prevTotal [2]int
+	report    func(what string, done, total int)
 }
 
 // maxLine bounds a line kept while waiting for its end: a longer one is dropped.
@@ -49,11 +49,11 @@ const (
 
 var kindNames = [2]string{ItemsFetched, ItemsConfigured}
 
-// pkgEvent is what a line says: a package fetched or configured (i of n when the line says so),
-// or the step's number of packages (a summary line).
+// pkgEvent is what a line says: a package fetched or configured (n: the step's total when the
+// line says "i/n"), or the step's number of packages (a summary line).
 type pkgEvent struct {
 	kind    int // kindFetched, kindConfigured, or evSummary; evNone: nothing
-	i, n    int
+	n       int
 	summary int
 }
 
@@ -120,8 +120,8 @@ func (c *pkgCounter) line(l []byte) {
 func (c *pkgCounter) startStep(cmd []byte) {
 	for k := range 2 {
 		if c.step.done[k] > 0 {
-			c.prev[k] += c.step.done[k]
-			c.prevT[k] += max(c.step.total[k], c.step.done[k])
+			c.prevDone[k] += c.step.done[k]
+			c.prevTotal[k] += max(c.step.total[k], c.step.done[k])
 		}
 	}
 	c.step = stepCount{}
@@ -153,19 +153,18 @@ func (c *pkgCounter) count(ev pkgEvent) {
 	case s.total[k] == 0:
 		s.total[k] = s.summary
 	}
-	done := c.prev[k] + s.done[k]
+	done := c.prevDone[k] + s.done[k]
 	total := 0
 	if s.total[k] > 0 {
-		total = c.prevT[k] + max(s.total[k], s.done[k])
+		total = c.prevTotal[k] + max(s.total[k], s.done[k])
 	}
 	c.report(kindNames[k], done, total)
 }
 
-// atoi2 reads the "i" and "n" submatches of m at a and a+1 (0 when absent).
-func atoi2(m [][]byte, a int) (int, int) {
-	i, _ := strconv.Atoi(string(m[a]))
-	n, _ := strconv.Atoi(string(m[a+1]))
-	return max(i, 0), max(n, 0)
+// ofN reads the "n" of "i/n", m's second submatch (0 when absent).
+func ofN(m [][]byte) int {
+	n, _ := strconv.Atoi(string(m[2]))
+	return max(n, 0)
 }
 
 // dnf (and yum): "Install  4 Packages" (and Upgrade, Downgrade, Reinstall) in the transaction
@@ -201,8 +200,7 @@ func (dnfParser) line(l []byte) pkgEvent {
 		return pkgEvent{kind: evNone}
 	}
 	if m := dnfDownload.FindSubmatch(l); m != nil {
-		i, n := atoi2(m, 1)
-		return pkgEvent{kind: kindFetched, i: i, n: n}
+		return pkgEvent{kind: kindFetched, n: ofN(m)}
 	}
 	return pkgEvent{kind: evNone}
 }
@@ -221,12 +219,10 @@ func (zypperParser) line(l []byte) pkgEvent {
 		return pkgEvent{kind: evNone}
 	}
 	if m := zypperFetch.FindSubmatch(l); m != nil {
-		i, n := atoi2(m, 1)
-		return pkgEvent{kind: kindFetched, i: i, n: n}
+		return pkgEvent{kind: kindFetched, n: ofN(m)}
 	}
 	if m := zypperConfigure.FindSubmatch(l); m != nil {
-		i, n := atoi2(m, 1)
-		return pkgEvent{kind: kindConfigured, i: i, n: n}
+		return pkgEvent{kind: kindConfigured, n: ofN(m)}
 	}
 	return pkgEvent{kind: evNone}
 }
@@ -259,8 +255,7 @@ func (p *pacmanParser) line(l []byte) pkgEvent {
 		return pkgEvent{kind: kindFetched}
 	}
 	if m := pacmanConfigure.FindSubmatch(l); m != nil {
-		i, n := atoi2(m, 1)
-		return pkgEvent{kind: kindConfigured, i: i, n: n}
+		return pkgEvent{kind: kindConfigured, n: ofN(m)}
 	}
 	return pkgEvent{kind: evNone}
 }

@@ -30,13 +30,13 @@ func (o *fleetOptions) fleetDisplay(w io.Writer) (*progress.Fleet, io.Writer) {
 // fleetProgress feeds the display a fleet event (the total, and VMs that finished) and says it
 // in a line, unless --quiet.
 func (o *fleetOptions) fleetProgress(d *progress.Fleet, say func(string, ...any), e fleet.Event, since time.Duration) {
+	if !o.quiet { // the sentence first, then the total line that follows from it
+		fleetEvent(say, e, since)
+	}
 	switch e.Kind {
 	case "start":
 		d.SetTotal(e.Total)
 	case "done", "failed", "skipped":
 		d.Finished(e.VM, e.Kind, e.Done, e.Total)
-	}
-	if !o.quiet {
-		fleetEvent(say, e, since)
 	}
 }

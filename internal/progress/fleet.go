@@ -122,7 +122,9 @@ func (f *Fleet) Finished(name, status string, done, total int) {
 	case JSON:
 		f.emitTotal(name, status)
 	case Plain:
-		fmt.Fprintf(f.w, "fleet: %s\n", f.totalLine(f.now()))
+		if status != "skipped" { // --resume: the sentences say it
+			fmt.Fprintf(f.w, "fleet: %s\n", f.totalLine(f.now()))
+		}
 	case Term:
 		f.draw()
 	}

@@ -12,9 +12,10 @@ import (
 	"github.com/vm2image/vm2image/internal/testenv"
 )
 
-// TestConvertPackageCounts converts the RPM and pacman test distributions' VMs with
+// TestConvertPackageCounts converts the RPM (with dnf, and named openSUSE with zypper) and
+// pacman test distributions' VMs with
 // --json-progress and a cache of its own (the packages layer is built, not found): the
-// packages phase's items events count the packages dnf and pacman fetched and configured, of
+// packages phase's items events count the packages dnf, zypper and pacman fetched and configured, of
 // their totals, from the real tools' output in the build sandbox.
 func TestConvertPackageCounts(t *testing.T) {
 	testenv.Short(t)
@@ -22,11 +23,15 @@ func TestConvertPackageCounts(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T) (vm, base string)
-		want  int // packages installed: webd, its dependencies, and for dnf libfoo's downgrade
+		want  int // packages installed: webd, its dependencies, and for RPM libfoo's downgrade
 	}{
 		{"dnf", func(t *testing.T) (string, string) {
 			d := testenv.BuildRPMDist(t)
 			return rpmVM(t, d.VM, testenv.ServeDir(t, d.Repo)), testenv.ImportRoot(t, d.Base, "vm2image-test/rpmbase:bare", d.Key)
+		}, 5},
+		{"zypper", func(t *testing.T) (string, string) {
+			d := testenv.BuildRPMDist(t)
+			return suseRoot(t, d.VM, testenv.ServeDir(t, d.Repo)), suseBase(t, d)
 		}, 5},
 		{"pacman", func(t *testing.T) (string, string) {
 			d := testenv.BuildPacmanDist(t)

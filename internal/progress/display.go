@@ -148,8 +148,14 @@ func (d *Display) figuresChanged(p *phase, event func(time.Time) Event) {
 			fmt.Fprintf(d.w, "vm2image: %s: %s\n", p.name, p.figures(now))
 		}
 	case JSON:
+		held := p.unsent // figures of another kind may wait too: send them all
 		p.unsent = now.Sub(d.lastLine) < time.Second/2
-		if !p.unsent {
+		switch {
+		case p.unsent:
+		case held:
+			d.lastLine = now
+			d.emitFigures(p)
+		default:
 			d.lastLine = now
 			d.emit(event(now))
 		}

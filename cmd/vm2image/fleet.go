@@ -82,6 +82,7 @@ Unknown keys, duplicate names and bad sources are errors that name the line.`,
 	}
 	f := cmd.Flags()
 	o.sourceOptions.AddFlags(f)
+	o.progressOptions.AddFlags(f)
 	f.IntVarP(&o.jobs, "jobs", "j", 2, "conversions at once")
 	f.StringVar(&o.stateDir, "state", "", "directory for each VM's result and report (default INVENTORY.state)")
 	f.StringVar(&o.outputDir, "output-dir", "", "write each image as NAME.tar (a docker-archive) in this directory")
@@ -108,6 +109,9 @@ Unknown keys, duplicate names and bad sources are errors that name the line.`,
 func runFleetConvert(ctx context.Context, o fleetOptions, invPath string, stdout, stderr io.Writer) error {
 	if o.jobs < 1 {
 		return usage(fmt.Errorf("--jobs %d: want 1 or more", o.jobs))
+	}
+	if err := o.progressOptions.check(); err != nil {
+		return err
 	}
 	if o.push == "" && o.outputDir == "" {
 		return usage(errors.New("nothing to write: give --push REPOSITORY or --output-dir DIR"))
@@ -164,6 +168,8 @@ func runFleetConvert(ctx context.Context, o fleetOptions, invPath string, stdout
 		}
 		own = ownPackages(plan)
 	}
+	display, stderr := o.fleetDisplay(stderr)
+	defer display.Close()
 	var mu sync.Mutex
 	say := func(format string, args ...any) {
 		mu.Lock()
@@ -178,11 +184,12 @@ func runFleetConvert(ctx context.Context, o fleetOptions, invPath string, stdout
 			if err != nil {
 				return nil, err
 			}
-			opts.OwnPackages = own[vm.Name]
+			opts.OwnPackages, opts.Progress = own[vm.Name], display.VM(vm.Name)
 			return convert.Run(ctx, opts)
 		},
-		Event: func(e fleet.Event) { fleetEvent(say, e, time.Since(start)) },
+		Event: func(e fleet.Event) { o.fleetProgress(display, say, e, time.Since(start)) },
 	})
+	display.Close()
 	if results != nil {
 		fmt.Fprintln(stdout)
 		fleet.WriteSummary(stdout, results)
@@ -244,7 +251,7 @@ func (o *fleetOptions) vmOptions(vm fleet.VM, log io.Writer) (convert.Options, e
 	if err != nil {
 		return opts, err
 	}
-	opts.Progress = nil // one line per VM instead, see fleetEvent
+	opts.Progress = nil // the fleet's display instead, see fleet_progress.go
 	return opts, nil
 }
 

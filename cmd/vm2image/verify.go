@@ -150,6 +150,9 @@ func verifyImage(ctx context.Context, o verifyOptions, imageRef, spec string, d 
 	}
 	defer src.Close()
 	opts := verify.Options{Excludes: o.excludes, KeepSELinux: o.keepSELinux, NoPackages: o.noPackages}
+	if !o.quiet {
+		opts.Progress = func(done, total int64) { d.Bytes(phaseVerifyCompare, done, total) }
+	}
 	next(phaseVerifyCompare)
 	if target.engineRef != "" {
 		rep, err = verify.EngineImage(ctx, target.engine, target.engineRef, src, opts)

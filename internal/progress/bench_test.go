@@ -49,3 +49,17 @@ func BenchmarkCopyCounted(b *testing.B) {
 		io.CopyBuffer(io.Discard, &counted{r: &zeros{benchBytes}, d: d}, make([]byte, 32<<10))
 	}
 }
+
+// BenchmarkFleetVMBytes: one bytes report of a fleet's VM (JSON mode, the costliest: an event
+// every half second at most), per report.
+func BenchmarkFleetVMBytes(b *testing.B) {
+	f := NewFleet(io.Discard, JSON)
+	defer f.Close()
+	v := f.VM("vm1")
+	v.Phase("diff")
+	var n int64
+	for b.Loop() {
+		n += 32 << 10
+		v.Bytes("diff", n, 1<<40)
+	}
+}

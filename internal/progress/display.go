@@ -148,8 +148,14 @@ func (d *Display) figuresChanged(p *phase, event func(time.Time) Event) {
 			fmt.Fprintf(d.w, "vm2image: %s: %s\n", p.name, p.figures(now))
 		}
 	case JSON:
+		held := p.unsent // figures of another kind may wait too: send them all
 		p.unsent = now.Sub(d.lastLine) < time.Second/2
-		if !p.unsent {
+		switch {
+		case p.unsent:
+		case held:
+			d.lastLine = now
+			d.emitFigures(p)
+		default:
 			d.lastLine = now
 			d.emit(event(now))
 		}
@@ -160,10 +166,13 @@ func (d *Display) figuresChanged(p *phase, event func(time.Time) Event) {
 	}
 }
 
-func (d *Display) emit(ev Event) {
+func (d *Display) emit(ev Event) { writeEvent(d.w, ev) }
+
+// writeEvent writes ev as one JSON line.
+func writeEvent(w io.Writer, ev Event) {
 	b, err := json.Marshal(ev)
 	if err == nil {
-		d.w.Write(append(b, '\n'))
+		w.Write(append(b, '\n'))
 	}
 }
 

@@ -182,3 +182,18 @@ func TestJSONLastFigures(t *testing.T) {
 		t.Errorf("events:\n%s", buf)
 	}
 }
+
+// TestJSONHeldKind: a count of one kind held back by the rate limit is sent with the next
+// event of another kind, not lost (the packages phase's fetched, then configured).
+func TestJSONHeldKind(t *testing.T) {
+	d, buf, c := newFake(JSON)
+	d.Phase("packages")
+	c.t = c.t.Add(time.Second)
+	d.Items("packages", "fetched", 4, 5)
+	d.Items("packages", "fetched", 5, 5) // held back
+	c.t = c.t.Add(time.Second)
+	d.Items("packages", "configured", 1, 5)
+	if !strings.Contains(buf.String(), `"done":5,"total":5,"what":"fetched"`) {
+		t.Errorf("the held-back fetched count was not sent with the next event:\n%s", buf)
+	}
+}

@@ -27,6 +27,13 @@ type Event struct {
 	Error   string  `json:"error,omitempty"`
 	// Text is a message event's line (commands that report in sentences: experiment).
 	Text string `json:"text,omitempty"`
+	// Fleets: VM names the VM an event is of. A "fleet" event gives the fleet's figures: Done
+	// of Total VMs finished, Running VMs, Bytes moved by all, ETA; with VM and Status (done,
+	// failed, skipped) when that VM just finished.
+	VM      string `json:"vm,omitempty"`
+	Status  string `json:"status,omitempty"`
+	Bytes   int64  `json:"bytes,omitempty"`
+	Running int    `json:"running,omitempty"`
 }
 
 // phase is what is known of one phase.
@@ -89,14 +96,18 @@ func (t *tracker) bytes(name string, done, total int64) *phase {
 
 func (t *tracker) items(name, what string, done, total int) *phase {
 	p := t.get(name)
+	p.setItems(what, done, total)
+	return p
+}
+
+func (p *phase) setItems(what string, done, total int) {
 	for i := range p.items {
 		if p.items[i].what == what {
 			p.items[i].done, p.items[i].total = done, total
-			return p
+			return
 		}
 	}
 	p.items = append(p.items, itemCount{what, done, total})
-	return p
 }
 
 // rate is the phase's bytes a second since it began moving bytes, and the seconds left at that

@@ -86,7 +86,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		return err
 	}
 	opts := builder.Options{Backend: string(r.opts.Builder), WorkDir: r.work, CacheDir: layers, Logf: r.opts.Logf,
-		AptArchiveCache: archives, Output: &aptCounter{report: func(what string, done, total int) { r.items(PhasePackages, what, done, total) }}}
+		AptArchiveCache: archives, Output: r.packageCounter()}
 	if r.opts.Builder == builder.Docker {
 		ref, err := r.baseInEngine(ctx)
 		if err != nil {

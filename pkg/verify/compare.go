@@ -30,6 +30,7 @@ type comparison struct {
 	r     *Report
 	ex    *matcher
 	stage *stager
+	count *counter // nil without Options.Progress
 }
 
 func newComparison(src source.Source, excl []string, opts Options, r *Report) (*comparison, error) {
@@ -37,7 +38,7 @@ func newComparison(src source.Source, excl []string, opts Options, r *Report) (*
 	if err != nil {
 		return nil, err
 	}
-	c := &comparison{src: src, excl: excl, opts: opts, r: r, ex: ex}
+	c := &comparison{src: src, excl: excl, opts: opts, r: r, ex: ex, count: newCounter(opts.Progress)}
 	if !opts.NoPackages {
 		if c.stage, err = newStager(); err != nil {
 			return nil, err
@@ -75,6 +76,7 @@ func (c *comparison) run(ctx context.Context, img imageSource) error {
 	}()
 
 	f := newFlattener(c.stage)
+	f.count = c.count
 	if err := img.flatten(ctx, f); err != nil {
 		cancel()
 		for range batches {
@@ -115,6 +117,7 @@ func (c *comparison) walkVM(ctx context.Context, out chan<- []fsmeta.Entry, done
 	defer close(out)
 	batch := make([]fsmeta.Entry, 0, vmBatch)
 	res, err := c.src.Tree(ctx, wire.TreeArgs{Excludes: c.excl, Digest: true}, func(e *fsmeta.Entry) error {
+		c.count.vmEntry(e)
 		batch = append(batch, *e)
 		if len(batch) == vmBatch {
 			select {

@@ -47,7 +47,7 @@ func EngineImage(ctx context.Context, eng Engine, ref string, src source.Source,
 	if err != nil {
 		return nil, fmt.Errorf("inspecting %s in the docker engine: %w", ref, err)
 	}
-	s := &savedImage{eng: eng, ref: ref, id: res.ID}
+	s := &savedImage{eng: eng, ref: ref, id: res.ID, bytes: res.Size}
 	if res.Config != nil {
 		s.imageLabels = res.Config.Labels
 	}
@@ -59,6 +59,7 @@ type savedImage struct {
 	eng         Engine
 	ref, id     string
 	imageLabels map[string]string
+	bytes       int64 // the engine's size of the image
 }
 
 func (s *savedImage) labels() (map[string]string, error) { return s.imageLabels, nil }
@@ -85,7 +86,7 @@ func (s *savedImage) flatten(ctx context.Context, f *flattener) error {
 		return fmt.Errorf("saving %s from the docker engine: %w", s.ref, err)
 	}
 	defer rc.Close()
-	sv, err := readSaved(ctx, f, rc)
+	sv, err := readSaved(ctx, f, f.count.reader(rc))
 	if sv != nil && sv.spoolDir != "" {
 		defer os.RemoveAll(sv.spoolDir)
 	}

@@ -24,11 +24,12 @@ import (
 type fakeEngine struct {
 	labels map[string]string
 	save   []byte
+	size   int64 // the image's size the engine gives
 }
 
 func (e *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
 	var r client.ImageInspectResult
-	r.ID = "sha256:feed"
+	r.ID, r.Size = "sha256:feed", e.size
 	r.Config = &dockerspec.DockerOCIImageConfig{}
 	r.Config.Labels = e.labels
 	return r, nil

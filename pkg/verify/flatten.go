@@ -64,6 +64,7 @@ type flattener struct {
 	h     hash.Hash
 	buf   []byte
 	stage *stager // package databases, nil when not wanted
+	count *counter
 }
 
 func newFlattener(stage *stager) *flattener {
@@ -101,6 +102,9 @@ func (v v1Image) flatten(ctx context.Context, f *flattener) error {
 		return fmt.Errorf("reading layers: the manifest lists %d, the config %d", len(layers), len(cfg.RootFS.DiffIDs))
 	}
 	for k, l := range layers {
+		if f.count != nil {
+			l = countedLayer{Layer: l, c: f.count}
+		}
 		if err := f.flattenLayer(ctx, int32(k), l, cfg.RootFS.DiffIDs[k]); err != nil {
 			d, _ := l.Digest()
 			return fmt.Errorf("reading layer %d (%s): %w", k, d, err)

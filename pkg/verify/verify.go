@@ -28,6 +28,11 @@ type Options struct {
 	NoPackages bool
 	// MaxDiffs bounds the differences kept in Report.Differences (0: all). Counts count all.
 	MaxDiffs int
+	// Progress, when set, hears the bytes read and hashed so far (the image's layer blobs as
+	// they are read, the VM's files as the source hashes them) and their total (-1 until
+	// known: the image's manifest and a walk of the VM's metadata give it before contents are
+	// read). It is called from several goroutines.
+	Progress func(done, total int64)
 }
 
 // Kind names a kind of difference.
@@ -141,6 +146,7 @@ func compare(ctx context.Context, img imageSource, src source.Source, opts Optio
 		return nil, err
 	}
 	defer c.close()
+	c.count.setTotal(ctx, img, src, r.Excludes)
 	if err := c.run(ctx, img); err != nil {
 		return nil, err
 	}

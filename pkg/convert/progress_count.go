@@ -73,12 +73,15 @@ func (c *countingStream) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// byteCounter adds up bytes read across streams and reports them with the total.
+// byteCounter adds up bytes read across streams and reports them with the total. The total is
+// an estimate (TarSize leaves out PAX headers): once the bytes pass it, it follows them, so
+// the progress never shows more done than its total.
 func (r *run) byteCounter(phase string, total int64) func(int64) {
 	var done atomic.Int64
 	return func(n int64) {
 		if n > 0 {
-			r.opts.Progress.Bytes(phase, done.Add(n), total)
+			d := done.Add(n)
+			r.opts.Progress.Bytes(phase, d, max(total, d))
 		}
 	}
 }

@@ -80,8 +80,11 @@ func (r *run) byteCounter(phase string, total int64) func(int64) {
 	var done atomic.Int64
 	return func(n int64) {
 		if n > 0 {
-			d := done.Add(n)
-			r.opts.Progress.Bytes(phase, d, max(total, d))
+			d, t := done.Add(n), total
+			if t > 0 && d > t {
+				t = d
+			}
+			r.opts.Progress.Bytes(phase, d, t)
 		}
 	}
 }

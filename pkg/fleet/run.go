@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,19 +26,24 @@ const (
 
 // Result is what the state directory keeps of one VM's conversion (NAME.json).
 type Result struct {
-	Name             string    `json:"name"`
-	Status           string    `json:"status"`
-	Error            string    `json:"error,omitempty"`
-	FailedPhase      string    `json:"failed_phase,omitempty"`
-	Seconds          float64   `json:"seconds"`
-	BytesTransferred int64     `json:"bytes_transferred"`
-	LayersNew        int       `json:"layers_new"`
-	LayersExisting   int       `json:"layers_existing"`
-	BytesUploaded    int64     `json:"bytes_uploaded"`
-	ImageBytes       int64     `json:"image_bytes"`
-	Image            string    `json:"image,omitempty"` // where it went: the pushed reference, the file
-	Digest           string    `json:"digest,omitempty"`
-	Finished         time.Time `json:"finished"`
+	Name             string  `json:"name"`
+	Status           string  `json:"status"`
+	Error            string  `json:"error,omitempty"`
+	FailedPhase      string  `json:"failed_phase,omitempty"`
+	Seconds          float64 `json:"seconds"`
+	BytesTransferred int64   `json:"bytes_transferred"`
+	LayersNew        int     `json:"layers_new"`
+	LayersExisting   int     `json:"layers_existing"`
+	LayersMounted    int     `json:"layers_mounted"` // mounted from the registry cache, not uploaded
+	// Where the image's own layers came from: built here, the local cache, the registry cache.
+	LayersBuilt         int       `json:"layers_built"`
+	LayersLocalCache    int       `json:"layers_local_cache"`
+	LayersRegistryCache int       `json:"layers_registry_cache"`
+	BytesUploaded       int64     `json:"bytes_uploaded"`
+	ImageBytes          int64     `json:"image_bytes"`
+	Image               string    `json:"image,omitempty"` // where it went: the pushed reference, the file
+	Digest              string    `json:"digest,omitempty"`
+	Finished            time.Time `json:"finished"`
 	// Spec names what was converted, and how (the resolved entry and Options.Settings):
 	// --resume skips a VM only when it is the same now.
 	Spec string `json:"spec,omitempty"`
@@ -150,7 +156,9 @@ func convertOne(ctx context.Context, vm VM, opts Options) Result {
 		}
 		if p := rep.Image.Push; p != nil {
 			res.LayersNew, res.LayersExisting, res.BytesUploaded = p.LayersNew, p.LayersExisting, p.BytesNew
+			res.LayersMounted = p.LayersMounted
 		}
+		countSources(&res, rep)
 	}
 	if err != nil {
 		res.Status, res.Error = StatusFailed, err.Error()
@@ -218,4 +226,18 @@ func lockState(dir string) (func(), error) {
 		return nil, fmt.Errorf("%w: %s", ErrBusy, dir)
 	}
 	return l.Release, nil
+}
+
+// countSources counts where the image's own layers came from (the report's layer sources).
+func countSources(res *Result, rep *convert.Report) {
+	for _, l := range rep.Image.Layers {
+		switch {
+		case l.Source == convert.SourceBuilt:
+			res.LayersBuilt++
+		case l.Source == convert.SourceLocalCache:
+			res.LayersLocalCache++
+		case strings.HasPrefix(l.Source, "registry cache"):
+			res.LayersRegistryCache++
+		}
+	}
 }

@@ -22,6 +22,9 @@ type PushResult struct {
 	BytesNew       int64 `json:"bytes_new"`      // compressed bytes of the new layers
 	BytesExisting  int64 `json:"bytes_existing"` // compressed bytes the registry did not need again
 	BytesMounted   int64 `json:"bytes_mounted"`  // compressed bytes mounted, not uploaded
+	// Uploaded and Mounted are the digests of the layers uploaded and mounted.
+	Uploaded []string `json:"uploaded,omitempty"`
+	Mounted  []string `json:"mounted,omitempty"`
 }
 
 // blobChecker asks a registry whether a repository holds blobs (HEAD /v2/REPO/blobs/DIGEST).
@@ -113,10 +116,12 @@ func countExisting(ctx context.Context, repo name.Repository, img v1.Image, from
 			mounts[d] = *src
 			res.LayersMounted++
 			res.BytesMounted += size
+			res.Mounted = append(res.Mounted, d.String())
 			continue
 		}
 		res.LayersNew++
 		res.BytesNew += size
+		res.Uploaded = append(res.Uploaded, d.String())
 	}
 	return res, mounts, nil
 }

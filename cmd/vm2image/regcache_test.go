@@ -113,3 +113,53 @@ func TestRegistryCacheTwoWorkers(t *testing.T) {
 		t.Errorf("verify of worker B's image:\n%s", v)
 	}
 }
+
+// TestFleetWarmRunUploadsNoPackageLayer: a fleet of two VMs with a cache repository named in
+// the inventory's defaults, converted twice (the second run with a new state directory, so it
+// converts everything again): the second run uploads no package layer (each is in the
+// repository already or mounted from the cache repository), and the summary shows the new
+// columns.
+func TestFleetWarmRunUploadsNoPackageLayer(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	reg := testenv.Registry(t)
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "fleet.yaml")
+	writeFile(t, inv, "defaults:\n  cache_repo: "+reg+"/vm2image-cache\nvms:\n  - name: web\n    source: dir:"+testenv.Root(t, testenv.WebVM)+
+		"\n  - name: lite\n    source: dir:"+testenv.Root(t, webLite)+"\n")
+	for i, state := range []string{filepath.Join(dir, "run1"), filepath.Join(dir, "run2")} {
+		out, err := fleetCmd(t, inv, reg, state, "--jobs", "2").CombinedOutput()
+		t.Logf("fleet convert, run %d:\n%s", i+1, out)
+		if err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		if !strings.Contains(string(out), "MOUNTED") || !strings.Contains(string(out), "BUILT/LOCAL/REGISTRY CACHE") {
+			t.Errorf("run %d: the summary lacks the mounted and layer source columns", i+1)
+		}
+		if i == 0 {
+			continue
+		}
+		for name := range readResults(t, state) {
+			var rep convert.Report
+			b, err := os.ReadFile(filepath.Join(state, name+".report.json"))
+			must(t, err)
+			must(t, json.Unmarshal(b, &rep))
+			if rep.Image.Push == nil {
+				t.Fatalf("%s: no push figures", name)
+			}
+			packages := 0
+			for _, l := range rep.Image.Layers {
+				if l.Role != "package" && l.Role != "base" {
+					continue
+				}
+				packages++
+				if slices.Contains(rep.Image.Push.Uploaded, l.Digest) {
+					t.Errorf("warm run, %s: %s layer %s uploaded again", name, l.Role, l.Digest)
+				}
+			}
+			if packages < 2 {
+				t.Errorf("%s: %d base and package layers", name, packages)
+			}
+		}
+	}
+}

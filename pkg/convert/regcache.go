@@ -62,12 +62,17 @@ func (r *run) openRegCache(ctx context.Context) (*regCache, error) {
 	if r.rc != nil {
 		return r.rc, nil
 	}
+	r.rc = &regCache{report: &RegistryCache{Repo: r.opts.CacheRepo}, sources: map[string]string{}}
+	r.report.RegistryCache = r.rc.report
 	c, err := regcache.Open(ctx, r.opts.CacheRepo, r.opts.Insecure)
 	if err != nil {
-		return nil, err
+		// A cache that cannot be reached is no reason to fail: every layer is built.
+		r.rc.report.Errors = append(r.rc.report.Errors, err.Error())
+		r.opts.Warnf("warning: registry cache: %v; building every layer here", err)
+		return r.rc, nil
 	}
-	r.rc = &regCache{c: c, report: &RegistryCache{Repo: c.Repo()}, sources: map[string]string{}}
-	r.report.RegistryCache = r.rc.report
+	r.rc.c = c
+	r.rc.report.Repo = c.Repo()
 	return r.rc, nil
 }
 
@@ -85,7 +90,7 @@ func (r *run) fillPayload(ctx context.Context, key, dir string, build func() err
 	if err != nil {
 		return "", err
 	}
-	if rc == nil {
+	if rc == nil || rc.c == nil {
 		return SourceBuilt, build()
 	}
 	if r.fromRegistry(ctx, rc, key, dir) {
@@ -174,7 +179,7 @@ func (r *run) noteSource(diffID, source string) {
 // mounts them. A failure is a warning: the image is written.
 func (r *run) pushToRegCache(ctx context.Context, img v1.Image, pushed string) {
 	rc := r.rc
-	if rc == nil || len(rc.pending) == 0 {
+	if rc == nil || rc.c == nil || len(rc.pending) == 0 {
 		return
 	}
 	var from *name.Repository

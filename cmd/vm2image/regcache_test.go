@@ -15,12 +15,13 @@ import (
 
 // worker runs `convert` as one machine of a fleet would: its own cache directory, the
 // registry (and its cache repository) shared; it writes out and pushes to push.
-func worker(t *testing.T, root, cacheDir, cacheRepo, push, out string) (*convert.Report, string) {
+func worker(t *testing.T, root, cacheDir, cacheRepo, push, out string, extra ...string) (*convert.Report, string) {
 	t.Helper()
 	report := out + ".report.json"
-	cmd := exec.Command(vm2imageBinary(t), "convert", "dir:"+root, "-o", out, "--no-context", "--report", report,
-		"--package-layers", "grained", "--base", "docker-daemon:"+testenv.EngineBase(t), "--cache-dir", cacheDir,
-		"--cache-repo", cacheRepo, "--push", push)
+	args := append([]string{"convert", "dir:" + root, "-o", out, "--no-context", "--report", report,
+		"--package-layers", "grained", "--base", "docker-daemon:" + testenv.EngineBase(t), "--cache-dir", cacheDir,
+		"--cache-repo", cacheRepo, "--push", push}, extra...)
+	cmd := exec.Command(vm2imageBinary(t), args...)
 	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
 	b, err := cmd.CombinedOutput()
 	if err != nil {
@@ -161,5 +162,47 @@ func TestFleetWarmRunUploadsNoPackageLayer(t *testing.T) {
 				t.Errorf("%s: %d base and package layers", name, packages)
 			}
 		}
+	}
+}
+
+// TestRegistryCacheSinglePackagesLayer: with one packages layer per install set, worker B (its
+// own empty cache) converting a VM with the install set worker A converted takes the packages
+// layer from the registry cache (no install runs), mounts it on push, and verify finds the
+// image equal to the VM.
+func TestRegistryCacheSinglePackagesLayer(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	reg := testenv.Registry(t)
+	cacheRepo := reg + "/vm2image-cache"
+	dir := t.TempDir()
+	root := testenv.Root(t, webLite)
+	repA, _ := worker(t, root, filepath.Join(dir, "cache-a"), cacheRepo, reg+"/a:1", filepath.Join(dir, "a.tar"), "--package-layers", "single")
+	if rc := repA.RegistryCache; rc == nil || rc.Pushed != 1 || rc.Misses != 1 {
+		t.Fatalf("worker A's registry cache figures: %+v", rc)
+	}
+	outB := filepath.Join(dir, "b.tar")
+	repB, _ := worker(t, root, filepath.Join(dir, "cache-b"), cacheRepo, reg+"/b:1", outB, "--package-layers", "single")
+	if rc := repB.RegistryCache; rc == nil || rc.Hits != 1 || rc.Pushed != 0 || len(rc.Refused) > 0 {
+		t.Fatalf("worker B's registry cache figures: %+v", rc)
+	}
+	want := "registry cache (" + cacheRepo + ")"
+	found := false
+	for _, l := range repB.Image.Layers {
+		if l.Role != "packages" {
+			continue
+		}
+		found = true
+		if l.Source != want || l.DiffID != repA.Packages.LayerDiffID {
+			t.Errorf("worker B's packages layer %s: source %q, want %q with A's diffID %s", l.DiffID, l.Source, want, repA.Packages.LayerDiffID)
+		}
+		if !slices.Contains(repB.Image.Push.Mounted, l.Digest) {
+			t.Errorf("worker B's packages layer %s was not mounted (uploaded %v)", l.Digest, repB.Image.Push.Uploaded)
+		}
+	}
+	if !found {
+		t.Fatalf("worker B's image has no packages layer: %+v", repB.Image.Layers)
+	}
+	if v, err := exec.Command(vm2imageBinary(t), "verify", outB, "dir:"+root).CombinedOutput(); err != nil {
+		t.Errorf("verify of worker B's image: %v\n%s", err, v)
 	}
 }

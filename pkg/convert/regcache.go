@@ -46,6 +46,8 @@ type regCache struct {
 	report  *RegistryCache
 	pending []pendingEntry
 	sources map[string]string // diffID -> where the layer came from
+	// packagesKey is the key of the single packages layer taken from the registry cache.
+	packagesKey string
 }
 
 type pendingEntry struct {
@@ -125,15 +127,7 @@ func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string) b
 	if err != nil {
 		_ = os.Remove(filepath.Join(dir, "layer.tar"))
 		_ = os.Remove(filepath.Join(dir, "layer.json"))
-		msg := fmt.Sprintf("%s: %v", regcache.Tag(key, r.compressionName()), err)
-		if errors.Is(err, regcache.ErrEntry) {
-			rc.report.Refused = append(rc.report.Refused, msg)
-			r.opts.Warnf("warning: registry cache %s: refusing entry %s; building the layer instead", rc.c.Repo(), msg)
-		} else {
-			rc.report.Errors = append(rc.report.Errors, msg)
-			r.opts.Warnf("warning: registry cache %s: %s; building the layer instead", rc.c.Repo(), msg)
-		}
-		rc.report.Misses++
+		rc.refuse(r, key, err)
 		return false
 	}
 	rc.report.Hits++
@@ -151,15 +145,7 @@ func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry,
 	if info.DiffID != e.DiffID || info.Size != e.UncompressedSize || info.Entries < 0 || info.Dropped < 0 {
 		return fmt.Errorf("%w: layer.json says %s (%d bytes), the entry %s (%d bytes)", regcache.ErrEntry, info.DiffID, info.Size, e.DiffID, e.UncompressedSize)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "layer.tar"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	err = rc.c.Fetch(ctx, e, r.cacheRoot().Path(cache.Images), f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := r.fetchInto(ctx, rc, e, filepath.Join(dir, "layer.tar")); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(info)
@@ -206,10 +192,80 @@ func (r *run) pushToRegCache(ctx context.Context, img v1.Image, pushed string) {
 	}
 }
 
-// notePackagesSource records where the single packages layer came from.
-func (r *run) notePackagesSource(res *builder.Result) {
-	if res.CacheHit {
+// packagesFromRegistry brings the single packages layer of in into the local layer cache
+// (layersDir) from the registry cache when the local cache lacks it, so that the build finds it
+// there and installs nothing. Grained layers need the install's .deb files: no lookup.
+func (r *run) packagesFromRegistry(ctx context.Context, in builder.Input, layersDir string) error {
+	if r.opts.PackageLayers == PackageLayersGrained || r.opts.CacheRepo == "" {
+		return nil
+	}
+	rc, err := r.openRegCache(ctx)
+	if err != nil || rc.c == nil {
+		return err
+	}
+	key := builder.EntryKey(in)
+	imported := false
+	e, err := rc.c.Lookup(ctx, key, r.compressionName())
+	if err == nil && e != nil {
+		imported, err = builder.Import(ctx, layersDir, key, builder.Imported{Meta: e.Meta, DiffID: e.DiffID, Size: e.UncompressedSize, BaseDigest: in.BaseDigest},
+			func(ctx context.Context, layerPath string) error { return r.fetchInto(ctx, rc, e, layerPath) })
+		if errors.Is(err, builder.ErrImport) {
+			err = fmt.Errorf("%w: %w", regcache.ErrEntry, err)
+		}
+	}
+	switch {
+	case err != nil:
+		rc.refuse(r, key, err)
+	case e == nil:
+		rc.report.Misses++
+	default:
+		rc.report.Hits++
+		if imported {
+			rc.packagesKey = key
+		}
+	}
+	return ctx.Err()
+}
+
+// fetchInto downloads e's layer to path (a new file), checked.
+func (r *run) fetchInto(ctx context.Context, rc *regCache, e *regcache.Entry, path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	err = rc.c.Fetch(ctx, e, r.cacheRoot().Path(cache.Images), f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// refuse records a lookup that failed or an entry that was not what it claimed.
+func (rc *regCache) refuse(r *run, key string, err error) {
+	msg := fmt.Sprintf("%s: %v", regcache.Tag(key, r.compressionName()), err)
+	rc.report.Misses++
+	if errors.Is(err, regcache.ErrEntry) {
+		rc.report.Refused = append(rc.report.Refused, msg)
+		r.opts.Warnf("warning: registry cache %s: refusing entry %s; building the layer instead", rc.c.Repo(), msg)
+		return
+	}
+	rc.report.Errors = append(rc.report.Errors, msg)
+	r.opts.Warnf("warning: registry cache %s: %s; building the layer instead", rc.c.Repo(), msg)
+}
+
+// notePackagesSource records where the single packages layer came from, and queues a layer
+// built here for the registry cache.
+func (r *run) notePackagesSource(res *builder.Result, layersDir string) {
+	rc := r.rc
+	switch {
+	case rc != nil && rc.packagesKey != "" && rc.packagesKey == res.CacheKey:
+		r.noteSource(res.LayerDiffID, registrySource(rc.c.Repo()))
+	case res.CacheHit:
 		r.noteSource(res.LayerDiffID, SourceLocalCache)
+	case rc != nil && rc.c != nil && r.opts.PackageLayers != PackageLayersGrained && filepath.Dir(res.LayerPath) == filepath.Join(layersDir, res.CacheKey):
+		if meta, err := builder.EntryMeta(layersDir, res.CacheKey); err == nil {
+			rc.pending = append(rc.pending, pendingEntry{key: res.CacheKey, diffID: res.LayerDiffID, meta: meta})
+		}
 	}
 }
 

@@ -288,9 +288,16 @@ func printSummary(w io.Writer, r *convert.Report) {
 	for _, s := range r.SkippedServices {
 		row("skipped service", "%s: %s", s.Name, s.Reason)
 	}
+	if c := r.RegistryCache; c != nil {
+		row("registry cache", "%s: %d hits, %d misses, %d stored, %d refused", c.Repo, c.Hits, c.Misses, c.Pushed, len(c.Refused))
+	}
 	row("image", "%s, %s compressed in %d layers", r.Image.Tag, units.IEC(r.Image.Bytes), len(r.Image.Layers))
 	row("image ID", "%s (as docker images shows it)", r.Image.ID)
 	row("manifest digest", "%s (as a registry shows it)", r.Image.Digest)
+	if p := r.Image.Push; p != nil {
+		row("pushed", "%s: %d layers uploaded (%s), %d mounted (%s), %d already there", r.Image.Pushed,
+			p.LayersNew, units.IEC(p.BytesNew), p.LayersMounted, units.IEC(p.BytesMounted), p.LayersExisting)
+	}
 	if r.Image.Output != "" {
 		row("written", "%s", r.Image.Output)
 	}

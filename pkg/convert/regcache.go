@@ -177,12 +177,14 @@ func (r *run) pushToRegCache(ctx context.Context, img v1.Image, pushed string) {
 	}
 	for _, p := range rc.pending {
 		h, err := v1.NewHash(p.diffID)
-		if err == nil {
-			var l v1.Layer
-			if l, err = img.LayerByDiffID(h); err == nil {
-				err = rc.c.Put(ctx, p.key, r.compressionName(), l, p.meta, from)
-			}
+		if err != nil {
+			continue
 		}
+		l, err := img.LayerByDiffID(h)
+		if err != nil {
+			continue // a payload in the bundle: the image has no blob of it alone
+		}
+		err = rc.c.Put(ctx, p.key, r.compressionName(), l, p.meta, from)
 		if err != nil {
 			rc.report.Errors = append(rc.report.Errors, fmt.Sprintf("storing %s: %v", p.key, err))
 			r.opts.Warnf("warning: registry cache %s: storing layer %s: %v", rc.c.Repo(), p.diffID, err)

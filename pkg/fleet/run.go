@@ -26,27 +26,29 @@ const (
 
 // Result is what the state directory keeps of one VM's conversion (NAME.json).
 type Result struct {
-	Name             string  `json:"name"`
-	Status           string  `json:"status"`
-	Error            string  `json:"error,omitempty"`
-	FailedPhase      string  `json:"failed_phase,omitempty"`
-	Seconds          float64 `json:"seconds"`
-	BytesTransferred int64   `json:"bytes_transferred"`
-	LayersNew        int     `json:"layers_new"`
-	LayersExisting   int     `json:"layers_existing"`
-	LayersMounted    int     `json:"layers_mounted"` // mounted from the registry cache, not uploaded
-	// Where the image's own layers came from: built here, the local cache, the registry cache.
-	LayersBuilt         int       `json:"layers_built"`
-	LayersLocalCache    int       `json:"layers_local_cache"`
-	LayersRegistryCache int       `json:"layers_registry_cache"`
-	BytesUploaded       int64     `json:"bytes_uploaded"`
-	ImageBytes          int64     `json:"image_bytes"`
-	Image               string    `json:"image,omitempty"` // where it went: the pushed reference, the file
-	Digest              string    `json:"digest,omitempty"`
-	Finished            time.Time `json:"finished"`
+	Name             string    `json:"name"`
+	Status           string    `json:"status"`
+	Error            string    `json:"error,omitempty"`
+	FailedPhase      string    `json:"failed_phase,omitempty"`
+	Seconds          float64   `json:"seconds"`
+	BytesTransferred int64     `json:"bytes_transferred"`
+	LayersNew        int       `json:"layers_new"`
+	LayersExisting   int       `json:"layers_existing"`
+	BytesUploaded    int64     `json:"bytes_uploaded"`
+	ImageBytes       int64     `json:"image_bytes"`
+	Image            string    `json:"image,omitempty"` // where it went: the pushed reference, the file
+	Digest           string    `json:"digest,omitempty"`
+	Finished         time.Time `json:"finished"`
 	// Spec names what was converted, and how (the resolved entry and Options.Settings):
 	// --resume skips a VM only when it is the same now.
 	Spec string `json:"spec,omitempty"`
+
+	// LayersMounted were mounted from the registry cache's repository, not uploaded.
+	LayersMounted int `json:"layers_mounted"`
+	// Where the image's own layers came from: built here, the local cache, the registry cache.
+	LayersBuilt         int `json:"layers_built"`
+	LayersLocalCache    int `json:"layers_local_cache"`
+	LayersRegistryCache int `json:"layers_registry_cache"`
 }
 
 // Options drive a run.

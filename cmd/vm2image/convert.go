@@ -32,6 +32,7 @@ type convertOptions struct {
 	stopOnFailure, requireServices                                              bool
 	packageLayers                                                               string
 	maxLayers                                                                   int
+	cacheRepo                                                                   string // --cache-repo: a registry repository shared as a layer cache
 }
 
 func newConvertCmd() *cobra.Command {
@@ -211,6 +212,9 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 		return opts, usage(fmt.Errorf("--max-layers %d: want at least 10", o.maxLayers))
 	}
 	opts.MaxLayers = o.maxLayers
+	if opts.CacheRepo, err = checkCacheRepo(o.cacheRepo); err != nil {
+		return opts, err
+	}
 	opts.Warnf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	if o.verbose {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "  "+format+"\n", args...) }
@@ -284,9 +288,16 @@ func printSummary(w io.Writer, r *convert.Report) {
 	for _, s := range r.SkippedServices {
 		row("skipped service", "%s: %s", s.Name, s.Reason)
 	}
+	if c := r.RegistryCache; c != nil {
+		row("registry cache", "%s: %d hits, %d misses, %d stored, %d refused", c.Repo, c.Hits, c.Misses, c.Pushed, len(c.Refused))
+	}
 	row("image", "%s, %s compressed in %d layers", r.Image.Tag, units.IEC(r.Image.Bytes), len(r.Image.Layers))
 	row("image ID", "%s (as docker images shows it)", r.Image.ID)
 	row("manifest digest", "%s (as a registry shows it)", r.Image.Digest)
+	if p := r.Image.Push; p != nil {
+		row("pushed", "%s: %d layers uploaded (%s), %d mounted (%s), %d already there", r.Image.Pushed,
+			p.LayersNew, units.IEC(p.BytesNew), p.LayersMounted, units.IEC(p.BytesMounted), p.LayersExisting)
+	}
 	if r.Image.Output != "" {
 		row("written", "%s", r.Image.Output)
 	}
@@ -323,4 +334,5 @@ func addPackageLayerFlags(f *pflag.FlagSet, o *convertOptions) {
 	f.StringVar(&o.packageLayers, "package-layers", string(convert.PackageLayersSingle),
 		"single (one packages layer) or grained (a layer per package payload, shared by every image with that package version, and a configuration layer)")
 	f.IntVar(&o.maxLayers, "max-layers", convert.DefaultMaxLayers, "layers the image may have at most (grained package layers stay within it)")
+	f.StringVar(&o.cacheRepo, "cache-repo", "", "registry repository (REGISTRY/REPO) shared as a layer cache by every converter: package layers are taken from it, built ones stored in it, and pushes mount its blobs (docs/registry-cache.md)")
 }

@@ -61,6 +61,7 @@ The inventory:
     no_packages: false
     excludes: [/srv/cache/*]
     skip_services: [cron]
+    cache_repo: registry.local:5000/vm2image-cache   # or --cache-repo
   vms:
     - name: web1         # lower-case; names the state files and the image tag
       source: 10.0.0.5:49153
@@ -218,7 +219,8 @@ func fleetEvent(say func(string, ...any), e fleet.Event, since time.Duration) {
 		say("%s: converted by an earlier run (%s), skipped [%d/%d]", e.VM, e.Result.Finished.Format(time.RFC3339), e.Done, e.Total)
 	case "done":
 		r := e.Result
-		say("%s: done in %.1fs, %d layers new, %d already there [%d/%d, %s]", e.VM, r.Seconds, r.LayersNew, r.LayersExisting, e.Done, e.Total, since.Round(time.Second))
+		say("%s: done in %.1fs, %d layers new, %d mounted, %d already there; %d built, %d from the local cache, %d from the registry cache [%d/%d, %s]",
+			e.VM, r.Seconds, r.LayersNew, r.LayersMounted, r.LayersExisting, r.LayersBuilt, r.LayersLocalCache, r.LayersRegistryCache, e.Done, e.Total, since.Round(time.Second))
 	case "failed":
 		say("%s: FAILED after %.1fs: %s [%d/%d]", e.VM, e.Result.Seconds, e.Result.Error, e.Done, e.Total)
 	}
@@ -229,6 +231,7 @@ func (o *fleetOptions) vmOptions(vm fleet.VM, log io.Writer) (convert.Options, e
 	c := o.convertOptions
 	c.tokenFile, c.fingerprint = or(vm.TokenFile, c.tokenFile), or(vm.Fingerprint, c.fingerprint)
 	c.base = or(vm.Base, c.base)
+	c.cacheRepo = or(vm.CacheRepo, c.cacheRepo)
 	if vm.NoPackages != nil {
 		c.noPackages = *vm.NoPackages
 	}

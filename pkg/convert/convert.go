@@ -73,6 +73,10 @@ type Options struct {
 	PackageLayers PackageLayers
 	MaxLayers     int
 	OwnPackages   map[string]bool
+	// CacheRepo is a registry repository shared as a layer cache (REGISTRY/REPO, see
+	// docs/registry-cache.md): package payload layers missing from the local cache are taken
+	// from it, those built here are stored in it, and a push mounts its blobs.
+	CacheRepo string
 
 	// Volumes are VM directories whose contents go into named volumes' initial content (an
 	// archive beside Output each) instead of the image; VolumesAuto adds the data directories
@@ -150,6 +154,9 @@ type run struct {
 
 	services     services.Config
 	servicesYAML []byte
+
+	rc           *regCache         // the registry cache (Options.CacheRepo), once opened
+	layerSources map[string]string // diffID -> where the layer came from
 }
 
 // Run converts opts.Source into an image and returns the report. Outputs are written

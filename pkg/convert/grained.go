@@ -45,9 +45,10 @@ const DefaultMaxLayers = 100
 
 // payloadLayer is one package's payload layer, cached by its .deb.
 type payloadLayer struct {
-	pkg  pkgmgr.Package
-	path string
-	info debfile.LayerInfo
+	pkg    pkgmgr.Package
+	path   string
+	info   debfile.LayerInfo
+	source string // built, local cache, registry cache (REPO)
 }
 
 // Grained are the figures of package-grained layers.
@@ -65,6 +66,7 @@ type PayloadLayer struct {
 	Version string `json:"version"`
 	Arch    string `json:"arch"`
 	DiffID  string `json:"diff_id"`
+	Source  string `json:"source,omitempty"` // built, local cache, registry cache (REPO)
 }
 
 // grain replaces the single packages layer by payload layers, a bundle and the configuration
@@ -97,7 +99,8 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 		}
 		layers = append(layers, lf)
 		roles, applied, ids = append(roles, "package"), append(applied, p.path), append(ids, p.info.DiffID)
-		g.Layers = append(g.Layers, PayloadLayer{Name: p.pkg.Name, Version: p.pkg.Version, Arch: p.pkg.Arch, DiffID: p.info.DiffID})
+		g.Layers = append(g.Layers, PayloadLayer{Name: p.pkg.Name, Version: p.pkg.Version, Arch: p.pkg.Arch, DiffID: p.info.DiffID, Source: p.source})
+		r.noteSource(p.info.DiffID, p.source)
 	}
 	g.OwnLayers, g.Bundled = len(own), len(bundle)
 	if len(bundle) > 0 {
@@ -169,7 +172,11 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 			continue
 		}
 		key := "payload-" + sum[:32] + "-" + hex.EncodeToString(eh[:])[:12]
-		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) error { return writePayload(f, p, r.excludes(), links, dir) })
+		source := SourceLocalCache
+		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) (err error) {
+			source, err = r.fillPayload(ctx, key, dir, func() error { return writePayload(f, p, r.excludes(), links, dir) })
+			return err
+		})
 		f.Close()
 		if err != nil {
 			r.opts.Warnf("warning: package %s %s: %v; its files go into the configuration layer", p.Name, p.Version, err)
@@ -185,7 +192,7 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		if err != nil {
 			return nil, fmt.Errorf("reading the payload layer of %s: %w", p.Name, err)
 		}
-		out = append(out, payloadLayer{pkg: p, path: filepath.Join(dir, "layer.tar"), info: info})
+		out = append(out, payloadLayer{pkg: p, path: filepath.Join(dir, "layer.tar"), info: info, source: source})
 	}
 	return out, nil
 }

@@ -103,12 +103,13 @@ func (r *run) assembleAndWrite(ctx context.Context) error {
 		ir.Loaded, ir.LoadSkippedLayers = true, skipped
 	}
 	if r.opts.Push != "" {
-		res, err := image.Push(ctx, r.opts.Push, img, image.PushOptions{Insecure: r.opts.Insecure})
+		res, err := image.Push(ctx, r.opts.Push, img, image.PushOptions{Insecure: r.opts.Insecure, MountFrom: r.mountFrom()})
 		if err != nil {
 			return fmt.Errorf("pushing to %s: %w", r.opts.Push, err)
 		}
 		ir.Pushed, ir.Push = r.opts.Push, &res
 	}
+	r.pushToRegCache(ctx, img, r.opts.Push)
 	return nil
 }
 
@@ -168,7 +169,7 @@ func (r *run) describe(img v1.Image) error {
 		if i >= nBase {
 			role = r.roles[i-nBase]
 		}
-		ls := LayerSizes{Role: role}
+		ls := LayerSizes{Role: role, Source: r.layerSource(i < nBase, l)}
 		dg, _ := l.Digest()
 		di, _ := l.DiffID()
 		ls.Digest, ls.DiffID = dg.String(), di.String()

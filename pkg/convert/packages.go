@@ -94,6 +94,9 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		}
 		in.BaseImage = ref
 	}
+	if err := r.packagesFromRegistry(ctx, in, layers); err != nil {
+		return err
+	}
 	start := time.Now()
 	res, cleanup, err := builder.Build(ctx, in, opts)
 	if err != nil {
@@ -109,6 +112,7 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		p.ConfigDropped = append(p.ConfigDropped, d.String())
 	}
 	p.LayerBytes, p.LayerDiffID, p.CacheHit, p.CacheKey = res.LayerSize, res.LayerDiffID, res.CacheHit, res.CacheKey
+	r.notePackagesSource(res, layers)
 	// The VM diff compares against what the image will hold: the base with the packages layer
 	// applied (the built root also holds what the layer leaves out: caches, lists, logs).
 	// r.baseDir is a cached, read-only tree: the layer is applied to a cached copy.

@@ -76,6 +76,9 @@ type Report struct {
 
 	Image  ImageReport `json:"image"`
 	Phases []PhaseTime `json:"phases"`
+
+	// RegistryCache are the registry cache's figures (--cache-repo).
+	RegistryCache *RegistryCache `json:"registry_cache,omitempty"`
 }
 
 // Base describes the base image used.
@@ -145,6 +148,8 @@ type LayerSizes struct {
 	Digest     string `json:"digest"`
 	DiffID     string `json:"diff_id"`
 	Compressed int64  `json:"compressed_bytes"`
+	// Source says where the layer came from: base, built, local cache, registry cache (REPO).
+	Source string `json:"source,omitempty"`
 }
 
 // PhaseTime is how long a phase took.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -25,6 +26,8 @@ type VM struct {
 	Excludes    []string `yaml:"excludes,omitempty" json:"excludes,omitempty"`
 	Services    []string `yaml:"services,omitempty" json:"services,omitempty"`
 	SkipService []string `yaml:"skip_services,omitempty" json:"skip_services,omitempty"`
+	// CacheRepo is a registry repository shared as a layer cache (REGISTRY/REPO; --cache-repo).
+	CacheRepo string `yaml:"cache_repo,omitempty" json:"cache_repo,omitempty"`
 	// Line is where the VM stands in the inventory file.
 	Line int `yaml:"-" json:"line,omitempty"`
 }
@@ -68,6 +71,9 @@ func Parse(path string, b []byte, checkSource func(string) error) (*Inventory, e
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInventory, path, err)
 	}
+	if d := mappingValue(&doc, "defaults"); d != nil {
+		inv.Defaults.Line = d.Line
+	}
 	if vms := mappingValue(&doc, "vms"); vms != nil && vms.Kind == yaml.SequenceNode {
 		for i, n := range vms.Content {
 			if i < len(inv.VMs) {
@@ -91,6 +97,9 @@ func (inv *Inventory) check(checkSource func(string) error) error {
 	if len(inv.VMs) == 0 {
 		return errf(1, "no VMs: want a vms: list")
 	}
+	if err := checkCacheRepo(inv.Defaults.CacheRepo); err != nil {
+		return errf(inv.Defaults.Line, "defaults: %v", err)
+	}
 	seen := map[string]int{}
 	for _, vm := range inv.VMs {
 		switch {
@@ -105,6 +114,9 @@ func (inv *Inventory) check(checkSource func(string) error) error {
 			return errf(vm.Line, "VM %q again (first at line %d)", vm.Name, seen[vm.Name])
 		case vm.Source == "":
 			return errf(vm.Line, "VM %q has no source", vm.Name)
+		}
+		if err := checkCacheRepo(vm.CacheRepo); err != nil {
+			return errf(vm.Line, "VM %q: %v", vm.Name, err)
 		}
 		seen[vm.Name] = vm.Line
 		if checkSource != nil {
@@ -138,6 +150,7 @@ func (inv *Inventory) Resolved() []VM {
 		r.TokenFile = inv.absPath(or(vm.TokenFile, d.TokenFile))
 		r.Fingerprint = or(vm.Fingerprint, d.Fingerprint)
 		r.Base = or(vm.Base, d.Base)
+		r.CacheRepo = or(vm.CacheRepo, d.CacheRepo)
 		if r.NoPackages == nil {
 			r.NoPackages = d.NoPackages
 		}
@@ -187,6 +200,20 @@ func mappingValue(doc *yaml.Node, key string) *yaml.Node {
 		if n.Content[i].Value == key {
 			return n.Content[i+1]
 		}
+	}
+	return nil
+}
+
+// checkCacheRepo checks a cache_repo: a repository with its registry (REGISTRY/REPO).
+func checkCacheRepo(s string) error {
+	if s == "" {
+		return nil
+	}
+	if strings.Contains(s, "@") || !strings.Contains(s, "/") {
+		return fmt.Errorf("cache_repo %q: want REGISTRY/REPO", s)
+	}
+	if _, err := name.NewRepository(s, name.StrictValidation); err != nil {
+		return fmt.Errorf("cache_repo %q: want REGISTRY/REPO: %v", s, err)
 	}
 	return nil
 }

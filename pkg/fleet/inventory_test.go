@@ -11,11 +11,13 @@ const goodInventory = `defaults:
   token_file: fleet.token
   base: docker-daemon:debian:bookworm
   excludes: [/srv/cache/*]
+  cache_repo: registry.local:5000/cache
 vms:
   - name: web1
     source: 10.0.0.5:49153
   - name: db1
     source: dir:roots/db1
+    cache_repo: registry.local:5000/db-cache
     token_file: /etc/db1.token
     excludes: [/var/tmp/*]
     no_packages: true
@@ -27,7 +29,7 @@ func TestInventoryResolved(t *testing.T) {
 		t.Fatal(err)
 	}
 	vms := inv.Resolved()
-	if len(vms) != 2 || vms[0].Line != 6 || vms[1].Line != 8 {
+	if len(vms) != 2 || vms[0].Line != 7 || vms[1].Line != 9 {
 		t.Fatalf("resolved %+v", vms)
 	}
 	web, db := vms[0], vms[1]
@@ -36,6 +38,9 @@ func TestInventoryResolved(t *testing.T) {
 	}
 	if db.Source != "dir:/srv/fleet/roots/db1" || db.TokenFile != "/etc/db1.token" || db.NoPackages == nil || !*db.NoPackages {
 		t.Errorf("db1 %+v", db)
+	}
+	if web.CacheRepo != "registry.local:5000/cache" || db.CacheRepo != "registry.local:5000/db-cache" {
+		t.Errorf("cache repositories: web1 %q, db1 %q", web.CacheRepo, db.CacheRepo)
 	}
 	if strings.Join(db.Excludes, " ") != "/srv/cache/* /var/tmp/*" || strings.Join(web.Excludes, " ") != "/srv/cache/*" {
 		t.Errorf("excludes: web1 %q, db1 %q", web.Excludes, db.Excludes)
@@ -64,6 +69,9 @@ func TestInventoryErrorsNameTheLine(t *testing.T) {
 		{"name in defaults", "defaults:\n  name: x\nvms:\n  - name: a\n    source: dir:/x\n", "defaults: name, source and tag belong to each VM"},
 		{"not yaml", "vms: [\n", "inv.yaml: yaml: line"},
 		{"wrong type", "vms:\n  - name: a\n    source: dir:/x\n    excludes: 3\n", "line 4"},
+		{"cache repo without registry", "defaults:\n  base: auto\n  cache_repo: cache\nvms:\n  - name: a\n    source: dir:/x\n", "inv.yaml:2: defaults: cache_repo \"cache\""},
+		{"cache repo digest", "vms:\n  - name: a\n    source: dir:/x\n  - name: b\n    source: dir:/y\n    cache_repo: r.local/c@sha256:00\n", "inv.yaml:4: VM \"b\": cache_repo"},
+		{"cache repo bad name", "vms:\n  - name: a\n    source: dir:/x\n    cache_repo: r.local/UPPER\n", "inv.yaml:2: VM \"a\": cache_repo"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(filepath.Join("/x", "inv.yaml"), []byte(tc.yaml), check)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,13 @@ type Result struct {
 	// Spec names what was converted, and how (the resolved entry and Options.Settings):
 	// --resume skips a VM only when it is the same now.
 	Spec string `json:"spec,omitempty"`
+
+	// LayersMounted were mounted from the registry cache's repository, not uploaded.
+	LayersMounted int `json:"layers_mounted"`
+	// Where the image's own layers came from: built here, the local cache, the registry cache.
+	LayersBuilt         int `json:"layers_built"`
+	LayersLocalCache    int `json:"layers_local_cache"`
+	LayersRegistryCache int `json:"layers_registry_cache"`
 }
 
 // Options drive a run.
@@ -150,7 +158,9 @@ func convertOne(ctx context.Context, vm VM, opts Options) Result {
 		}
 		if p := rep.Image.Push; p != nil {
 			res.LayersNew, res.LayersExisting, res.BytesUploaded = p.LayersNew, p.LayersExisting, p.BytesNew
+			res.LayersMounted = p.LayersMounted
 		}
+		countSources(&res, rep)
 	}
 	if err != nil {
 		res.Status, res.Error = StatusFailed, err.Error()
@@ -218,4 +228,18 @@ func lockState(dir string) (func(), error) {
 		return nil, fmt.Errorf("%w: %s", ErrBusy, dir)
 	}
 	return l.Release, nil
+}
+
+// countSources counts where the image's own layers came from (the report's layer sources).
+func countSources(res *Result, rep *convert.Report) {
+	for _, l := range rep.Image.Layers {
+		switch {
+		case l.Source == convert.SourceBuilt:
+			res.LayersBuilt++
+		case l.Source == convert.SourceLocalCache:
+			res.LayersLocalCache++
+		case strings.HasPrefix(l.Source, "registry cache"):
+			res.LayersRegistryCache++
+		}
+	}
 }

@@ -12,7 +12,7 @@ import (
 // layers new and already in the registry, uploaded bytes and image size, then the totals.
 func WriteSummary(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tSTATUS\tTIME\tTRANSFERRED\tLAYERS NEW\tLAYERS IN REGISTRY\tUPLOADED\tIMAGE\t")
+	fmt.Fprintln(tw, "VM\tSTATUS\tTIME\tTRANSFERRED\tLAYERS NEW\tMOUNTED\tLAYERS IN REGISTRY\tUPLOADED\tIMAGE\tBUILT/LOCAL/REGISTRY CACHE\t")
 	var t Result
 	var ok, failed, before int
 	for _, r := range results {
@@ -25,8 +25,9 @@ func WriteSummary(w io.Writer, results []Result) {
 		case StatusFailed:
 			failed++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%s\t%d\t%d\t%s\t%s\t\n", r.Name, status, r.Seconds, units.IEC(r.BytesTransferred),
-			r.LayersNew, r.LayersExisting, units.IEC(r.BytesUploaded), units.IEC(r.ImageBytes))
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%s\t%d\t%d\t%d\t%s\t%s\t%d/%d/%d\t\n", r.Name, status, r.Seconds, units.IEC(r.BytesTransferred),
+			r.LayersNew, r.LayersMounted, r.LayersExisting, units.IEC(r.BytesUploaded), units.IEC(r.ImageBytes),
+			r.LayersBuilt, r.LayersLocalCache, r.LayersRegistryCache)
 		if r.Status == StatusSkipped {
 			continue // counted by the run that made it
 		}
@@ -34,11 +35,16 @@ func WriteSummary(w io.Writer, results []Result) {
 		t.BytesTransferred += r.BytesTransferred
 		t.LayersNew += r.LayersNew
 		t.LayersExisting += r.LayersExisting
+		t.LayersMounted += r.LayersMounted
+		t.LayersBuilt += r.LayersBuilt
+		t.LayersLocalCache += r.LayersLocalCache
+		t.LayersRegistryCache += r.LayersRegistryCache
 		t.BytesUploaded += r.BytesUploaded
 		t.ImageBytes += r.ImageBytes
 	}
-	fmt.Fprintf(tw, "total (this run)\t\t%.1fs\t%s\t%d\t%d\t%s\t%s\t\n", t.Seconds, units.IEC(t.BytesTransferred),
-		t.LayersNew, t.LayersExisting, units.IEC(t.BytesUploaded), units.IEC(t.ImageBytes))
+	fmt.Fprintf(tw, "total (this run)\t\t%.1fs\t%s\t%d\t%d\t%d\t%s\t%s\t%d/%d/%d\t\n", t.Seconds, units.IEC(t.BytesTransferred),
+		t.LayersNew, t.LayersMounted, t.LayersExisting, units.IEC(t.BytesUploaded), units.IEC(t.ImageBytes),
+		t.LayersBuilt, t.LayersLocalCache, t.LayersRegistryCache)
 	tw.Flush()
 	fmt.Fprintf(w, "%d converted, %d failed, %d done before (--resume)\n", ok, failed, before)
 	for _, r := range results {

@@ -191,6 +191,10 @@ type PushOptions struct {
 	Concurrency int
 	// Progress, when set, is called with the bytes uploaded and the total.
 	Progress func(done, total int64)
+	// MountFrom are other repositories of the registry (REGISTRY/REPO, a registry cache) that
+	// may hold the image's layers: those the target lacks and one of them holds are mounted
+	// (POST .../blobs/uploads/?mount=DIGEST&from=REPO), not uploaded.
+	MountFrom []string
 }
 
 // Push uploads img to the registry as ref, with the credentials of the Docker config, and says
@@ -200,9 +204,20 @@ func Push(ctx context.Context, ref string, img v1.Image, opts PushOptions) (Push
 	if err != nil {
 		return PushResult{}, fmt.Errorf("parsing reference: %w", err)
 	}
-	res, err := countExisting(ctx, r.Context(), img)
+	var from []name.Repository
+	for _, f := range opts.MountFrom {
+		repo, err := name.NewRepository(f, nameOptions(opts.Insecure)...)
+		if err != nil {
+			return PushResult{}, fmt.Errorf("parsing repository %q: %w", f, err)
+		}
+		from = append(from, repo)
+	}
+	res, mounts, err := countExisting(ctx, r.Context(), img, from)
 	if err != nil {
 		return res, fmt.Errorf("pushing %s: %w", r.Name(), err)
+	}
+	if len(mounts) > 0 {
+		img = mountingImage{Image: img, mounts: mounts}
 	}
 	return res, push(ctx, r, img, opts)
 }

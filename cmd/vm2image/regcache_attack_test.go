@@ -1,0 +1,164 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/convert"
+	"github.com/vm2image/vm2image/pkg/regcache"
+)
+
+// evilLayer is a gzip layer an attacker would like applied: a file that climbs out of the
+// root and one that plants itself in /etc.
+func evilLayer(t *testing.T, escape string) []byte {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for _, n := range []string{"../../../../../../.." + escape, "etc/vm2image-evil"} {
+		must(t, tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: 5, Typeflag: tar.TypeReg}))
+		_, err := tw.Write([]byte("evil\n"))
+		must(t, err)
+	}
+	must(t, tw.Close())
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, err := zw.Write(tb.Bytes())
+	must(t, err)
+	must(t, zw.Close())
+	return gz.Bytes()
+}
+
+// rawManifest is a manifest to put as it is.
+type rawManifest []byte
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+
+// poison rewrites the cache entry at tag as an attacker with push access to the cache
+// repository would, in one of three ways, and says which.
+func poison(t *testing.T, repo name.Repository, tag string, how int, evil []byte) string {
+	ref := repo.Tag(tag)
+	img, err := remote.Image(ref)
+	must(t, err)
+	raw, err := img.RawManifest()
+	must(t, err)
+	var m v1.Manifest
+	must(t, json.Unmarshal(raw, &m))
+	cfg, err := img.RawConfigFile()
+	must(t, err)
+	var e regcache.Entry
+	must(t, json.Unmarshal(cfg, &e))
+	bad := static.NewLayer(evil, types.OCILayer)
+	must(t, remote.WriteLayer(repo, bad))
+	bd, _ := bad.Digest()
+	what := ""
+	switch how {
+	case 0: // the manifest names the evil blob, the config still the genuine one
+		m.Layers[0].Digest, m.Layers[0].Size = bd, int64(len(evil))
+		what = "digest"
+	case 1: // manifest and config name the evil blob, the config keeps the genuine diffID
+		m.Layers[0].Digest, m.Layers[0].Size, m.Layers[0].MediaType = bd, int64(len(evil)), types.OCILayer
+		e.Digest, e.Size, e.MediaType = bd.String(), int64(len(evil)), string(types.OCILayer)
+		what = "diffID"
+	case 2: // a huge layer: the downloader must not believe it
+		m.Layers[0].Size = 1 << 50
+		e.Size = 1 << 50
+		what = "size"
+	}
+	cfg, err = json.Marshal(e)
+	must(t, err)
+	cl := static.NewLayer(cfg, regcache.ConfigMediaType)
+	must(t, remote.WriteLayer(repo, cl))
+	m.Config.Digest, _ = cl.Digest()
+	m.Config.Size = int64(len(cfg))
+	raw, err = json.Marshal(m)
+	must(t, err)
+	if err := remote.Put(ref, rawManifest(raw)); err != nil {
+		t.Logf("the registry refuses the %s-poisoned manifest of %s: %v", what, tag, err)
+		return ""
+	}
+	return what
+}
+
+// TestAttackRegistryCachePoisoned: an attacker with push access to the cache repository
+// replaces every entry worker A stored: one with a manifest that names another blob than its
+// config records, one whose blob (a tar that climbs out of the root) does not have the diffID
+// its config records, one that claims a 1 PiB layer. Worker B refuses each with a clear
+// warning, builds those layers instead, never applies the attacker's layer (nothing lands
+// outside the root, verify finds B's image equal to its VM).
+func TestAttackRegistryCachePoisoned(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	reg := testenv.Registry(t)
+	cacheRepo := reg + "/vm2image-cache"
+	dir := t.TempDir()
+	repA, _ := worker(t, testenv.Root(t, testenv.WebVM), filepath.Join(dir, "cache-a"), cacheRepo, reg+"/a:1", filepath.Join(dir, "a.tar"))
+	if repA.RegistryCache == nil || repA.RegistryCache.Pushed == 0 {
+		t.Fatalf("worker A stored nothing in the cache: %+v", repA.RegistryCache)
+	}
+	repo, err := name.NewRepository(cacheRepo)
+	must(t, err)
+	tags, err := remote.List(repo)
+	must(t, err)
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	escape := "/tmp/vm2image-evil-" + hex.EncodeToString(nonce[:])
+	evil := evilLayer(t, escape)
+	kinds := map[string]int{}
+	for i, tag := range tags {
+		if w := poison(t, repo, tag, i%3, evil); w != "" {
+			kinds[w]++
+		}
+	}
+	if kinds["digest"] == 0 || kinds["diffID"] == 0 {
+		t.Fatalf("poisoned %v of %d entries; want each kind", kinds, len(tags))
+	}
+
+	lite := testenv.Root(t, webLite)
+	outB := filepath.Join(dir, "b.tar")
+	repB, log := worker(t, lite, filepath.Join(dir, "cache-b"), cacheRepo, reg+"/b:1", outB)
+	rc := repB.RegistryCache
+	if rc == nil || rc.Hits != 0 || len(rc.Refused) == 0 {
+		t.Fatalf("worker B's registry cache figures: %+v", rc)
+	}
+	refusals := strings.Join(rc.Refused, "\n")
+	for _, want := range []string{"records blob", "uncompresses to diffID"} {
+		if !strings.Contains(refusals, want) {
+			t.Errorf("no refusal says %q:\n%s", want, refusals)
+		}
+	}
+	if kinds["size"] > 0 && !strings.Contains(refusals, fmt.Sprintf("layer of %d bytes", int64(1<<50))) {
+		t.Errorf("the 1 PiB entry was not refused for its size:\n%s", refusals)
+	}
+	if !strings.Contains(log, "refusing entry") {
+		t.Errorf("worker B did not warn about the refused entries:\n%s", log)
+	}
+	for k, l := range payloadSources(repB) {
+		if l.Source != convert.SourceBuilt {
+			t.Errorf("worker B, %s: source %q, want built", k, l.Source)
+		}
+	}
+	if _, err := os.Lstat(escape); err == nil {
+		os.Remove(escape)
+		t.Fatalf("the attacker's layer was applied: %s exists", escape)
+	}
+	if v, err := exec.Command(vm2imageBinary(t), "verify", outB, "dir:"+lite).CombinedOutput(); err != nil {
+		t.Errorf("verify of worker B's image: %v\n%s", err, v)
+	}
+}

@@ -126,6 +126,8 @@ type Result struct {
 	Root string
 	// Exported is the Docker backend's exported tree, unpacked, until the cleanup runs.
 	Exported string
+	// takeUpper is TakeUpper's work for a fresh chroot build, else nil.
+	takeUpper func() (string, error)
 	// Installed are the build root's packages after the build (base and new).
 	Installed []pkgmgr.Package
 	// Missing are the VM's packages the root lacks after both passes: the repository no
@@ -151,6 +153,18 @@ type Result struct {
 	// Archives is the shared archive directory of the build's .deb files (dpkg; hold it with
 	// HoldArchives while reading), "" without an archive cache.
 	Archives string
+}
+
+// TakeUpper ends a fresh chroot build's overlay (Root is gone afterwards) and returns its
+// upper directory: the files the build wrote, with overlay whiteouts and xattrs, that the
+// caller may move out (archive.Donor) until the cleanup runs. "" for the Docker backend and
+// cache hits.
+func (r *Result) TakeUpper() (string, error) {
+	if r.takeUpper == nil {
+		return "", nil
+	}
+	r.Root = ""
+	return r.takeUpper()
 }
 
 // Build installs in.Plan into the base root and returns the packages layer, from the cache

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/vm2image/vm2image/pkg/source"
+	"github.com/vm2image/vm2image/pkg/verify"
 )
 
 // TestPrefetchSameImage: a conversion whose VM side ran ahead (the default) writes the very
 // layers of one without it: every layer's diffID is the same, and the diff found the same
-// changes.
+// changes; verify finds the image equal to the VM.
 func TestPrefetchSameImage(t *testing.T) {
 	root := newVM(t, vmFiles)
 	baseDir, _ := newBaseLayout(t, baseFiles, hostArch)
@@ -38,6 +40,16 @@ func TestPrefetchSameImage(t *testing.T) {
 		}
 		img, err := tarball.ImageFromPath(o.Output, nil)
 		must(t, err)
+		if !noPrefetch { // the image holds the VM
+			src, err := source.OpenDir(root, "vm")
+			must(t, err)
+			defer src.Close()
+			vr, err := verify.Image(context.Background(), img, src, verify.Options{Excludes: o.Excludes})
+			must(t, err)
+			if !vr.Equal {
+				t.Errorf("verify: the image differs from the VM: %+v", vr.Differences)
+			}
+		}
 		cf, err := img.ConfigFile()
 		must(t, err)
 		var ids []string

@@ -22,6 +22,7 @@ type options struct {
 	logf       func(string, ...any)
 	privileged bool
 	donor      string
+	taken      *int
 }
 
 // Layer applies the stream as an OCI layer: ".wh.NAME" deletes NAME from what the directory
@@ -46,7 +47,10 @@ func Logf(logf func(string, ...any)) Option {
 // extended attributes, and the stream's copy is skipped. It is for a tree the stream was made
 // from and that nothing changed since (a build's overlay upper directory, on the same
 // filesystem): the caller vouches for its contents. Anything else is written from the stream.
-func Donor(dir string) Option { return func(o *options) { o.donor = dir } }
+// taken, when not nil, counts the files moved.
+func Donor(dir string, taken *int) Option {
+	return func(o *options) { o.donor, o.taken = dir, taken }
+}
 
 // withPrivileged overrides whether Apply runs with the privilege to set owners and make
 // device nodes (tests).

@@ -28,6 +28,9 @@ func (a *applier) create(name string, hdr *tar.Header, r io.Reader) error {
 			if taken, err := a.take(name, a.rel, hdr); err != nil {
 				return err
 			} else if taken {
+				if a.opts.taken != nil {
+					*a.opts.taken++
+				}
 				break
 			}
 		}

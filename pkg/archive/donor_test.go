@@ -48,8 +48,12 @@ func TestDonor(t *testing.T) {
 	os.Symlink("../outside", filepath.Join(donor, "up"))      // a directory out of the donor
 	os.WriteFile(filepath.Join(top, "outside", "d"), []byte("FOUR"), 0o644)
 	os.Chtimes(filepath.Join(top, "outside", "d"), when, when)
-	if err := Apply(context.Background(), root, bytes.NewReader(buf.Bytes()), Layer(), Donor(donor)); err != nil {
+	taken := 0
+	if err := Apply(context.Background(), root, bytes.NewReader(buf.Bytes()), Layer(), Donor(donor, &taken)); err != nil {
 		t.Fatal(err)
+	}
+	if taken != 1 {
+		t.Errorf("%d files taken, want 1", taken)
 	}
 	for name, want := range map[string]string{"a": "ONE", "dir/b": "two", "c": "three", "up/d": "four"} {
 		p := filepath.Join(root, name)

@@ -81,8 +81,9 @@ type Options struct {
 	Volumes     []string
 	VolumesAuto bool
 
-	// noPrefetch turns the VM's prefetch off (prefetch.go; tests compare with it).
-	noPrefetch bool
+	// noPrefetch turns the VM's prefetch off, prefetchWait has the diff wait for it even
+	// without an install beside it (prefetch.go; tests compare the two).
+	noPrefetch, prefetchWait bool
 }
 
 func (o *Options) applyDefaults() error {

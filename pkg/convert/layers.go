@@ -32,26 +32,27 @@ func (r *run) applyLayer(ctx context.Context, layerPath, diffID string, built *b
 		}
 		defer f.Close()
 		opts := []archive.Option{archive.Layer()}
-		upper := ""
+		upper, taken := "", 0
 		if built != nil {
 			if upper, err = built.TakeUpper(); err != nil {
 				r.opts.Logf("taking the build's files: %v (the layer is applied whole)", err)
 				upper = ""
 			} else if upper != "" {
-				opts = append(opts, archive.Donor(upper))
+				opts = append(opts, archive.Donor(upper, &taken))
 			}
 		}
 		if err := archive.Apply(ctx, dir, f, opts...); err != nil {
 			return fmt.Errorf("applying the packages layer: %w", err)
 		}
+		applied := time.Since(start) - copied
 		// What the layer left out goes now: no file of the entry keeps a second name there.
 		if upper != "" {
 			if err := os.RemoveAll(upper); err != nil {
 				return fmt.Errorf("removing the build's files: %w", err)
 			}
 		}
-		r.opts.Logf("base+packages tree: base copied in %s, layer applied in %s (files moved from the build: %v)",
-			copied.Round(time.Millisecond), (time.Since(start) - copied).Round(time.Millisecond), len(opts) > 1)
+		r.opts.Logf("base+packages tree: base copied in %s, layer applied in %s (%d files moved from the build), the rest removed in %s",
+			copied.Round(time.Millisecond), applied.Round(time.Millisecond), taken, (time.Since(start) - copied - applied).Round(time.Millisecond))
 		return nil
 	})
 	if err != nil {

@@ -100,6 +100,9 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		return fmt.Errorf("building the packages layer: %w", err)
 	}
 	p.InstallSeconds = time.Since(start).Seconds()
+	if r.pre != nil && !res.CacheHit {
+		r.pre.overlapped = true // the VM's prefetch ran beside the install (prefetch.go)
+	}
 	p.Installed = len(res.Installed)
 	for _, m := range res.Missing {
 		p.Missing = append(p.Missing, m.Name+"="+m.Version)

@@ -19,6 +19,11 @@ import (
 // changed in between is hashed again. The prefetch decides nothing: the diff, its digests and
 // the layer are those of a conversion without it, only the hashing moves earlier.
 //
+// The prefetch is worth it only beside an install: when the packages layer comes from the
+// cache (or there is none), the diff follows the packages phase at once, and a prefetch still
+// running would only walk the VM twice; it is stopped then, and the diff hashes whatever it did
+// not reach (the agent remembers what it did).
+//
 // The two sides fail together: a prefetch that fails (the agent gone) cancels the conversion
 // with its error as the cause, and a conversion that ends (a failed install, an error, a
 // cancelled context) cancels the prefetch and waits for it, so nothing is left running.
@@ -33,12 +38,14 @@ var prefetchHook func(ctx context.Context) error
 var errPrefetch = errors.New("reading the VM beside the install")
 
 type prefetch struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	files  int64
-	bytes  int64
-	took   time.Duration
-	err    error
+	// overlapped is set when a packages layer was built beside it: the diff waits for it.
+	overlapped bool
+	cancel     context.CancelFunc
+	done       chan struct{}
+	files      int64
+	bytes      int64
+	took       time.Duration
+	err        error
 }
 
 // startPrefetch starts the prefetch when the conversion hashes the VM's files (checksum or
@@ -91,14 +98,20 @@ func (r *run) runPrefetch(ctx context.Context, p *prefetch) error {
 	return nil
 }
 
-// waitPrefetch waits for the prefetch before the diff; its failure has already cancelled the
-// conversion.
+// waitPrefetch waits for the prefetch before the diff (stops it when no install ran beside
+// it); its failure has already cancelled the conversion.
 func (r *run) waitPrefetch(ctx context.Context) error {
 	p := r.pre
 	if p == nil {
 		return nil
 	}
 	start := time.Now()
+	if !p.overlapped && !r.opts.prefetchWait {
+		p.cancel()
+		<-p.done
+		r.opts.Logf("VM hashing ahead stopped (no install to run beside): %d files hashed", p.files)
+		return nil
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():

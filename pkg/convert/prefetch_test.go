@@ -14,9 +14,11 @@ import (
 	"github.com/vm2image/vm2image/pkg/verify"
 )
 
-// TestPrefetchSameImage: a conversion whose VM side ran ahead (the default) writes the very
+// TestPrefetchSameImage: a conversion whose VM side ran ahead (waited for, as beside an install)
+// writes the very
 // layers of one without it: every layer's diffID is the same, and the diff found the same
-// changes; verify finds the image equal to the VM.
+// changes; verify finds the image equal to the VM. Without an install, the prefetch is stopped
+// before the diff.
 func TestPrefetchSameImage(t *testing.T) {
 	root := newVM(t, vmFiles)
 	baseDir, _ := newBaseLayout(t, baseFiles, hostArch)
@@ -24,7 +26,7 @@ func TestPrefetchSameImage(t *testing.T) {
 	diffIDs := func(noPrefetch bool) ([]string, *Report) {
 		o := testOptions(t, root, baseDir, initPath)
 		o.Output = filepath.Join(t.TempDir(), "img.tar")
-		o.noPrefetch = noPrefetch
+		o.noPrefetch, o.prefetchWait = noPrefetch, !noPrefetch
 		var logged []string
 		o.Logf = func(f string, a ...any) { logged = append(logged, f) }
 		rep, err := Run(context.Background(), o)
@@ -57,6 +59,13 @@ func TestPrefetchSameImage(t *testing.T) {
 			ids = append(ids, d.String())
 		}
 		return ids, rep
+	}
+	o := testOptions(t, root, baseDir, initPath)
+	o.Output = filepath.Join(t.TempDir(), "img.tar")
+	stopped := false
+	o.Logf = func(f string, a ...any) { stopped = stopped || strings.HasPrefix(f, "VM hashing ahead stopped") }
+	if _, err := Run(context.Background(), o); err != nil || !stopped {
+		t.Errorf("without an install: %v, prefetch stopped %v; want it stopped", err, stopped)
 	}
 	with, repWith := diffIDs(false)
 	without, repWithout := diffIDs(true)

@@ -195,6 +195,17 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, func() error, 
 	return res, cleanup, err
 }
 
+// Cached reports whether the layer of in is in the cache now (a later Build may still build it:
+// an entry can be pruned or found damaged in between). It takes no lock.
+func Cached(in Input, opts Options) bool {
+	if opts.applyDefaults() != nil || in.Plan == nil || in.VM == nil {
+		return false
+	}
+	in.RepoFiles, _ = pkgmgr.FilterConfig(in.Plan.Manager, in.RepoFiles)
+	_, err := readMeta(filepath.Join(opts.CacheDir, CacheKey(in)))
+	return err == nil
+}
+
 // buildOrReuse finds the layer of in in the cache or builds it.
 func buildOrReuse(ctx context.Context, in Input, opts Options) (*Result, func() error, error) {
 	key := CacheKey(in)

@@ -81,9 +81,9 @@ type Options struct {
 	Volumes     []string
 	VolumesAuto bool
 
-	// noPrefetch turns the VM's prefetch off, prefetchWait has the diff wait for it even
-	// without an install beside it (prefetch.go; tests compare the two).
-	noPrefetch, prefetchWait bool
+	// noPrefetch turns the VM's prefetch off; prefetchAlways starts it once the VM is
+	// connected and has the diff wait for it, install or not (prefetch.go; tests).
+	noPrefetch, prefetchAlways bool
 }
 
 func (o *Options) applyDefaults() error {
@@ -147,8 +147,10 @@ type run struct {
 	baseDir string // the base unpacked
 	oldDir  string // base + packages: what the VM diff compares against
 	oldKey  string // oldDir's cache key
-	// pre hashes the VM's files beside the base and the install (prefetch.go), or nil.
-	pre *prefetch
+	// pre hashes the VM's files beside the install (prefetch.go), or nil; fail cancels the
+	// conversion with a cause.
+	pre  *prefetch
+	fail context.CancelCauseFunc
 	// precompressed is closed when the packages layer's background compression has ended.
 	precompressed chan struct{}
 	layers        []image.LayerFile
@@ -185,8 +187,8 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	}
 	// The prefetch's failure cancels the phases with it as the cause; when Run returns, this
 	// cancel and then the cleanup (deferred above) stop the prefetch and wait for it.
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
+	ctx, r.fail = context.WithCancelCause(ctx)
+	defer r.fail(nil)
 	for _, ph := range []struct {
 		name string
 		fn   func(context.Context) error
@@ -203,8 +205,8 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 			r.report.FailedPhase = ph.name
 			return r.report, err
 		}
-		if ph.name == PhaseConnect {
-			r.startPrefetch(ctx, fail)
+		if ph.name == PhaseConnect && r.opts.prefetchAlways {
+			r.startPrefetch(ctx)
 		}
 	}
 	r.report.Seconds = time.Since(start).Seconds()

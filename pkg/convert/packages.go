@@ -94,6 +94,9 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		}
 		in.BaseImage = ref
 	}
+	if !builder.Cached(in, opts) {
+		r.startPrefetch(ctx) // the VM's side, beside the install (prefetch.go)
+	}
 	start := time.Now()
 	res, cleanup, err := builder.Build(ctx, in, opts)
 	if err != nil {

@@ -11,8 +11,8 @@ import (
 	"github.com/vm2image/vm2image/pkg/wire"
 )
 
-// The VM's side of the diff runs beside the base and the package install (issue 13): as soon
-// as the VM is connected, it is walked (with the diff's excludes) and the agent hashes every
+// The VM's side of the diff runs beside the package install (issue 13): when the packages
+// layer is about to be built (not in the cache), the VM is walked (with the diff's excludes) and the agent hashes every
 // regular file the diff may compare or the layer may need, in batches. The agent remembers
 // digests by file state (fswalk.DigestMemo, for the agent's life), so when the diff walks the
 // VM again and asks for digests, it answers from memory for every file unchanged since; a file
@@ -20,9 +20,10 @@ import (
 // the layer are those of a conversion without it, only the hashing moves earlier.
 //
 // The prefetch is worth it only beside an install: when the packages layer comes from the
-// cache (or there is none), the diff follows the packages phase at once, and a prefetch still
-// running would only walk the VM twice; it is stopped then, and the diff hashes whatever it did
-// not reach (the agent remembers what it did).
+// cache (or there is none), the diff follows the packages phase at once, and a prefetch would
+// only walk the VM twice. It is not started then; one started for a layer that another
+// conversion built meanwhile (a cache hit after all) is stopped before the diff, which hashes
+// whatever it did not reach (the agent remembers what it did).
 //
 // The two sides fail together: a prefetch that fails (the agent gone) cancels the conversion
 // with its error as the cause, and a conversion that ends (a failed install, an error, a
@@ -31,7 +32,7 @@ import (
 // maxPrefetch bounds the files hashed ahead: about what the agent's memory holds.
 const maxPrefetch = 90_000
 
-// prefetchHook, for tests, runs in the prefetch before it hashes; its error is the prefetch's.
+// prefetchHook, for tests, runs first in the prefetch; its error is the prefetch's.
 var prefetchHook func(ctx context.Context) error
 
 // errPrefetch wraps the prefetch's failure, the cause of the conversion's cancellation.
@@ -48,12 +49,13 @@ type prefetch struct {
 	err        error
 }
 
-// startPrefetch starts the prefetch when the conversion hashes the VM's files (checksum or
-// rdiff strategy, diff transfer); failConversion cancels the conversion.
-func (r *run) startPrefetch(ctx context.Context, failConversion context.CancelCauseFunc) {
-	if r.opts.noPrefetch || r.opts.Transfer == TransferFull || r.opts.Strategy == diff.Rsync {
+// startPrefetch starts the prefetch, once, when the conversion hashes the VM's files
+// (checksum or rdiff strategy, diff transfer).
+func (r *run) startPrefetch(ctx context.Context) {
+	if r.pre != nil || r.opts.noPrefetch || r.opts.Transfer == TransferFull || r.opts.Strategy == diff.Rsync {
 		return
 	}
+	failConversion := r.fail
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prefetch{cancel: cancel, done: make(chan struct{})}
 	r.pre = p
@@ -71,6 +73,11 @@ func (r *run) startPrefetch(ctx context.Context, failConversion context.CancelCa
 
 // runPrefetch walks the VM and has the agent hash its regular files.
 func (r *run) runPrefetch(ctx context.Context, p *prefetch) error {
+	if prefetchHook != nil {
+		if err := prefetchHook(ctx); err != nil {
+			return err
+		}
+	}
 	var paths []string
 	_, err := r.src.Tree(ctx, wire.TreeArgs{Excludes: r.excludes()}, func(e *fsmeta.Entry) error {
 		if e.Type == fsmeta.TypeRegular && e.Size > 0 && len(paths) < maxPrefetch {
@@ -81,11 +88,6 @@ func (r *run) runPrefetch(ctx context.Context, p *prefetch) error {
 	})
 	if err != nil {
 		return fmt.Errorf("walking: %w", err)
-	}
-	if prefetchHook != nil {
-		if err := prefetchHook(ctx); err != nil {
-			return err
-		}
 	}
 	for len(paths) > 0 {
 		batch := paths[:min(hashBatch, len(paths))]
@@ -106,7 +108,7 @@ func (r *run) waitPrefetch(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	if !p.overlapped && !r.opts.prefetchWait {
+	if !p.overlapped && !r.opts.prefetchAlways {
 		p.cancel()
 		<-p.done
 		r.opts.Logf("VM hashing ahead stopped (no install to run beside): %d files hashed", p.files)

@@ -12,8 +12,9 @@ import (
 )
 
 // The VM's side of the diff runs beside the package install (issue 13): when the packages
-// layer is about to be built (not in the cache), the VM is walked (with the diff's excludes) and the agent hashes every
-// regular file the diff may compare or the layer may need, in batches. The agent remembers
+// layer is about to be built (not in the cache), the VM is walked (with the diff's excludes)
+// and the agent hashes every regular file the diff may compare or the layer may need, in
+// batches. The agent remembers
 // digests by file state (fswalk.DigestMemo, for the agent's life), so when the diff walks the
 // VM again and asks for digests, it answers from memory for every file unchanged since; a file
 // changed in between is hashed again. The prefetch decides nothing: the diff, its digests and

@@ -18,7 +18,8 @@
 # VM (bench|web), APT_SEED (a directory of .deb files copied into each cold cache; default: a
 # persistent one under /var/cache/vm2image-bench filled by the first cold run, so cold runs do
 # not measure the mirror), PROFILE=1 (CPU profiles of a warm -o in the work dir, kept),
-# BASELINE_BIN=DIR (another build's vm2image, e.g. main's, also timed warm, same cache: "before").
+# BASELINE_BIN=DIR (another build's vm2image, e.g. main's, also timed warm, same cache, and
+# cold, first, in a fresh cache of its own: "before").
 set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH
 cd "$(dirname "$0")/.."
@@ -63,6 +64,7 @@ ours() {
 		--cache-dir "$cache" --work-dir "$work" --tag vm2image-bench/ours:latest --report "$work/report.json" \
 		"$@" > /dev/null 2> "$work/ours.log" || { cat "$work/ours.log" >&2; exit 1; }
 	t1=$(now)
+	cp "$work/ours.log" "$work/ours.$name.log"
 	elapsed "$t0" "$t1" >> "$work/t.$name"
 	local rss; rss=$(cat "$work/rss"); [ "$rss" -gt "$rss_max" ] && rss_max=$rss
 	cp "$work/report.json" "$work/report.$name.json"
@@ -77,15 +79,26 @@ PY
 }
 
 # Cold: a fresh cache root each time, its apt archives seeded (the first run fills the seed).
+# With BASELINE_BIN, each cold run of ours is followed by one of the baseline's (its cache
+# removed after): ours first, on an agent that has hashed nothing yet (the baseline then finds
+# the agent's digest memory warm: the comparison leans in the baseline's favour).
 warm_cache=""
 for i in $(seq 1 "$cold_runs"); do
 	cache="$work/cache-$i"; mkdir -p "$cache/apt-archives"; chmod -R 700 "$cache"
 	[ -d "$apt_seed" ] && cp -al "$apt_seed/." "$cache/apt-archives/" 2>/dev/null || true
-	ours cold "$cache" -o "$work/out.tar" --no-context
+	ours cold "$cache" -o "$work/out.tar" --no-context -v
 	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packages"].get("install_seconds", 0))' "$work/report.json" >> "$work/t.install"
 	phases "$work/report.json" >> "$work/phases.cold"
 	[ -z "$warm_cache" ] && warm_cache=$cache
 	if [ ! -d "$apt_seed" ]; then mkdir -p "$apt_seed" && cp -al "$cache/apt-archives/." "$apt_seed/" 2>/dev/null || true; fi
+	if [ -n "${BASELINE_BIN:-}" ] && [ -d "$apt_seed" ]; then
+		bcache="$work/cache-before-$i"; mkdir -p "$bcache/apt-archives"; chmod -R 700 "$bcache"
+		cp -al "$apt_seed/." "$bcache/apt-archives/" 2>/dev/null || true
+		vm2image=$BASELINE_BIN/vm2image ours beforecold "$bcache" -o "$work/out.tar" --no-context -v
+		python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packages"].get("install_seconds", 0))' "$work/report.json" >> "$work/t.beforeinstall"
+		phases "$work/report.json" >> "$work/phases.beforecold"
+		rm -rf "$bcache"
+	fi
 done
 
 # Base+packages for baseline (a): the base root with the cached packages layer applied.
@@ -158,10 +171,14 @@ printf '| cold vm2image convert -o | %.2f s | %s of its install (%.2f s) | <= 1.
 if [ -n "${BASELINE_BIN:-}" ]; then
 	printf '| before: warm convert --load (%s) | %.2f s | %s of (n) | |\n' "$BASELINE_BIN" "$(m beforeload)" "$(ratio "$(m beforeload)" "$n")"
 	printf '| before: warm convert -o (%s) | %.2f s | %s of (n) | |\n' "$BASELINE_BIN" "$(m beforeo)" "$(ratio "$(m beforeo)" "$n")"
+	[ -s "$work/t.beforecold" ] && printf '| before: cold convert -o (%s) | %.2f s | %s of its install (%.2f s) | |\n' "$BASELINE_BIN" \
+		"$(m beforecold)" "$(ratio "$(m beforecold)" "$(m beforeinstall)")" "$(m beforeinstall)"
 fi
 printf '| peak converter RSS | %d MiB | | <= 512 MiB |\n' $(( rss_max / 1024 ))
 echo
 echo "phases (s), last run of each: cold: $(tail -1 "$work/phases.cold"); warm -o: $(tail -1 "$work/phases.warmo"); warm --load: $(tail -1 "$work/phases.warmload")"
+[ -s "$work/phases.beforecold" ] && echo "phases (s) of the baseline's cold run: $(tail -1 "$work/phases.beforecold")"
+grep -h "base+packages tree\|VM hashed ahead" "$work"/ours.cold.log 2>/dev/null || true
 # The pin tags --load set for this run's VM (vm2image-cache/layers:HASH), not others'.
 comm -13 <(echo "$pins_before") <(pins) | xargs -r docker rmi > /dev/null 2>&1 || true
 docker rmi -f vm2image-bench/ours:latest vm2image-bench/thesis:latest vm2image-bench/onelayer:latest vm2image-bench/naive:latest \

@@ -24,6 +24,16 @@ func (a *applier) create(name string, hdr *tar.Header, r io.Reader) error {
 		a.dirs = append(a.dirs, dirMeta{name: name, hdr: hdr})
 		return nil
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		if a.donor != nil && hdr.Typeflag != tar.TypeGNUSparse {
+			if taken, err := a.take(name, a.rel, hdr); err != nil {
+				return err
+			} else if taken {
+				if a.opts.taken != nil {
+					*a.opts.taken++
+				}
+				break
+			}
+		}
 		if err := a.writeFile(name, r); err != nil {
 			return err
 		}

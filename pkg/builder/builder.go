@@ -126,6 +126,8 @@ type Result struct {
 	Root string
 	// Exported is the Docker backend's exported tree, unpacked, until the cleanup runs.
 	Exported string
+	// takeUpper is TakeUpper's work for a fresh chroot build, else nil.
+	takeUpper func() (string, error)
 	// Installed are the build root's packages after the build (base and new).
 	Installed []pkgmgr.Package
 	// Missing are the VM's packages the root lacks after both passes: the repository no
@@ -151,6 +153,18 @@ type Result struct {
 	// Archives is the shared archive directory of the build's .deb files (dpkg; hold it with
 	// HoldArchives while reading), "" without an archive cache.
 	Archives string
+}
+
+// TakeUpper ends a fresh chroot build's overlay (Root is gone afterwards) and returns its
+// upper directory: the files the build wrote, with overlay whiteouts and xattrs, that the
+// caller may move out (archive.Donor) until the cleanup runs. "" for the Docker backend and
+// cache hits.
+func (r *Result) TakeUpper() (string, error) {
+	if r.takeUpper == nil {
+		return "", nil
+	}
+	r.Root = ""
+	return r.takeUpper()
 }
 
 // Build installs in.Plan into the base root and returns the packages layer, from the cache
@@ -179,6 +193,17 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, func() error, 
 		}
 	}
 	return res, cleanup, err
+}
+
+// Cached reports whether the layer of in is in the cache now (a later Build may still build it:
+// an entry can be pruned or found damaged in between). It takes no lock.
+func Cached(in Input, opts Options) bool {
+	if opts.applyDefaults() != nil || in.Plan == nil || in.VM == nil {
+		return false
+	}
+	in.RepoFiles, _ = pkgmgr.FilterConfig(in.Plan.Manager, in.RepoFiles)
+	_, err := readMeta(filepath.Join(opts.CacheDir, CacheKey(in)))
+	return err == nil
 }
 
 // buildOrReuse finds the layer of in in the cache or builds it.

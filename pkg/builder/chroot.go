@@ -28,6 +28,7 @@ import (
 // baseline (unsandboxed) runs commands in a plain chroot(2) with the host's /proc, as before.
 type chroot struct {
 	root     string   // the overlay's merged directory
+	upper    string   // the overlay's upper directory: what the build changed
 	plain    bool     // chroot(2) without the sandbox: the benchmark's baseline only
 	network  bool     // the next commands may use the host's network
 	mounts   []string // mounted directories, in mount order; the overlay is mounts[0]
@@ -44,8 +45,8 @@ func newChroot(base, workDir, archives string, plain bool, logf func(string, ...
 	if strings.ContainsAny(base, ",:\\") || strings.ContainsAny(workDir, ",:\\") {
 		return nil, fmt.Errorf("mounting the build overlay: the paths %q and %q must not hold ',', ':' or '\\'", base, workDir)
 	}
-	c := &chroot{root: filepath.Join(workDir, "root"), archives: archives, plain: plain, logf: logf}
 	upper, work := filepath.Join(workDir, "upper"), filepath.Join(workDir, "work")
+	c := &chroot{root: filepath.Join(workDir, "root"), upper: upper, archives: archives, plain: plain, logf: logf}
 	for _, d := range []string{upper, work, c.root} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err

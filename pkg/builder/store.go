@@ -36,6 +36,7 @@ func (b *build) store(ctx context.Context, key string, lock *fileLock) error {
 		b.res.Exported = tree
 	} else {
 		b.res.Root = tree
+		b.res.takeUpper = b.takeUpper
 	}
 	tmp, err := newTemp(b.opts.CacheDir, key)
 	if err != nil {
@@ -69,6 +70,24 @@ func (b *build) store(ctx context.Context, key string, lock *fileLock) error {
 	}
 	b.res.LayerPath = filepath.Join(b.opts.CacheDir, key, layerFile)
 	return nil
+}
+
+// takeUpper unmounts the chroot backend's overlay and returns its upper directory.
+func (b *build) takeUpper() (string, error) {
+	var c *chroot
+	switch be := b.be.(type) {
+	case *chroot:
+		c = be
+	case *outside:
+		c = be.chroot
+	default:
+		return "", nil
+	}
+	killRootProcesses(c.root, b.opts.Logf)
+	if err := c.unmountAll(); err != nil {
+		return "", err
+	}
+	return c.upper, nil
 }
 
 // writeLayer writes the OCI layer tar that turns base into tree to dst.

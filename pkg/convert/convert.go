@@ -2,6 +2,7 @@ package convert
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -83,6 +84,10 @@ type Options struct {
 	// the fit assessment finds (--volume, --volumes auto).
 	Volumes     []string
 	VolumesAuto bool
+
+	// noPrefetch turns the VM's prefetch off; prefetchAlways starts it once the VM is
+	// connected and has the diff wait for it, install or not (prefetch.go; tests).
+	noPrefetch, prefetchAlways bool
 }
 
 func (o *Options) applyDefaults() error {
@@ -146,6 +151,10 @@ type run struct {
 	baseDir string // the base unpacked
 	oldDir  string // base + packages: what the VM diff compares against
 	oldKey  string // oldDir's cache key
+	// pre hashes the VM's files beside the install (prefetch.go), or nil; fail cancels the
+	// conversion with a cause.
+	pre  *prefetch
+	fail context.CancelCauseFunc
 	// precompressed is closed when the packages layer's background compression has ended.
 	precompressed chan struct{}
 	layers        []image.LayerFile
@@ -183,6 +192,10 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		r.report.FailedPhase = PhaseOutput
 		return r.report, err
 	}
+	// The prefetch's failure cancels the phases with it as the cause; when Run returns, this
+	// cancel and then the cleanup (deferred above) stop the prefetch and wait for it.
+	ctx, r.fail = context.WithCancelCause(ctx)
+	defer r.fail(nil)
 	for _, ph := range []struct {
 		name string
 		fn   func(context.Context) error
@@ -199,6 +212,9 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 			r.report.FailedPhase = ph.name
 			return r.report, err
 		}
+		if ph.name == PhaseConnect && r.opts.prefetchAlways {
+			r.startPrefetch(ctx)
+		}
 	}
 	r.report.Seconds = time.Since(start).Seconds()
 	return r.report, nil
@@ -209,6 +225,9 @@ func (r *run) phase(ctx context.Context, name string, fn func(context.Context) e
 	start := time.Now()
 	err := fn(ctx)
 	r.report.Phases = append(r.report.Phases, PhaseTime{Name: name, Seconds: time.Since(start).Seconds()})
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errPrefetch) {
+		err = cause // the prefetch failed and cancelled this phase: its error says why
+	}
 	r.opts.Progress.Done(name, err)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

@@ -97,12 +97,18 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err := r.packagesFromRegistry(ctx, in, layers); err != nil {
 		return err
 	}
+	if !builder.Cached(in, opts) {
+		r.startPrefetch(ctx) // the VM's side, beside the install (prefetch.go)
+	}
 	start := time.Now()
 	res, cleanup, err := builder.Build(ctx, in, opts)
 	if err != nil {
 		return fmt.Errorf("building the packages layer: %w", err)
 	}
 	p.InstallSeconds = time.Since(start).Seconds()
+	if r.pre != nil && !res.CacheHit {
+		r.pre.overlapped = true // the VM's prefetch ran beside the install (prefetch.go)
+	}
 	p.Installed = len(res.Installed)
 	for _, m := range res.Missing {
 		p.Missing = append(p.Missing, m.Name+"="+m.Version)
@@ -115,29 +121,30 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	r.notePackagesSource(res, layers)
 	// The VM diff compares against what the image will hold: the base with the packages layer
 	// applied (the built root also holds what the layer leaves out: caches, lists, logs).
-	// r.baseDir is a cached, read-only tree: the layer is applied to a cached copy.
-	// Keep our own name for the cached layer file (a prune cannot take it from us), and let
-	// the build's mounts, scratch and cache lock go now.
+	// r.baseDir is a cached, read-only tree: the layer is applied to a cached copy, its files
+	// moved from the build's overlay when it was just built (applyLayer). Keep our own name for
+	// the cached layer file (a prune cannot take it from us), then let the build's mounts,
+	// scratch and cache lock go.
 	layerPath := filepath.Join(r.work, "packages.layer.tar")
 	err = filecopy.Copy(ctx, res.LayerPath, layerPath, 0o600, filecopy.HardLink)
-	if cerr := cleanup(); err == nil {
-		err = cerr
-	}
 	diffID, herr := v1.NewHash(res.LayerDiffID)
 	if err == nil && herr != nil {
 		err = fmt.Errorf("reading the packages layer's diffID: %w", herr)
-	}
-	if err != nil {
-		return err
 	}
 	// The layer is compressed for the image in the background, beside the base+packages tree
 	// and the VM diff (with package-grained layers the image holds the payloads instead).
 	lf := image.LayerFile{Path: layerPath, Comment: "vm2image: packages", DiffID: diffID}
 	grained := r.opts.PackageLayers == PackageLayersGrained
-	if !grained {
+	if err == nil && !grained {
 		r.precompress(ctx, lf)
 	}
-	if err := r.applyLayer(ctx, layerPath, res.LayerDiffID); err != nil {
+	if err == nil {
+		err = r.applyLayer(ctx, layerPath, res.LayerDiffID, res)
+	}
+	if cerr := cleanup(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	if grained {

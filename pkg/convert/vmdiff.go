@@ -22,6 +22,9 @@ func (r *run) excludes() []string {
 }
 
 func (r *run) vmDiff(ctx context.Context) error {
+	if err := r.waitPrefetch(ctx); err != nil {
+		return err
+	}
 	newTree, err := r.newTree(ctx)
 	if err != nil {
 		return err

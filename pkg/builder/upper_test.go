@@ -87,9 +87,3 @@ func treeOf(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}

@@ -86,4 +86,3 @@ func treeOf(t *testing.T, dir string) map[string]string {
 	must(t, err)
 	return out
 }
-

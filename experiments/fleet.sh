@@ -54,7 +54,7 @@ IMAGE_TAG=$tag scripts/image.sh >/dev/null
 log "building the roots (cached by recipe)"
 "$work/fleet" roots "$suite" > "$work/roots"
 mapfile -t names < <(awk '$1=="vm" {print $2}' "$work/roots")
-n=${#names[@]}
+nvm=${#names[@]}
 root_of() { awk -v n="$1" '$1=="vm" && $2==n {print $5}' "$work/roots"; }
 suite_of() { awk -v n="$1" '$1=="vm" && $2==n {print $3}' "$work/roots"; }
 echo "date $(date -u +%FT%TZ)" > "$work/meta"
@@ -94,6 +94,7 @@ offline=$!
 mkdir -p "$work/tokens"
 for n in "${names[@]}"; do
 	head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/tokens/$n"
+	: > "$work/agent-$n.out"
 	bin/vm2image-agent --root "$(root_of "$n")" --listen 127.0.0.1:0 --token-file "$work/tokens/$n" --quiet > "$work/agent-$n.out" 2>&1 &
 	pids+=($!)
 done
@@ -152,7 +153,7 @@ fleet() {
 worker() {
 	local label=$1 regname=$2 w=$3 i
 	mkdir -p "$work/cache-worker$w"
-	for ((i = w; i < n; i += workers)); do
+	for ((i = w; i < nvm; i += workers)); do
 		local name=${names[$i]} pod="$work/pod-$label-$i"
 		mkdir -p "$pod/inventory" "$pod/state"
 		mapfile -t args < <("$work/fleet" pod "$work/k8s-$label.yaml" inventory="$pod/inventory" \
@@ -168,10 +169,13 @@ worker() {
 }
 
 declare -A REGS
+log "the bases into the registries"
 for r in single grained; do
 	registry "$r"; REGS[$r]=$REG
 	for s in $(awk '$1=="base" {print $2}' "$work/roots"); do
-		skopeo copy --quiet --dest-tls-verify=false "docker-daemon:vm2image-fleetexp/debian:$s" "docker://$REG/base:$s"
+		from="docker-daemon:vm2image-fleetexp/debian:$s"
+		[ "$r" = single ] || from="docker://${REGS[single]}/base:$s"
+		skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "$from" "docker://$REG/base:$s"
 	done
 done
 log "single: ${#names[@]} VMs, $workers workers"

@@ -24,7 +24,8 @@
 #   FLEET_ONLY=NAME,NAME FLEET_OUT=DIR ...    only those VMs of the suite (the test runs two)
 #   FLEET_SUITE=FILE                          another suite file
 # Each worker keeps a cache of its own across its pods (a node's cache: the Job's emptyDir bound
-# to one host directory per worker); the two workers share only the registry.
+# to one host directory per worker, pruned to FLEET_CACHE_MAX, 1500M, after each pod); the two
+# workers share only the registry.
 set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ cd "$(dirname "$0")/.."
 suite=${FLEET_SUITE:-experiments/fleet.yaml}
 out=${FLEET_OUT:-experiments/results/fleet}
 workers=${FLEET_WORKERS:-2}
+cache_max=${FLEET_CACHE_MAX:-1500M} # each worker's cache after each pod (disk is tight here)
 log() { echo "fleet: $(date -u +%T) $*" >&2; }
 
 make build >/dev/null
@@ -136,6 +138,8 @@ fleet() {
 	for n in "${names[@]}"; do
 		read -r _ addr fp < <(grep "^$n " "$work/agents")
 		printf '  - name: %s\n    source: %s\n    fingerprint: %s\n    base: registry://%s/base:%s\n' "$n" "$addr" "$fp" "$reg" "$(suite_of "$n")" >> "$inv"
+		svc=$(awk -v n="$n" '$1=="vm" && $2==n {print $6}' "$work/roots" | sed 's/^-,\?//; s/,/, /g')
+		[ -z "$svc" ] || printf '    services: [%s]\n' "$svc" >> "$inv"
 	done
 	bin/vm2image fleet k8s "$inv" --image "$tag" --push "$reg/fleet" --token-secret fleet-tokens \
 		--parallelism "$workers" --worker-arg=--package-layers="$strategy" > "$work/k8s-$label.yaml"
@@ -160,9 +164,15 @@ worker() {
 			cache="$work/cache-worker$w" state="$pod/state" tokens="$work/tokens")
 		local t0; t0=$(date +%s.%N)
 		if ! docker "${args[0]}" --name "fleetexp-$$-$label-$i" -e JOB_COMPLETION_INDEX="$i" "${args[@]:1}" > "$pod/log" 2>&1; then
-			echo "fleet: $label: the pod of $name (index $i) failed:" >&2; tail -30 "$pod/log" >&2; return 1
+			# Recorded, and the others go on (as the Job's other completions would).
+			echo "fleet: $label: the pod of $name (index $i) failed:" >&2; tail -30 "$pod/log" >&2
+			printf '%s\t%s\n' "$name" "$(grep -m1 -i 'error\|failed' "$pod/log" | cut -c1-300)" >> "$work/$label.failed"
+			continue
 		fi
 		find "$pod/state" -name "$name.json" -o -name "$name.report.json" | xargs -r cp -t "$work/res-$label/"
+		rm -rf "$pod/state"
+		# The worker's node cache, kept between its pods, pruned as a node's janitor would.
+		bin/vm2image cache prune --max-size "$cache_max" --cache-dir "$work/cache-worker$w" > /dev/null
 		echo "$name $(blobs "$regname") $(date +%s.%N) $t0 $w" >> "$work/$label.events"
 		log "$label: $name done by worker $w ($(tail -1 "$pod/log"))"
 	done
@@ -210,14 +220,21 @@ check() { # check CID CHECK-LINE: retried for up to 60 s while the services star
 : > "$work/checks"; : > "$work/verify"
 for n in "${names[@]}"; do
 	ref="${REGS[grained]}/fleet:$n"
-	docker pull -q "$ref" >/dev/null
-	cid=$(docker run -d --name "fleetexp-$$-run-$n" "$ref")
+	# skopeo, not docker pull: the engine here (20.10) hung for over 10 minutes, idle, after
+	# downloading every blob of a 71-layer grained image; its docker-archive load works.
+	local_ref="vm2image-fleetexp/run-$$:$n"
+	if ! skopeo copy --quiet --src-tls-verify=false "docker://$ref" "docker-daemon:$local_ref" ||
+		! cid=$(docker run -d --name "fleetexp-$$-run-$n" "$local_ref"); then
+		printf '%s\t%s\t%s\n' "$n" "-" "FAIL: no image to run" >> "$work/checks"
+		printf '%s\t%s\n' "$n" "no image" >> "$work/verify"
+		continue
+	fi
 	while IFS= read -r c; do
 		res=$(check "$cid" "$c" || true)
 		printf '%s\t%s\t%s\n' "$n" "$c" "$res" >> "$work/checks"
 	done < <("$work/fleet" checks "$suite" "$n")
 	docker logs "$cid" > "$work/run-$n.log" 2>&1 || true
-	docker rm -f "$cid" >/dev/null; docker rmi -f "$ref" >/dev/null
+	docker rm -f "$cid" >/dev/null; docker rmi -f "$local_ref" >/dev/null
 	v=$(bin/vm2image verify "registry://$ref" "dir:$(root_of "$n")" 2>&1 || true)
 	printf '%s\t%s\n' "$n" "$(echo "$v" | grep -m1 -oE 'EQUAL|DIFFERENT[^.]*|error.*' || echo "$v" | tail -1)" >> "$work/verify"
 	echo "$v" > "$work/verify-$n.log"

@@ -33,6 +33,12 @@ func markdown(res *Results) string {
 		w("\n")
 	}
 
+	for _, run := range []string{"single", "grained", "warm"} {
+		for vm, e := range res.Runs[run].Failed {
+			w("\n**%s: the pod of %s failed**: %s\n", run, vm, e)
+		}
+	}
+
 	w("\n## Registry bytes stored after each VM (MiB; in the order the workers finished)\n\n")
 	w("Each strategy's registry holds the three bases before the first VM (per install set %s MiB, grained %s MiB); one layer per VM counts the VMs' layers only.\n\n",
 		mib(res.Runs["single"].Start), mib(res.Runs["grained"].Start))

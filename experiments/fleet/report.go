@@ -32,6 +32,8 @@ type Run struct {
 	Steps []Step `json:"steps"`
 	// Roles: the distinct layers the run's images hold, by role: count and compressed bytes.
 	Roles map[string]RoleBytes `json:"roles,omitempty"`
+	// Failed: the VMs whose pod failed, and the first error line of its log.
+	Failed map[string]string `json:"failed,omitempty"`
 }
 
 // RoleBytes sums distinct layers of one role.
@@ -147,6 +149,12 @@ func readRun(work, label string) (*Run, map[string]convert.LayerSizes, error) {
 	}); err != nil {
 		return nil, nil, err
 	}
+	r.Failed = map[string]string{}
+	_ = readLines(filepath.Join(work, label+".failed"), func(line string) { // absent: none failed
+		if k, v, ok := strings.Cut(line, "\t"); ok {
+			r.Failed[k] = v
+		}
+	})
 	layers := map[string]convert.LayerSizes{}
 	for i, name := range names {
 		var fr fleet.Result

@@ -20,6 +20,7 @@ type VM struct {
 	Profile  string   `yaml:"profile" json:"profile"`
 	Packages []string `yaml:"packages" json:"packages"`
 	Setup    []string `yaml:"setup" json:"-"`
+	Services []string `yaml:"services" json:"services,omitempty"`
 	Checks   []string `yaml:"checks" json:"checks"`
 }
 
@@ -32,7 +33,7 @@ type Suite struct {
 var (
 	nameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,40}$`)
 	suiteRE = regexp.MustCompile(`^(bookworm|bullseye|trixie)$`)
-	pkgRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	pkgRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9+.@-]+$`) // packages and unit names
 )
 
 // loadSuite reads and checks the suite file; install and own are the shared scripts every VM
@@ -61,7 +62,7 @@ func loadSuite(path string) (*Suite, error) {
 		case len(vm.Checks) == 0:
 			return nil, fmt.Errorf("%s: VM %s: no checks", path, vm.Name)
 		}
-		for _, p := range vm.Packages {
+		for _, p := range append(append([]string(nil), vm.Packages...), vm.Services...) {
 			if !pkgRE.MatchString(p) {
 				return nil, fmt.Errorf("%s: VM %s: package %q", path, vm.Name, p)
 			}
@@ -99,21 +100,23 @@ func (s *Suite) recipe(vm VM) fixture.Recipe {
 func baseRecipe(suite string) fixture.Recipe { return fixture.Recipe{Suite: suite} }
 
 // buildRoots builds (or finds) the bases and the VMs' roots, two at a time, and prints
-// "base SUITE ROOT" and "vm NAME SUITE PROFILE ROOT" lines (in the suite's order).
+// "base SUITE ROOT" and "vm NAME SUITE PROFILE ROOT -,SERVICE,..." lines (in the suite's order).
 func buildRoots(s *Suite) error {
 	var recipes []fixture.Recipe
-	var labels []string
+	var labels, services []string
 	seen := map[string]bool{}
 	for _, vm := range s.VMs {
 		if !seen[vm.Suite] {
 			seen[vm.Suite] = true
 			recipes = append(recipes, baseRecipe(vm.Suite))
 			labels = append(labels, "base "+vm.Suite)
+			services = append(services, "")
 		}
 	}
 	for _, vm := range s.VMs {
 		recipes = append(recipes, s.recipe(vm))
 		labels = append(labels, fmt.Sprintf("vm %s %s %s", vm.Name, vm.Suite, vm.Profile))
+		services = append(services, strings.Join(append([]string{"-"}, vm.Services...), ","))
 	}
 	roots := make([]string, len(recipes))
 	errs := make([]error, len(recipes))
@@ -135,7 +138,7 @@ func buildRoots(s *Suite) error {
 		if errs[i] != nil {
 			return fmt.Errorf("building %s: %w", labels[i], errs[i])
 		}
-		fmt.Printf("%s %s\n", labels[i], roots[i])
+		fmt.Println(strings.TrimSpace(labels[i] + " " + roots[i] + " " + services[i]))
 	}
 	return nil
 }

@@ -188,15 +188,6 @@ for r in single grained; do
 		skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "$from" "docker://$REG/base:$s"
 	done
 done
-log "single: ${#names[@]} VMs, $workers workers"
-fleet single single single
-log "grained"
-fleet grained grained grained
-blobset grained > "$work/blobs-before-warm"
-log "warm: grained again into the same registry"
-fleet warm grained grained
-blobset grained | comm -13 "$work/blobs-before-warm" - > "$work/warm-new-blobs"
-
 # Every image of the grained run: its services answer, and verify finds it equal to its VM.
 check() { # check CID CHECK-LINE: retried for up to 60 s while the services start
 	local cid=$1 kind rest port path text cmd got=""
@@ -217,29 +208,51 @@ check() { # check CID CHECK-LINE: retried for up to 60 s while the services star
 	echo "FAIL $(echo "$got" | tail -1 | cut -c1-120)"
 	return 1
 }
-: > "$work/checks"; : > "$work/verify"
-for n in "${names[@]}"; do
+runvm() { # runvm NAME: its image started and checked, then verified; results in checks-NAME, verify-NAME
+	local n=$1 ref local_ref cid c res v
 	ref="${REGS[grained]}/fleet:$n"
 	# skopeo, not docker pull: the engine here (20.10) hung for over 10 minutes, idle, after
 	# downloading every blob of a 71-layer grained image; its docker-archive load works.
 	local_ref="vm2image-fleetexp/run-$$:$n"
 	if ! skopeo copy --quiet --src-tls-verify=false "docker://$ref" "docker-daemon:$local_ref" ||
 		! cid=$(docker run -d --name "fleetexp-$$-run-$n" "$local_ref"); then
-		printf '%s\t%s\t%s\n' "$n" "-" "FAIL: no image to run" >> "$work/checks"
-		printf '%s\t%s\n' "$n" "no image" >> "$work/verify"
-		continue
+		printf '%s\t%s\t%s\n' "$n" "-" "FAIL: no image to run" >> "$work/checks-$n"
+		printf '%s\t%s\n' "$n" "no image" >> "$work/verify-$n"
+		return
 	fi
 	while IFS= read -r c; do
 		res=$(check "$cid" "$c" || true)
-		printf '%s\t%s\t%s\n' "$n" "$c" "$res" >> "$work/checks"
+		printf '%s\t%s\t%s\n' "$n" "$c" "$res" >> "$work/checks-$n"
 	done < <("$work/fleet" checks "$suite" "$n")
 	docker logs "$cid" > "$work/run-$n.log" 2>&1 || true
-	docker rm -f "$cid" >/dev/null; docker rmi -f "$local_ref" >/dev/null
+	docker rm -f "$cid" >/dev/null 2>&1 || true; docker rmi -f "$local_ref" >/dev/null 2>&1 || true
 	v=$(bin/vm2image verify "registry://$ref" "dir:$(root_of "$n")" 2>&1 || true)
-	printf '%s\t%s\n' "$n" "$(echo "$v" | grep -m1 -oE 'EQUAL|DIFFERENT[^.]*|error.*' || echo "$v" | tail -1)" >> "$work/verify"
+	printf '%s\t%s\n' "$n" "$(echo "$v" | grep -m1 -oE 'EQUAL|DIFFERENT[^.]*|error.*' || echo "$v" | tail -1)" >> "$work/verify-$n"
 	echo "$v" > "$work/verify-$n.log"
-	log "ran $n: $(grep -c "	ok" <(grep "^$n	" "$work/checks")) checks ok; verify: $(tail -1 "$work/verify" | cut -f2)"
-done
+	log "ran $n: $(grep -c "	ok" "$work/checks-$n") checks ok; verify: $(cut -f2 "$work/verify-$n")"
+}
+lane() { # lane L: runvm of the VMs L, L+2, ...
+	local i
+	for ((i = $1; i < nvm; i += 2)); do runvm "${names[$i]}"; done
+}
+
+log "single: ${#names[@]} VMs, $workers workers"
+fleet single single single
+log "grained"
+fleet grained grained grained
+blobset grained > "$work/blobs-before-warm"
+# The images run meanwhile (two at a time): they only read the registry.
+log "running and verifying the images; warm: grained again into the same registry"
+lane 0 > "$work/lane0.log" 2>&1 &
+lane0=$!
+lane 1 > "$work/lane1.log" 2>&1 &
+lane1=$!
+fleet warm grained grained
+blobset grained | comm -13 "$work/blobs-before-warm" - > "$work/warm-new-blobs"
+wait "$lane0" "$lane1" || true
+cat "$work/lane0.log" "$work/lane1.log" >&2
+for n in "${names[@]}"; do cat "$work/checks-$n" 2>/dev/null; done > "$work/checks"
+for n in "${names[@]}"; do cat "$work/verify-$n" 2>/dev/null; done > "$work/verify"
 
 wait "$offline" || { echo "fleet: one-layer/floor failed:"; cat "$work/offline.log"; exit 1; } >&2
 echo "load_end $(cut -d' ' -f1-3 /proc/loadavg)" >> "$work/meta"

@@ -64,6 +64,10 @@ func markdown(res *Results) string {
 		w("\n\n")
 	}
 
+	w("## The two workers share through the registry\n\nEach worker has a cache of its own; layers of its images that an image the other worker had finished before already held (base layers left out): per install set %d (%s MiB), package-grained %d (%s MiB).\n\n",
+		res.Runs["single"].FromOtherWorker.Layers, mib(res.Runs["single"].FromOtherWorker.Bytes),
+		res.Runs["grained"].FromOtherWorker.Layers, mib(res.Runs["grained"].FromOtherWorker.Bytes))
+
 	w("## Warm second run\n\nThe whole fleet converted again into the grained registry (new pods, the workers' caches kept): blobs the registry did not hold before it:")
 	if len(res.WarmNew) == 0 {
 		w(" none.\n")

@@ -32,6 +32,9 @@ type Run struct {
 	Steps []Step `json:"steps"`
 	// Roles: the distinct layers the run's images hold, by role: count and compressed bytes.
 	Roles map[string]RoleBytes `json:"roles,omitempty"`
+	// FromOtherWorker: layers of the images (base layers left out) that an image the other
+	// worker had finished before already held: what the workers shared through the registry.
+	FromOtherWorker RoleBytes `json:"from_other_worker"`
 	// Failed: the VMs whose pod failed, and the first error line of its log.
 	Failed map[string]string `json:"failed,omitempty"`
 }
@@ -156,6 +159,7 @@ func readRun(work, label string) (*Run, map[string]convert.LayerSizes, error) {
 		}
 	})
 	layers := map[string]convert.LayerSizes{}
+	firstWorker := map[string]int{} // digest -> the worker of the first finished image holding it
 	for i, name := range names {
 		var fr fleet.Result
 		if err := readJSON(filepath.Join(work, "res-"+label, name+".json"), &fr); err != nil {
@@ -168,6 +172,12 @@ func readRun(work, label string) (*Run, map[string]convert.LayerSizes, error) {
 			return nil, nil, err
 		}
 		for _, l := range rep.Image.Layers {
+			if w, ok := firstWorker[l.Digest]; ok && w != st.Worker && l.Role != "base" {
+				r.FromOtherWorker.Layers++
+				r.FromOtherWorker.Bytes += l.Compressed
+			} else if !ok {
+				firstWorker[l.Digest] = st.Worker
+			}
 			if _, ok := layers[l.Digest]; !ok {
 				layers[l.Digest] = l
 				rb := r.Roles[l.Role]

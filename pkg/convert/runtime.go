@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/procs"
@@ -120,6 +121,9 @@ func (r *run) runtime(ctx context.Context) error {
 	return nil
 }
 
+// runtimeLayerTime is the modification time of the runtime layer's entries.
+var runtimeLayerTime = time.Unix(0, 0).UTC()
+
 func (r *run) writeRuntimeTar(w io.Writer, init, conf []byte) error {
 	tw := tar.NewWriter(w)
 	dir := strings.TrimPrefix(path.Dir(services.InitPath), "/")
@@ -132,7 +136,10 @@ func (r *run) writeRuntimeTar(w io.Writer, init, conf []byte) error {
 		{tar.Header{Name: strings.TrimPrefix(services.ServicesPath, "/"), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(conf))}, conf},
 	}
 	for _, e := range hdrs {
-		e.h.ModTime, e.h.Format = r.opts.Created, tar.FormatPAX
+		// A fixed time, not the image's creation: the layer's bytes then depend only on the
+		// init and services.yaml, so converting a VM again gives the same blob, which a
+		// registry already holds.
+		e.h.ModTime, e.h.Format = runtimeLayerTime, tar.FormatPAX
 		if err := tw.WriteHeader(&e.h); err != nil {
 			return err
 		}

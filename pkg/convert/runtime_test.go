@@ -2,6 +2,7 @@ package convert
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"github.com/vm2image/vm2image/pkg/source"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vm2image/vm2image/pkg/procs"
 	"github.com/vm2image/vm2image/pkg/wire"
@@ -122,6 +124,23 @@ func runtimeFile(t *testing.T, p, name string) string {
 			b, err := io.ReadAll(tr)
 			must(t, err)
 			return string(b)
+		}
+	}
+}
+
+// TestRuntimeLayerReproducible: two conversions of one VM at different times make the same
+// runtime layer, byte for byte (a fleet's warm run then uploads no runtime layer again).
+func TestRuntimeLayerReproducible(t *testing.T) {
+	var blobs [][]byte
+	for i, created := range []time.Time{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), time.Now().UTC().Truncate(time.Second)} {
+		r := runtimeRun(t, false)
+		r.opts.Created = created
+		must(t, r.runtime(context.Background()))
+		b, err := os.ReadFile(r.layers[len(r.layers)-1].Path)
+		must(t, err)
+		blobs = append(blobs, b)
+		if i == 1 && !bytes.Equal(blobs[0], blobs[1]) {
+			t.Fatalf("the runtime layers of two conversions of one VM differ (%d and %d bytes)", len(blobs[0]), len(blobs[1]))
 		}
 	}
 }

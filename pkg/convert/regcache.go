@@ -86,8 +86,9 @@ func (r *run) compressionName() string {
 }
 
 // fillPayload fills a payload layer's local cache entry dir (a miss): from the registry cache
-// when it holds the layer of key, else by building it. It says where the layer came from.
-func (r *run) fillPayload(ctx context.Context, key, dir string, build func() error) (string, error) {
+// when it holds the layer of key and that layer is the one local (the .deb's layer, not
+// written) says, else by building it. It says where the layer came from.
+func (r *run) fillPayload(ctx context.Context, key, dir string, build func() error, local func() (debfile.LayerInfo, error)) (string, error) {
 	rc, err := r.openRegCache(ctx)
 	if err != nil {
 		return "", err
@@ -95,7 +96,7 @@ func (r *run) fillPayload(ctx context.Context, key, dir string, build func() err
 	if rc == nil || rc.c == nil {
 		return SourceBuilt, build()
 	}
-	if r.fromRegistry(ctx, rc, key, dir) {
+	if r.fromRegistry(ctx, rc, key, dir, local) {
 		return registrySource(rc.c.Repo()), nil
 	}
 	if err := build(); err != nil {
@@ -113,16 +114,18 @@ func (r *run) fillPayload(ctx context.Context, key, dir string, build func() err
 }
 
 // fromRegistry takes key's payload layer from the registry cache into dir: layer.tar checked
-// against the entry's digest and diffID while it downloads, and layer.json. Any failure is
+// against the entry's digest and diffID while it downloads, and layer.json. The entry's layer
+// must be the one the local .deb makes (local): whoever can push to the cache repository could
+// otherwise add files under the excludes, which no diff and no verify looks at. Any failure is
 // reported, dir is emptied and the caller builds the layer.
-func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string) bool {
+func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string, local func() (debfile.LayerInfo, error)) bool {
 	e, err := rc.c.Lookup(ctx, key, r.compressionName())
 	if err == nil && e == nil {
 		rc.report.Misses++
 		return false
 	}
 	if err == nil {
-		err = r.fetchPayload(ctx, rc, e, dir)
+		err = r.fetchPayload(ctx, rc, e, dir, local)
 	}
 	if err != nil {
 		_ = os.Remove(filepath.Join(dir, "layer.tar"))
@@ -135,7 +138,7 @@ func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string) b
 }
 
 // fetchPayload checks e's meta (a payload's layer.json) and downloads its layer into dir.
-func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry, dir string) error {
+func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry, dir string, local func() (debfile.LayerInfo, error)) error {
 	dec := json.NewDecoder(bytes.NewReader(e.Meta))
 	dec.DisallowUnknownFields()
 	var info debfile.LayerInfo
@@ -145,10 +148,17 @@ func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry,
 	if info.DiffID != e.DiffID || info.Size != e.UncompressedSize || info.Entries < 0 || info.Dropped < 0 {
 		return fmt.Errorf("%w: layer.json says %s (%d bytes), the entry %s (%d bytes)", regcache.ErrEntry, info.DiffID, info.Size, e.DiffID, e.UncompressedSize)
 	}
+	want, err := local()
+	if err != nil {
+		return fmt.Errorf("making the package's layer to compare: %w", err)
+	}
+	if want.DiffID != e.DiffID || want.Size != e.UncompressedSize {
+		return fmt.Errorf("%w: the entry's layer is %s (%d bytes), the package's %s (%d bytes)", regcache.ErrEntry, e.DiffID, e.UncompressedSize, want.DiffID, want.Size)
+	}
 	if err := r.fetchInto(ctx, rc, e, filepath.Join(dir, "layer.tar")); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(info)
+	b, _ := json.Marshal(want)
 	return os.WriteFile(filepath.Join(dir, "layer.json"), b, 0o600)
 }
 

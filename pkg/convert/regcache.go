@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -69,8 +71,9 @@ func (r *run) openRegCache(ctx context.Context) (*regCache, error) {
 	c, err := regcache.Open(ctx, r.opts.CacheRepo, r.opts.Insecure)
 	if err != nil {
 		// A cache that cannot be reached is no reason to fail: every layer is built.
-		r.rc.report.Errors = append(r.rc.report.Errors, err.Error())
-		r.opts.Warnf("warning: registry cache: %v; building every layer here", err)
+		msg := printable(err.Error()) // the registry's answer, maybe
+		r.rc.report.Errors = append(r.rc.report.Errors, msg)
+		r.opts.Warnf("warning: registry cache: %s; building every layer here", msg)
 		return r.rc, nil
 	}
 	r.rc.c = c
@@ -196,8 +199,9 @@ func (r *run) pushToRegCache(ctx context.Context, img v1.Image, pushed string) {
 		}
 		err = rc.c.Put(ctx, p.key, r.compressionName(), l, p.meta, from)
 		if err != nil {
-			rc.report.Errors = append(rc.report.Errors, fmt.Sprintf("storing %s: %v", p.key, err))
-			r.opts.Warnf("warning: registry cache %s: storing layer %s: %v", rc.c.Repo(), p.diffID, err)
+			msg := printable(err.Error()) // the registry's answer, maybe
+			rc.report.Errors = append(rc.report.Errors, fmt.Sprintf("storing %s: %s", p.key, msg))
+			r.opts.Warnf("warning: registry cache %s: storing layer %s: %s", rc.c.Repo(), p.diffID, msg)
 			continue
 		}
 		rc.report.Pushed++
@@ -254,7 +258,9 @@ func (r *run) fetchInto(ctx context.Context, rc *regCache, e *regcache.Entry, pa
 
 // refuse records a lookup that failed or an entry that was not what it claimed.
 func (rc *regCache) refuse(r *run, key string, err error) {
-	msg := fmt.Sprintf("%s: %v", regcache.Tag(key, r.compressionName()), err)
+	// The entry's own strings (digests, media types, a record's fields) are the registry's: no
+	// control character of theirs reaches the operator's terminal.
+	msg := printable(fmt.Sprintf("%s: %v", regcache.Tag(key, r.compressionName()), err))
 	rc.report.Misses++
 	if errors.Is(err, regcache.ErrEntry) {
 		rc.report.Refused = append(rc.report.Refused, msg)
@@ -300,4 +306,15 @@ func (r *run) mountFrom() []string {
 		return nil
 	}
 	return []string{r.opts.CacheRepo}
+}
+
+// printable makes s safe to print on a terminal: invalid UTF-8 and control characters (escape
+// sequences, carriage returns) become U+FFFD.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || unicode.IsPrint(r) {
+			return r
+		}
+		return '\uFFFD'
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 }

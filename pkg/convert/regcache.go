@@ -1,12 +1,16 @@
 package convert
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"strings"
 	"unicode"
@@ -17,6 +21,7 @@ import (
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/debfile"
+	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/regcache"
 )
 
@@ -224,7 +229,12 @@ func (r *run) packagesFromRegistry(ctx context.Context, in builder.Input, layers
 	e, err := rc.c.Lookup(ctx, key, r.compressionName())
 	if err == nil && e != nil {
 		imported, err = builder.Import(ctx, layersDir, key, builder.Imported{Meta: e.Meta, DiffID: e.DiffID, Size: e.UncompressedSize, BaseDigest: in.BaseDigest},
-			func(ctx context.Context, layerPath string) error { return r.fetchInto(ctx, rc, e, layerPath) })
+			func(ctx context.Context, layerPath string) error {
+				if err := r.fetchInto(ctx, rc, e, layerPath); err != nil {
+					return err
+				}
+				return outsideExcludes(layerPath, r.excludes())
+			})
 		if errors.Is(err, builder.ErrImport) {
 			err = fmt.Errorf("%w: %w", regcache.ErrEntry, err)
 		}
@@ -317,4 +327,40 @@ func printable(s string) string {
 		}
 		return '\uFFFD'
 	}, strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// outsideExcludes checks that no entry of the layer tar at path lies under the excludes, by
+// its name or through a symlink of the same layer: the VM's diff and verify never look there,
+// so such a file from the registry cache would reach the image unseen.
+func outsideExcludes(path string, excludes []string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
+	links := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading the layer: %v", regcache.ErrEntry, err)
+		}
+		name := strings.Trim(pathpkg.Clean("/"+h.Name), "/")
+		for dir := pathpkg.Dir(name); dir != "." && dir != "/"; dir = pathpkg.Dir(dir) {
+			if links[dir] {
+				return fmt.Errorf("%w: the layer's %q lies under its own symlink %q", regcache.ErrEntry, name, dir)
+			}
+		}
+		for _, pat := range excludes {
+			if fswalk.Match(pat, name) {
+				return fmt.Errorf("%w: the layer's %q lies under the exclude %q", regcache.ErrEntry, name, pat)
+			}
+		}
+		if h.Typeflag == tar.TypeSymlink {
+			links[name] = true
+		}
+	}
 }

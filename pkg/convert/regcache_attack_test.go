@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/debfile"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/regcache"
@@ -147,5 +148,55 @@ func TestRegistryPayloadLegitEntryHit(t *testing.T) {
 	p, warn, rep := second()
 	if rep.Hits != 1 || len(rep.Refused) != 0 || !strings.HasPrefix(p.source, "registry cache") {
 		t.Errorf("legitimate entry not taken: source %q, report %+v, warnings %q", p.source, rep, warn)
+	}
+}
+
+// TestAttackRegistryPackagesLayerExcludedFile: an attacker with push access to the cache
+// repository stores, under the single packages layer's key, a layer with a file under the
+// conversion's excludes, directly or through a symlink of the same layer. The VM's diff and
+// verify never look under the excludes, so the entry must be refused, not imported.
+func TestAttackRegistryPackagesLayerExcludedFile(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	repo := strings.TrimPrefix(srv.URL, "http://") + "/vm2image-cache"
+	for i, entries := range [][]tar.Header{
+		{{Name: "tmp/evil", Typeflag: tar.TypeReg, Size: 5}},
+		{{Name: "tmpx", Typeflag: tar.TypeSymlink, Linkname: "tmp"}, {Name: "tmpx/evil", Typeflag: tar.TypeReg, Size: 5}},
+		{}, // the legitimate layer: imported
+	} {
+		in := builder.Input{BaseDigest: fmt.Sprintf("sha256:%064d", i), VM: &pkgmgr.DB{Manager: "dpkg"}, Plan: &pkgmgr.Plan{Manager: "dpkg"}}
+		key := builder.EntryKey(in)
+		var tb bytes.Buffer
+		tw := tar.NewWriter(&tb)
+		must(t, tw.WriteHeader(&tar.Header{Name: "usr/bin/app", Typeflag: tar.TypeReg, Mode: 0o755, Size: 5}))
+		_, err := tw.Write([]byte("app!\n"))
+		must(t, err)
+		for _, h := range entries {
+			h.Mode = 0o755
+			must(t, tw.WriteHeader(&h))
+			if h.Size > 0 {
+				_, err := tw.Write([]byte("evil\n"))
+				must(t, err)
+			}
+		}
+		must(t, tw.Close())
+		info := layerInfoOf(t, tb.Bytes())
+		putEntry(t, repo, key, tb.Bytes(), map[string]any{"version": 1, "key": key, "base_digest": in.BaseDigest,
+			"layer_diff_id": info.DiffID, "layer_size": info.Size})
+		var warn bytes.Buffer
+		r := &run{opts: Options{CacheDir: t.TempDir(), CacheRepo: repo, Insecure: true, PackageLayers: PackageLayersSingle,
+			Notef: t.Logf, Logf: t.Logf, Warnf: func(f string, a ...any) { fmt.Fprintf(&warn, f+"\n", a...) }}, report: &Report{}}
+		layers := filepath.Join(t.TempDir(), "layers")
+		must(t, r.packagesFromRegistry(context.Background(), in, layers))
+		_, err = os.Stat(filepath.Join(layers, key))
+		if len(entries) == 0 {
+			if err != nil || r.rc.report.Hits != 1 {
+				t.Errorf("the legitimate packages layer was not imported: %v (report %+v, warnings %q)", err, r.rc.report, warn.String())
+			}
+			continue
+		}
+		if err == nil || len(r.rc.report.Refused) != 1 {
+			t.Errorf("%s: the poisoned packages layer was imported (report %+v, warnings %q)", entries[len(entries)-1].Name, r.rc.report, warn.String())
+		}
 	}
 }

@@ -27,3 +27,15 @@ func TestAttackSummaryControlChars(t *testing.T) {
 		t.Errorf("control characters reach the terminal:\n%q", s)
 	}
 }
+
+// TestAttackFleetLogControlChars: the fleet's lines (a VM's warnings, a failed VM's error) go to
+// the operator's terminal without the control characters a VM or a registry put in them.
+func TestAttackFleetLogControlChars(t *testing.T) {
+	var out bytes.Buffer
+	d, log := (&fleetOptions{}).fleetDisplay(&out)
+	_, _ = log.Write([]byte("fleet: vm1: FAILED after 1.0s: reading x\x1b]0;pwned\x07\x1b[2J\r [1/1]\n"))
+	d.Close()
+	if s := out.String(); strings.ContainsAny(s, "\x1b\x07\r") || !strings.Contains(s, "pwned") {
+		t.Errorf("control characters reach the terminal:\n%q", s)
+	}
+}

@@ -135,6 +135,7 @@ func runConvert(ctx context.Context, o convertOptions, spec string, stdout, stde
 
 // printWarnings says what the image holds or lacks that the operator must know before a push.
 func printWarnings(w io.Writer, r *convert.Report) {
+	w = termSafe(w) // paths of the VM's files
 	if n := r.EnvLeftOutCount(); n > 0 {
 		var names []string
 		for _, e := range r.ServiceEnvLeftOut {
@@ -232,6 +233,7 @@ func (o *convertOptions) convertOptions(spec string, stderr io.Writer) (convert.
 }
 
 func printSummary(w io.Writer, r *convert.Report) {
+	w = termSafe(w) // the VM's and a registry cache entry's strings
 	fmt.Fprintf(w, "converted %s (%s, %s) in %.1fs\n", r.Source, r.OS, r.Arch, r.Seconds)
 	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
 	row := func(label, format string, args ...any) {

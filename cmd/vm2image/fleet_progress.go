@@ -24,7 +24,9 @@ func (o *fleetOptions) fleetDisplay(w io.Writer) (*progress.Fleet, io.Writer) {
 		}
 	}
 	d := progress.NewFleet(w, mode)
-	return d, d.Log()
+	// The lines written there carry the VMs' conversions' words (a failed VM's error, their
+	// warnings): no control character of theirs reaches the terminal.
+	return d, termSafe(d.Log())
 }
 
 // fleetProgress feeds the display a fleet event (the total, and VMs that finished) and says it

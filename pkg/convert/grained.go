@@ -174,7 +174,8 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		key := "payload-" + sum[:32] + "-" + hex.EncodeToString(eh[:])[:12]
 		source := SourceLocalCache
 		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) (err error) {
-			source, err = r.fillPayload(ctx, key, dir, func() error { return writePayload(f, p, r.excludes(), links, dir) })
+			source, err = r.fillPayload(ctx, key, dir, func() error { return writePayload(f, p, r.excludes(), links, dir) },
+				func() (debfile.LayerInfo, error) { return payloadInfo(f, p, r.excludes(), links) })
 			return err
 		})
 		f.Close()
@@ -200,16 +201,9 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 // writePayload makes a cache entry: the payload layer of the .deb, checked to be the package it
 // is named for.
 func writePayload(f *os.File, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	deb := f.Name()
-	p, err := debfile.Open(bufio.NewReaderSize(f, 1<<20))
+	p, err := openPayload(f, want)
 	if err != nil {
 		return err
-	}
-	if p.Name != want.Name || p.Version != want.Version || p.Arch != want.Arch {
-		return fmt.Errorf("%s holds %s %s %s", filepath.Base(deb), p.Name, p.Version, p.Arch)
 	}
 	out, err := os.OpenFile(filepath.Join(dir, "layer.tar"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -228,6 +222,31 @@ func writePayload(f *os.File, want pkgmgr.Package, excludes []string, links map[
 	}
 	b, _ := json.Marshal(info)
 	return os.WriteFile(filepath.Join(dir, "layer.json"), b, 0o600)
+}
+
+// openPayload opens the .deb f from its start, checked to be the package it is named for.
+func openPayload(f *os.File, want pkgmgr.Package) (*debfile.Package, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	p, err := debfile.Open(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if p.Name != want.Name || p.Version != want.Version || p.Arch != want.Arch {
+		return nil, fmt.Errorf("%s holds %s %s %s", filepath.Base(f.Name()), p.Name, p.Version, p.Arch)
+	}
+	return p, nil
+}
+
+// payloadInfo is what writePayload would record of the .deb's payload layer (its diffID, size
+// and entries), computed without writing the layer: what a layer from elsewhere must be.
+func payloadInfo(f *os.File, want pkgmgr.Package, excludes []string, links map[string]string) (debfile.LayerInfo, error) {
+	p, err := openPayload(f, want)
+	if err != nil {
+		return debfile.LayerInfo{}, err
+	}
+	return p.WriteLayer(io.Discard, excludes, links)
 }
 
 // openDigest opens a regular file and hashes it; the file is left open for the caller.

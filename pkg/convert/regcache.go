@@ -1,13 +1,19 @@
 package convert
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	pathpkg "path"
 	"path/filepath"
+	"strings"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -15,6 +21,7 @@ import (
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/debfile"
+	"github.com/vm2image/vm2image/pkg/fswalk"
 	"github.com/vm2image/vm2image/pkg/regcache"
 )
 
@@ -69,8 +76,9 @@ func (r *run) openRegCache(ctx context.Context) (*regCache, error) {
 	c, err := regcache.Open(ctx, r.opts.CacheRepo, r.opts.Insecure)
 	if err != nil {
 		// A cache that cannot be reached is no reason to fail: every layer is built.
-		r.rc.report.Errors = append(r.rc.report.Errors, err.Error())
-		r.opts.Warnf("warning: registry cache: %v; building every layer here", err)
+		msg := printable(err.Error()) // the registry's answer, maybe
+		r.rc.report.Errors = append(r.rc.report.Errors, msg)
+		r.opts.Warnf("warning: registry cache: %s; building every layer here", msg)
 		return r.rc, nil
 	}
 	r.rc.c = c
@@ -86,8 +94,9 @@ func (r *run) compressionName() string {
 }
 
 // fillPayload fills a payload layer's local cache entry dir (a miss): from the registry cache
-// when it holds the layer of key, else by building it. It says where the layer came from.
-func (r *run) fillPayload(ctx context.Context, key, dir string, build func() error) (string, error) {
+// when it holds the layer of key and that layer is the one local (the .deb's layer, not
+// written) says, else by building it. It says where the layer came from.
+func (r *run) fillPayload(ctx context.Context, key, dir string, build func() error, local func() (debfile.LayerInfo, error)) (string, error) {
 	rc, err := r.openRegCache(ctx)
 	if err != nil {
 		return "", err
@@ -95,7 +104,7 @@ func (r *run) fillPayload(ctx context.Context, key, dir string, build func() err
 	if rc == nil || rc.c == nil {
 		return SourceBuilt, build()
 	}
-	if r.fromRegistry(ctx, rc, key, dir) {
+	if r.fromRegistry(ctx, rc, key, dir, local) {
 		return registrySource(rc.c.Repo()), nil
 	}
 	if err := build(); err != nil {
@@ -113,16 +122,18 @@ func (r *run) fillPayload(ctx context.Context, key, dir string, build func() err
 }
 
 // fromRegistry takes key's payload layer from the registry cache into dir: layer.tar checked
-// against the entry's digest and diffID while it downloads, and layer.json. Any failure is
+// against the entry's digest and diffID while it downloads, and layer.json. The entry's layer
+// must be the one the local .deb makes (local): whoever can push to the cache repository could
+// otherwise add files under the excludes, which no diff and no verify looks at. Any failure is
 // reported, dir is emptied and the caller builds the layer.
-func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string) bool {
+func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string, local func() (debfile.LayerInfo, error)) bool {
 	e, err := rc.c.Lookup(ctx, key, r.compressionName())
 	if err == nil && e == nil {
 		rc.report.Misses++
 		return false
 	}
 	if err == nil {
-		err = r.fetchPayload(ctx, rc, e, dir)
+		err = r.fetchPayload(ctx, rc, e, dir, local)
 	}
 	if err != nil {
 		_ = os.Remove(filepath.Join(dir, "layer.tar"))
@@ -135,7 +146,7 @@ func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string) b
 }
 
 // fetchPayload checks e's meta (a payload's layer.json) and downloads its layer into dir.
-func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry, dir string) error {
+func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry, dir string, local func() (debfile.LayerInfo, error)) error {
 	dec := json.NewDecoder(bytes.NewReader(e.Meta))
 	dec.DisallowUnknownFields()
 	var info debfile.LayerInfo
@@ -145,10 +156,17 @@ func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry,
 	if info.DiffID != e.DiffID || info.Size != e.UncompressedSize || info.Entries < 0 || info.Dropped < 0 {
 		return fmt.Errorf("%w: layer.json says %s (%d bytes), the entry %s (%d bytes)", regcache.ErrEntry, info.DiffID, info.Size, e.DiffID, e.UncompressedSize)
 	}
+	want, err := local()
+	if err != nil {
+		return fmt.Errorf("making the package's layer to compare: %w", err)
+	}
+	if want.DiffID != e.DiffID || want.Size != e.UncompressedSize {
+		return fmt.Errorf("%w: the entry's layer is %s (%d bytes), the package's %s (%d bytes)", regcache.ErrEntry, e.DiffID, e.UncompressedSize, want.DiffID, want.Size)
+	}
 	if err := r.fetchInto(ctx, rc, e, filepath.Join(dir, "layer.tar")); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(info)
+	b, _ := json.Marshal(want)
 	return os.WriteFile(filepath.Join(dir, "layer.json"), b, 0o600)
 }
 
@@ -186,8 +204,9 @@ func (r *run) pushToRegCache(ctx context.Context, img v1.Image, pushed string) {
 		}
 		err = rc.c.Put(ctx, p.key, r.compressionName(), l, p.meta, from)
 		if err != nil {
-			rc.report.Errors = append(rc.report.Errors, fmt.Sprintf("storing %s: %v", p.key, err))
-			r.opts.Warnf("warning: registry cache %s: storing layer %s: %v", rc.c.Repo(), p.diffID, err)
+			msg := printable(err.Error()) // the registry's answer, maybe
+			rc.report.Errors = append(rc.report.Errors, fmt.Sprintf("storing %s: %s", p.key, msg))
+			r.opts.Warnf("warning: registry cache %s: storing layer %s: %s", rc.c.Repo(), p.diffID, msg)
 			continue
 		}
 		rc.report.Pushed++
@@ -210,7 +229,12 @@ func (r *run) packagesFromRegistry(ctx context.Context, in builder.Input, layers
 	e, err := rc.c.Lookup(ctx, key, r.compressionName())
 	if err == nil && e != nil {
 		imported, err = builder.Import(ctx, layersDir, key, builder.Imported{Meta: e.Meta, DiffID: e.DiffID, Size: e.UncompressedSize, BaseDigest: in.BaseDigest},
-			func(ctx context.Context, layerPath string) error { return r.fetchInto(ctx, rc, e, layerPath) })
+			func(ctx context.Context, layerPath string) error {
+				if err := r.fetchInto(ctx, rc, e, layerPath); err != nil {
+					return err
+				}
+				return outsideExcludes(layerPath, r.excludes())
+			})
 		if errors.Is(err, builder.ErrImport) {
 			err = fmt.Errorf("%w: %w", regcache.ErrEntry, err)
 		}
@@ -244,7 +268,9 @@ func (r *run) fetchInto(ctx context.Context, rc *regCache, e *regcache.Entry, pa
 
 // refuse records a lookup that failed or an entry that was not what it claimed.
 func (rc *regCache) refuse(r *run, key string, err error) {
-	msg := fmt.Sprintf("%s: %v", regcache.Tag(key, r.compressionName()), err)
+	// The entry's own strings (digests, media types, a record's fields) are the registry's: no
+	// control character of theirs reaches the operator's terminal.
+	msg := printable(fmt.Sprintf("%s: %v", regcache.Tag(key, r.compressionName()), err))
 	rc.report.Misses++
 	if errors.Is(err, regcache.ErrEntry) {
 		rc.report.Refused = append(rc.report.Refused, msg)
@@ -290,4 +316,51 @@ func (r *run) mountFrom() []string {
 		return nil
 	}
 	return []string{r.opts.CacheRepo}
+}
+
+// printable makes s safe to print on a terminal: invalid UTF-8 and control characters (escape
+// sequences, carriage returns) become U+FFFD.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || unicode.IsPrint(r) {
+			return r
+		}
+		return '\uFFFD'
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// outsideExcludes checks that no entry of the layer tar at path lies under the excludes, by
+// its name or through a symlink of the same layer: the VM's diff and verify never look there,
+// so such a file from the registry cache would reach the image unseen.
+func outsideExcludes(path string, excludes []string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
+	links := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading the layer: %v", regcache.ErrEntry, err)
+		}
+		name := strings.Trim(pathpkg.Clean("/"+h.Name), "/")
+		for dir := pathpkg.Dir(name); dir != "." && dir != "/"; dir = pathpkg.Dir(dir) {
+			if links[dir] {
+				return fmt.Errorf("%w: the layer's %q lies under its own symlink %q", regcache.ErrEntry, name, dir)
+			}
+		}
+		for _, pat := range excludes {
+			if fswalk.Match(pat, name) {
+				return fmt.Errorf("%w: the layer's %q lies under the exclude %q", regcache.ErrEntry, name, pat)
+			}
+		}
+		if h.Typeflag == tar.TypeSymlink {
+			links[name] = true
+		}
+	}
 }

@@ -113,6 +113,14 @@ func (e *Entry) check(layer v1.Descriptor, key, compression string, maxBytes int
 		return fmt.Errorf("%w: diffID %q", ErrEntry, e.DiffID)
 	case e.UncompressedSize <= 0 || e.UncompressedSize > maxBytes:
 		return fmt.Errorf("%w: uncompressed size %d (1 to %d)", ErrEntry, e.UncompressedSize, maxBytes)
+	case e.Size > maxCompressed(e.UncompressedSize):
+		return fmt.Errorf("%w: %d compressed bytes for %d uncompressed (at most %d)", ErrEntry, e.Size, e.UncompressedSize, maxCompressed(e.UncompressedSize))
 	}
 	return nil
 }
+
+// maxCompressed bounds the compressed size of a layer of n bytes: gzip and zstd add well under
+// 1/8 to data they cannot compress. Without it an entry could pin a layer's uncompressed size
+// (a payload's is the local .deb's) and still have its converter download and store gigabytes
+// of bytes after the compressed stream before the digest check refuses them.
+func maxCompressed(n int64) int64 { return n + n/8 + 1<<20 }

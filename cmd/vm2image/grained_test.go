@@ -16,11 +16,11 @@ import (
 // install set overlaps the WebVM's without being the same.
 var webLite = testenv.Recipe{Suite: "bookworm", Packages: []string{"nginx-light", "libcap2-bin"}}
 
-func convertGrained(t *testing.T, root, out string) *convert.Report {
+func convertGrained(t *testing.T, root, out string, extra ...string) *convert.Report {
 	t.Helper()
 	report := out + ".report.json"
-	cmd := exec.Command(vm2imageBinary(t), "convert", "dir:"+root, "-o", out, "--no-context", "--report", report,
-		"--package-layers", "grained", "--base", "docker-daemon:"+testenv.EngineBase(t), "--cache-dir", convertCacheDir())
+	cmd := exec.Command(vm2imageBinary(t), append([]string{"convert", "dir:" + root, "-o", out, "--no-context", "--report", report,
+		"--package-layers", "grained", "--base", "docker-daemon:" + testenv.EngineBase(t), "--cache-dir", convertCacheDir()}, extra...)...)
 	cmd.Env = append(os.Environ(), "VM2IMAGE_INIT="+testenv.InitBinary(t))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("convert --package-layers grained: %v\n%s", err, b)
@@ -82,5 +82,22 @@ func TestGrainedPackageLayers(t *testing.T) {
 	}
 	if shared == 0 || !found {
 		t.Errorf("no package layer shared (%d), or no nginx-light layer: %v", shared, digests[1])
+	}
+	// The engine loads grained images, a bundle included: Docker refuses a layer that holds a
+	// path twice, which payloads shipping lib/x and usr/lib/x (merged /usr) and bundles of
+	// payloads sharing usr/ made before.
+	bundled := filepath.Join(dir, "bundled.tar")
+	if rep := convertGrained(t, roots[0], bundled, "--max-layers", "8"); rep.Packages.Grained.Bundled == 0 {
+		t.Errorf("--max-layers 8: no package bundled: %+v", rep.Packages.Grained)
+	}
+	for _, out := range []string{filepath.Join(dir, "web.tar"), filepath.Join(dir, "lite.tar"), bundled} {
+		b, err := exec.Command("docker", "load", "-i", out).CombinedOutput()
+		if err != nil {
+			t.Errorf("docker load of %s: %v\n%s", filepath.Base(out), err, b)
+			continue
+		}
+		if id := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(b)), "Loaded image ID:")); strings.HasPrefix(id, "sha256:") {
+			exec.Command("docker", "rmi", "-f", id).Run()
+		}
 	}
 }

@@ -445,7 +445,8 @@ func baseDirLinks(base string) map[string]string {
 func payloadParams(excludes []string, links map[string]string) [32]byte {
 	h := sha256.New()
 	put := func(s string) { fmt.Fprintf(h, "%d:%s", len(s), s) }
-	fmt.Fprintf(h, "excludes %d\n", len(excludes))
+	// v2: each path once in a payload (v1 layers could hold a directory twice).
+	fmt.Fprintf(h, "payload v2\nexcludes %d\n", len(excludes))
 	for _, e := range excludes {
 		put(e)
 	}

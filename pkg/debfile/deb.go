@@ -17,6 +17,9 @@ import (
 // ErrFormat marks a file that is not a well-formed .deb.
 var ErrFormat = errors.New("not a Debian binary package")
 
+// ErrDuplicate marks a package whose payload would hold one path twice in a layer.
+var ErrDuplicate = errors.New("a path twice in the payload")
+
 const (
 	arMagic     = "!<arch>\n"
 	arHeaderLen = 60

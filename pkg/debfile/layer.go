@@ -37,6 +37,12 @@ func (p *Package) WriteLayer(w io.Writer, excludes []string, dirLinks map[string
 	cw := &countWriter{w: io.MultiWriter(w, h)}
 	tw := tar.NewWriter(cw)
 	tr := tar.NewReader(p.Data)
+	// Each name once: an engine refuses a layer that holds a path twice ("duplicates of file
+	// paths not supported"), and a .deb that ships lib/x and usr/lib/x lands both at usr/lib/x
+	// through a merged-/usr base's links. A directory seen again is left out (the first one
+	// stays); anything else seen twice is an error, and the package goes whole into the
+	// configuration layer.
+	seen := map[string]bool{} // name -> a directory
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -73,6 +79,14 @@ func (p *Package) WriteLayer(w io.Writer, excludes []string, dirLinks map[string
 		if out.Typeflag == tar.TypeLink && excluded(excludes, out.Linkname) {
 			return info, fmt.Errorf("%s: %q is a hard link to %q, which the excludes leave out", p.Name, name, out.Linkname)
 		}
+		key := strings.TrimSuffix(out.Name, "/")
+		if dir, dup := seen[key]; dup {
+			if dir && out.Typeflag == tar.TypeDir {
+				continue
+			}
+			return info, fmt.Errorf("%w: %s ships %q twice (through the base's directory links)", ErrDuplicate, p.Name, key)
+		}
+		seen[key] = out.Typeflag == tar.TypeDir
 		if err := tw.WriteHeader(out); err != nil {
 			return info, err
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,5 +162,57 @@ func TestThroughLinks(t *testing.T) {
 		if got := throughLinks(in, links); got != want {
 			t.Errorf("throughLinks(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestWriteLayerEachPathOnce: a .deb that ships lib/x86_64-linux-gnu/ and
+// usr/lib/x86_64-linux-gnu/ (as Debian's libraries do) lands both at usr/lib/x86_64-linux-gnu
+// through a merged-/usr base's links: the layer holds that directory once (Docker refuses a
+// layer holding a path twice). A file that lands twice is refused with ErrDuplicate.
+func TestWriteLayerEachPathOnce(t *testing.T) {
+	var cb bytes.Buffer
+	tw := tar.NewWriter(&cb)
+	body := "Package: libx\nVersion: 1\nArchitecture: amd64\n"
+	tw.WriteHeader(&tar.Header{Name: "./control", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
+	tw.Write([]byte(body))
+	tw.Close()
+	links := map[string]string{"lib": "usr/lib"}
+	deb := func(entries ...tar.Header) *Package {
+		p, err := Open(bytes.NewReader(arFile([2]string{"debian-binary", "2.0\n"}, [2]string{"control.tar", cb.String()},
+			[2]string{"data.tar", tarOf(t, entries...)})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	dirs := []tar.Header{
+		{Name: "./lib/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./lib/x86_64-linux-gnu/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./lib/x86_64-linux-gnu/libx.so.1", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3},
+		{Name: "./usr/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./usr/lib/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./usr/lib/x86_64-linux-gnu/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./usr/lib/x86_64-linux-gnu/libx.so", Typeflag: tar.TypeSymlink, Linkname: "libx.so.1"},
+	}
+	var out bytes.Buffer
+	if _, err := deb(dirs...).WriteLayer(&out, nil, links); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	tr := tar.NewReader(&out)
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		seen[h.Name]++
+	}
+	for name, n := range seen {
+		if n > 1 {
+			t.Errorf("%s %d times in the layer", name, n)
+		}
+	}
+	if seen["usr/lib/x86_64-linux-gnu/"] != 1 || seen["usr/lib/x86_64-linux-gnu/libx.so.1"] != 1 || seen["usr/lib/x86_64-linux-gnu/libx.so"] != 1 {
+		t.Errorf("entries %v", seen)
+	}
+	twice := append(dirs, tar.Header{Name: "./usr/lib/x86_64-linux-gnu/libx.so.1", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
+	if _, err := deb(twice...).WriteLayer(io.Discard, nil, links); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("a file landing twice: %v, want ErrDuplicate", err)
 	}
 }

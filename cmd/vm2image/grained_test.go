@@ -87,8 +87,8 @@ func TestGrainedPackageLayers(t *testing.T) {
 	// path twice, which payloads shipping lib/x and usr/lib/x (merged /usr) and bundles of
 	// payloads sharing usr/ made before.
 	bundled := filepath.Join(dir, "bundled.tar")
-	if rep := convertGrained(t, roots[0], bundled, "--max-layers", "8"); rep.Packages.Grained.Bundled == 0 {
-		t.Errorf("--max-layers 8: no package bundled: %+v", rep.Packages.Grained)
+	if rep := convertGrained(t, roots[0], bundled, "--max-layers", "10"); rep.Packages.Grained.Bundled == 0 {
+		t.Errorf("--max-layers 10: no package bundled: %+v", rep.Packages.Grained)
 	}
 	for _, out := range []string{filepath.Join(dir, "web.tar"), filepath.Join(dir, "lite.tar"), bundled} {
 		b, err := exec.Command("docker", "load", "-i", out).CombinedOutput()

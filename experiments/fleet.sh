@@ -21,7 +21,7 @@
 # (experiments/results/fleet): results.md, results.json, fleet.svg.
 #
 #   experiments/fleet.sh                      the whole experiment (about an hour here)
-#   FLEET_ONLY=NAME,NAME FLEET_OUT=DIR ...    only those VMs of the suite (the test runs two)
+#   FLEET_ONLY=NAME,NAME FLEET_OUT=DIR ...    only those VMs of the suite
 #   FLEET_SUITE=FILE                          another suite file
 # Each worker keeps a cache of its own across its pods (a node's cache: the Job's emptyDir bound
 # to one host directory per worker, pruned to FLEET_CACHE_MAX, 1500M, after each pod); the two

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/vm2image/vm2image/internal/podrun"
 	"github.com/vm2image/vm2image/internal/testenv"
 )
 
@@ -67,38 +68,7 @@ func TestFleetWorkerInContainer(t *testing.T) {
 		}
 		hostDir[v.Name] = d
 	}
-	c := job.Spec.Template.Spec.Containers[0]
-	args := []string{"run", "--rm", "--network", "host", "-e", "JOB_COMPLETION_INDEX=1"}
-	if sc := c.SecurityContext; sc != nil {
-		if sc.Privileged != nil && *sc.Privileged {
-			args = append(args, "--privileged")
-		}
-		if sc.Capabilities != nil {
-			for _, c := range sc.Capabilities.Add {
-				args = append(args, "--cap-add", string(c))
-			}
-		}
-		if sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeUnconfined {
-			args = append(args, "--security-opt", "seccomp=unconfined")
-		}
-		if sc.AppArmorProfile != nil && sc.AppArmorProfile.Type == corev1.AppArmorProfileTypeUnconfined {
-			args = append(args, "--security-opt", "apparmor=unconfined")
-		}
-		if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
-			args = append(args, "--security-opt", "no-new-privileges")
-		}
-	}
-	for _, e := range c.Env {
-		args = append(args, "-e", e.Name+"="+e.Value)
-	}
-	for _, m := range c.VolumeMounts {
-		spec := hostDir[m.Name] + ":" + m.MountPath
-		if m.ReadOnly {
-			spec += ":ro"
-		}
-		args = append(args, "-v", spec)
-	}
-	args = append(append(args, c.Image), c.Args...)
+	args := podrun.Args(job.Spec.Template.Spec.Containers[0], hostDir, "JOB_COMPLETION_INDEX=1")
 	cmd := exec.Command("docker", args...)
 	b, err := cmd.CombinedOutput()
 	t.Logf("docker %s\n%s", strings.Join(args, " "), b)

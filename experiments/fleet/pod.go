@@ -9,6 +9,8 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/vm2image/vm2image/internal/podrun"
 )
 
 // podArgs reads what "vm2image fleet k8s" wrote (a ConfigMap and the Indexed Job), writes the
@@ -47,38 +49,7 @@ func podArgs(manifests string, dirs map[string]string) error {
 			}
 		}
 	}
-	c := spec.Containers[0]
-	args := []string{"run", "--rm", "--network", "host"}
-	if sc := c.SecurityContext; sc != nil {
-		if sc.Privileged != nil && *sc.Privileged {
-			args = append(args, "--privileged")
-		}
-		if sc.Capabilities != nil {
-			for _, c := range sc.Capabilities.Add {
-				args = append(args, "--cap-add", string(c))
-			}
-		}
-		if sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeUnconfined {
-			args = append(args, "--security-opt", "seccomp=unconfined")
-		}
-		if sc.AppArmorProfile != nil && sc.AppArmorProfile.Type == corev1.AppArmorProfileTypeUnconfined {
-			args = append(args, "--security-opt", "apparmor=unconfined")
-		}
-		if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
-			args = append(args, "--security-opt", "no-new-privileges")
-		}
-	}
-	for _, e := range c.Env {
-		args = append(args, "-e", e.Name+"="+e.Value)
-	}
-	for _, m := range c.VolumeMounts {
-		spec := dirs[m.Name] + ":" + m.MountPath
-		if m.ReadOnly {
-			spec += ":ro"
-		}
-		args = append(args, "-v", spec)
-	}
-	args = append(append(args, c.Image), c.Args...)
+	args := podrun.Args(spec.Containers[0], dirs)
 	for _, a := range args {
 		fmt.Println(a)
 	}

@@ -72,7 +72,24 @@ func TokenBits(tok []byte) float64 {
 			alphabet += c.size
 		}
 	}
-	return float64(utf8.RuneCountInString(s)) * math.Log2(float64(alphabet))
+	return float64(characters(s)) * math.Log2(float64(alphabet))
+}
+
+// characters counts the characters of s, a run of bytes that are not UTF-8 counting as one: so
+// a token cut inside a multi-byte character (its bytes then invalid one by one) never counts
+// more characters than the whole one did.
+func characters(s string) int {
+	n, invalid := 0, false
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		bad := r == utf8.RuneError && size == 1
+		if !bad || !invalid {
+			n++
+		}
+		invalid = bad
+		i += size
+	}
+	return n
 }
 
 // CheckToken refuses a token whose TokenBits is under MinTokenBits, saying how to make one.

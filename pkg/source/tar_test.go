@@ -78,6 +78,11 @@ func FuzzUnpack(f *testing.F) {
 	f.Add(buildTar(f, []tent{{name: "s", link: "/", typ: tar.TypeSymlink}, {name: "s/x", typ: tar.TypeReg, body: "x"}}))
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if claimedSize(b) > 64<<20 {
+			// A sparse entry may claim any size in a few bytes, and its holes are read as zeros
+			// at memory speed (docs/security.md, known gaps): not what this fuzzer looks for.
+			t.Skip("entries claim more than 64 MiB")
+		}
 		parent := t.TempDir()
 		dir := filepath.Join(parent, "root")
 		if err := os.Mkdir(dir, 0o755); err != nil {
@@ -89,4 +94,19 @@ func FuzzUnpack(f *testing.F) {
 			t.Fatalf("unpacking wrote outside its directory: %v", ents)
 		}
 	})
+}
+
+// claimedSize is the sum of the sizes the tar stream in b claims for its entries.
+func claimedSize(b []byte) int64 {
+	r, err := Decompress(bytes.NewReader(b))
+	if err != nil {
+		return 0
+	}
+	defer r.Close()
+	var n int64
+	tr := tar.NewReader(r)
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		n += max(h.Size, 0)
+	}
+	return n
 }

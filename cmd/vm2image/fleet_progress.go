@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"os"
 	"time"
 
 	"github.com/vm2image/vm2image/internal/progress"
@@ -12,18 +11,7 @@ import (
 // fleetDisplay returns the fleet's progress display on w (per running VM its phase and bytes,
 // and the fleet's total: see docs/progress.md) and the writer the fleet's own lines go to.
 func (o *fleetOptions) fleetDisplay(w io.Writer) (*progress.Fleet, io.Writer) {
-	mode := progress.Plain
-	switch {
-	case o.json:
-		mode = progress.JSON
-	case o.quiet:
-		mode = progress.Quiet
-	default:
-		if f, ok := w.(*os.File); ok && isTerminal(f) {
-			mode = progress.Term
-		}
-	}
-	d := progress.NewFleet(w, mode)
+	d := progress.NewFleet(w, o.mode(w))
 	// The lines written there carry the VMs' conversions' words (a failed VM's error, their
 	// warnings): no control character of theirs reaches the terminal.
 	return d, termSafe(d.Log())

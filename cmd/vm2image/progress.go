@@ -30,18 +30,21 @@ func (o *progressOptions) check() error {
 // display returns the progress display for w: JSON lines with --json-progress, nothing with
 // --quiet, lines redrawn in place on a terminal, a plain line every few seconds otherwise.
 func (o *progressOptions) display(w io.Writer) *progress.Display {
-	mode := progress.Plain
+	return progress.New(w, o.mode(w))
+}
+
+// mode is the progress mode the flags and w choose.
+func (o *progressOptions) mode(w io.Writer) progress.Mode {
 	switch {
 	case o.json:
-		mode = progress.JSON
+		return progress.JSON
 	case o.quiet:
-		mode = progress.Quiet
-	default:
-		if f, ok := w.(*os.File); ok && isTerminal(f) {
-			mode = progress.Term
-		}
+		return progress.Quiet
 	}
-	return progress.New(w, mode)
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		return progress.Term
+	}
+	return progress.Plain
 }
 
 func isTerminal(f *os.File) bool {

@@ -4,13 +4,17 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,6 +22,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/vm2image/vm2image/internal/testenv"
@@ -160,5 +165,164 @@ func TestAttackRegistryCachePoisoned(t *testing.T) {
 	}
 	if v, err := exec.Command(vm2imageBinary(t), "verify", outB, "dir:"+lite).CombinedOutput(); err != nil {
 		t.Errorf("verify of worker B's image: %v\n%s", err, v)
+	}
+}
+
+// TestAttackRegistryGrainedRecord: worker A stores the install set's grained record (its layer
+// the configuration layer, its record the payloads and bundle); an attacker with push access to
+// the cache repository then rewrites it, and worker B (an empty cache) converts the same VM
+// each time:
+//   - a configuration layer with a file under the excludes (no diff or verify looks there):
+//     refused, the packages installed instead;
+//   - a record naming a package the VM does not have: refused;
+//   - a payload entry the record names, with a file under the excludes added: refused;
+//   - a configuration layer that plants a file elsewhere (a consistent record): taken, and the
+//     VM diff removes the file again: verify finds B's image equal to its VM.
+func TestAttackRegistryGrainedRecord(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	reg := testenv.Registry(t)
+	cacheRepo := reg + "/vm2image-cache"
+	dir := t.TempDir()
+	root := testenv.Root(t, webLite)
+	repA, _ := worker(t, root, filepath.Join(dir, "cache-a"), cacheRepo, reg+"/a:1", filepath.Join(dir, "a.tar"), "--max-layers", "10")
+	key := repA.Packages.Grained.Record
+	if key == "" {
+		t.Fatal("worker A stored no grained record")
+	}
+	ctx := context.Background()
+	c, err := regcache.Open(ctx, cacheRepo, true)
+	must(t, err)
+	entryOf := func(key string) ([]byte, map[string]any) {
+		e, err := c.Lookup(ctx, key, "gzip")
+		must(t, err)
+		if e == nil {
+			t.Fatalf("no entry %s", key)
+		}
+		var tb bytes.Buffer
+		must(t, c.Fetch(ctx, e, t.TempDir(), &tb))
+		var meta map[string]any
+		must(t, json.Unmarshal(e.Meta, &meta))
+		return tb.Bytes(), meta
+	}
+	put := func(key string, layerTar []byte, meta any) {
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar)), nil })
+		must(t, err)
+		m, err := json.Marshal(meta)
+		must(t, err)
+		must(t, c.Put(ctx, key, "gzip", l, m, nil))
+	}
+	withFile := func(layerTar []byte, name string) []byte {
+		var tb bytes.Buffer
+		tw := tar.NewWriter(&tb)
+		tr := tar.NewReader(bytes.NewReader(layerTar))
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			must(t, err)
+			must(t, tw.WriteHeader(h))
+			_, err = io.Copy(tw, tr)
+			must(t, err)
+		}
+		must(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: 5, Typeflag: tar.TypeReg}))
+		_, err := tw.Write([]byte("evil\n"))
+		must(t, err)
+		must(t, tw.Close())
+		return tb.Bytes()
+	}
+	diffID := func(b []byte) string {
+		h := sha256.Sum256(b)
+		return "sha256:" + hex.EncodeToString(h[:])
+	}
+	cfgTar, rec := entryOf(key)
+	recWith := func(layerTar []byte) map[string]any {
+		m := map[string]any{}
+		for k, v := range rec {
+			m[k] = v
+		}
+		m["config_diff_id"], m["config_size"] = diffID(layerTar), len(layerTar)
+		return m
+	}
+	payloads := rec["payloads"].([]any)
+	var ownKey string
+	for _, p := range payloads {
+		if p := p.(map[string]any); p["own"] == true {
+			ownKey = p["key"].(string)
+			break
+		}
+	}
+	payloadTar, payloadMeta := entryOf(ownKey)
+
+	for i, tc := range []struct {
+		name    string
+		poison  func()
+		refused string // "" when the entry is taken
+	}{
+		{"excluded file in the configuration layer", func() {
+			bad := withFile(cfgTar, "tmp/vm2image-evil")
+			put(key, bad, recWith(bad))
+		}, "lies under the exclude"},
+		{"a package the VM lacks", func() {
+			m := recWith(cfgTar)
+			ps := slices.Clone(payloads)
+			p0 := map[string]any{}
+			for k, v := range ps[0].(map[string]any) {
+				p0[k] = v
+			}
+			p0["name"] = "vm2image-evil"
+			ps[0] = p0
+			m["payloads"] = ps
+			put(key, cfgTar, m)
+		}, "not a package of the VM"},
+		{"excluded file in a payload (the record names it)", func() {
+			bad := withFile(payloadTar, "tmp/vm2image-evil")
+			m := map[string]any{}
+			for k, v := range payloadMeta {
+				m[k] = v
+			}
+			m["diff_id"], m["size"] = diffID(bad), len(bad)
+			put(ownKey, bad, m)
+			r := recWith(cfgTar)
+			ps := slices.Clone(payloads)
+			for j, p := range ps {
+				if p := p.(map[string]any); p["key"] == ownKey {
+					q := map[string]any{}
+					for k, v := range p {
+						q[k] = v
+					}
+					q["layer"] = m
+					ps[j] = q
+				}
+			}
+			r["payloads"] = ps
+			put(key, cfgTar, r)
+		}, "lies under the exclude"},
+		{"a file planted outside the excludes", func() {
+			put(ownKey, payloadTar, payloadMeta)
+			bad := withFile(cfgTar, "usr/local/bin/vm2image-planted")
+			put(key, bad, recWith(bad))
+		}, ""},
+	} {
+		tc.poison()
+		out := filepath.Join(dir, fmt.Sprintf("b%d.tar", i))
+		rep, log := worker(t, root, filepath.Join(dir, fmt.Sprintf("cache-b%d", i)), cacheRepo, reg+"/b:1", out, "--max-layers", "10")
+		refusals := strings.Join(rep.RegistryCache.Refused, "\n")
+		if tc.refused == "" {
+			if !rep.Packages.CacheHit || refusals != "" {
+				t.Errorf("%s: the record was not taken (hit %v): %s\n%s", tc.name, rep.Packages.CacheHit, refusals, log)
+			}
+		} else {
+			if rep.Packages.CacheHit || rep.Packages.InstallSeconds == 0 || !strings.Contains(refusals, tc.refused) {
+				t.Errorf("%s: hit %v, refusals %q; want a refusal saying %q and an install", tc.name, rep.Packages.CacheHit, refusals, tc.refused)
+			}
+			if !strings.Contains(log, "refusing entry") {
+				t.Errorf("%s: no warning:\n%s", tc.name, log)
+			}
+		}
+		if v, err := exec.Command(vm2imageBinary(t), "verify", out, "dir:"+root).CombinedOutput(); err != nil || !strings.Contains(string(v), "EQUAL") {
+			t.Errorf("%s: verify of worker B's image: %v\n%s", tc.name, err, v)
+		}
 	}
 }

@@ -206,3 +206,62 @@ func TestRegistryCacheSinglePackagesLayer(t *testing.T) {
 		t.Errorf("verify of worker B's image: %v\n%s", err, v)
 	}
 }
+
+// TestRegistryCacheGrainedSkipsInstall: worker A converts a VM with package-grained layers (few
+// layers allowed, so some packages go into a bundle) and stores the install set's grained
+// record; worker B, another machine with an empty cache that shares only the registry,
+// converts the same VM: it installs nothing, takes every package layer (own payloads, the
+// bundle, the configuration layer) from the registry cache and uploads none of them, and its
+// image has A's layers, its VM diff included (the base+packages tree made from the layers is
+// the one A built), and verifies equal to the VM.
+func TestRegistryCacheGrainedSkipsInstall(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	reg := testenv.Registry(t)
+	cacheRepo := reg + "/vm2image-cache"
+	dir := t.TempDir()
+	root := testenv.Root(t, webLite)
+	repA, _ := worker(t, root, filepath.Join(dir, "cache-a"), cacheRepo, reg+"/a:1", filepath.Join(dir, "a.tar"), "--max-layers", "10")
+	if g := repA.Packages.Grained; g == nil || g.Bundled == 0 || g.OwnLayers == 0 {
+		t.Fatalf("worker A: want own payload layers and a bundle, got %+v", g)
+	}
+	if repA.Packages.CacheHit || repA.Packages.InstallSeconds == 0 {
+		t.Fatalf("worker A did not install (cache hit %v, %.1f s)", repA.Packages.CacheHit, repA.Packages.InstallSeconds)
+	}
+	outB := filepath.Join(dir, "b.tar")
+	repB, logB := worker(t, root, filepath.Join(dir, "cache-b"), cacheRepo, reg+"/b:1", outB, "--max-layers", "10")
+	if !repB.Packages.CacheHit || repB.Packages.InstallSeconds != 0 || repB.Packages.Installed != repA.Packages.Installed {
+		t.Errorf("worker B: cache hit %v, install %.1f s, %d installed (A %d); want the registry's record, no install",
+			repB.Packages.CacheHit, repB.Packages.InstallSeconds, repB.Packages.Installed, repA.Packages.Installed)
+	}
+	if rc := repB.RegistryCache; rc == nil || rc.Hits == 0 || len(rc.Refused) > 0 || len(rc.Errors) > 0 {
+		t.Errorf("worker B's registry cache figures: %+v\n%s", rc, logB)
+	}
+	want := "registry cache (" + cacheRepo + ")"
+	if len(repA.Image.Layers) != len(repB.Image.Layers) {
+		t.Fatalf("A's image has %d layers, B's %d", len(repA.Image.Layers), len(repB.Image.Layers))
+	}
+	roles := map[string]int{}
+	for i, l := range repB.Image.Layers {
+		a := repA.Image.Layers[i]
+		if l.Role != a.Role || (l.Role != "runtime" && l.DiffID != a.DiffID) {
+			t.Errorf("layer %d: A %s %s, B %s %s", i, a.Role, a.DiffID, l.Role, l.DiffID)
+		}
+		switch l.Role {
+		case "package", "packages-bundle", "packages-config":
+			roles[l.Role]++
+			if l.Source != want {
+				t.Errorf("worker B's %s layer %s: source %q, want %q", l.Role, l.DiffID, l.Source, want)
+			}
+			if slices.Contains(repB.Image.Push.Uploaded, l.Digest) {
+				t.Errorf("worker B uploaded its %s layer %s", l.Role, l.Digest)
+			}
+		}
+	}
+	if roles["package"] == 0 || roles["packages-bundle"] != 1 || roles["packages-config"] != 1 {
+		t.Errorf("worker B's package layers by role: %v", roles)
+	}
+	if v, err := exec.Command(vm2imageBinary(t), "verify", outB, "dir:"+root).CombinedOutput(); err != nil || !strings.Contains(string(v), "EQUAL") {
+		t.Errorf("verify of worker B's image: %v\n%s", err, v)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"maps"
@@ -49,6 +50,7 @@ type payloadLayer struct {
 	path   string
 	info   debfile.LayerInfo
 	source string // built, local cache, registry cache (REPO)
+	key    string // its cache entry (payload-<.deb digest>-<params>)
 }
 
 // Grained are the figures of package-grained layers.
@@ -58,6 +60,9 @@ type Grained struct {
 	Bundled     int            `json:"bundled"`
 	NoArchive   []string       `json:"no_archive,omitempty"` // installed packages without a .deb: in the configuration layer
 	ConfigBytes int64          `json:"config_bytes"`
+	// Record is the install set's grained entry in the registry cache: taken from it (no
+	// install ran) or stored after this build (grained_regcache.go).
+	Record string `json:"record,omitempty"`
 }
 
 // PayloadLayer is a package payload's own layer.
@@ -83,13 +88,51 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 	if err != nil {
 		return err
 	}
-	nBase, err := r.base.Image.Layers()
+	budget, err := r.ownBudget()
 	if err != nil {
 		return err
 	}
-	own, bundle := splitOwn(payloads, r.opts.MaxLayers-len(nBase)-4, r.opts.OwnPackages)
-	var layers []image.LayerFile
-	var roles, applied, ids []string
+	own, bundled := splitOwn(payloads, budget, r.opts.OwnPackages)
+	var applied, ids []string
+	for _, p := range own {
+		applied, ids = append(applied, p.path), append(ids, p.info.DiffID)
+	}
+	var bundle grainedBundle
+	if len(bundled) > 0 {
+		// The bundle is named by its payloads' diffIDs, so the cached base+payloads root is
+		// found again by another conversion, whose bundle is in its own work directory.
+		bundle = grainedBundle{path: filepath.Join(r.work, "packages-bundle.layer.tar"), packages: len(bundled), source: SourceBuilt, id: "bundle"}
+		for _, p := range bundled {
+			bundle.id += " " + p.info.DiffID
+		}
+		if bundle.diffID, bundle.size, err = writeBundle(bundle.path, bundled); err != nil {
+			return err
+		}
+		applied, ids = append(applied, bundle.path), append(ids, bundle.id)
+	}
+	cfg, err := r.configLayer(ctx, applied, ids)
+	if err != nil {
+		return err
+	}
+	r.queueGrained(own, bundled, bundle, cfg, g)
+	r.addGrainedLayers(g, own, bundle, cfg, "")
+	return nil
+}
+
+// grainedBundle is the bundle layer of the payloads without layers of their own.
+type grainedBundle struct {
+	path     string
+	id       string // "bundle" and the payloads' diffIDs
+	diffID   string
+	size     int64
+	packages int
+	source   string
+}
+
+// addGrainedLayers adds the payloads' own layers, the bundle (when there is one) and the
+// configuration layer to the image; cfgSource says where the configuration layer came from
+// ("" when built here).
+func (r *run) addGrainedLayers(g *Grained, own []payloadLayer, bundle grainedBundle, cfg layerResult, cfgSource string) {
 	for _, p := range own {
 		lf := image.LayerFile{Path: p.path, Comment: fmt.Sprintf("vm2image: package %s %s %s", p.pkg.Name, p.pkg.Version, p.pkg.Arch)}
 		// A known diffID lets assembly take the compressed blob from the image cache: a payload
@@ -97,34 +140,27 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 		if h, err := v1.NewHash(p.info.DiffID); err == nil {
 			lf.DiffID = h
 		}
-		layers = append(layers, lf)
-		roles, applied, ids = append(roles, "package"), append(applied, p.path), append(ids, p.info.DiffID)
+		r.layers, r.roles = append(r.layers, lf), append(r.roles, "package")
 		g.Layers = append(g.Layers, PayloadLayer{Name: p.pkg.Name, Version: p.pkg.Version, Arch: p.pkg.Arch, DiffID: p.info.DiffID, Source: p.source})
 		r.noteSource(p.info.DiffID, p.source)
 	}
-	g.OwnLayers, g.Bundled = len(own), len(bundle)
-	if len(bundle) > 0 {
-		path := filepath.Join(r.work, "packages-bundle.layer.tar")
-		if err := writeBundle(path, bundle); err != nil {
-			return err
+	g.OwnLayers, g.Bundled = len(own), bundle.packages
+	if bundle.path != "" {
+		lf := image.LayerFile{Path: bundle.path, Comment: fmt.Sprintf("vm2image: %d packages bundled", bundle.packages)}
+		if bundle.source != SourceBuilt {
+			lf.DiffID, _ = v1.NewHash(bundle.diffID) // its blob came with it
 		}
-		layers = append(layers, image.LayerFile{Path: path, Comment: fmt.Sprintf("vm2image: %d packages bundled", len(bundle))})
-		roles, applied = append(roles, "packages-bundle"), append(applied, path)
-		bid := "bundle"
-		for _, p := range bundle {
-			bid += " " + p.info.DiffID
-		}
-		ids = append(ids, bid)
-	}
-	cfg, err := r.configLayer(ctx, applied, ids)
-	if err != nil {
-		return err
+		r.layers, r.roles = append(r.layers, lf), append(r.roles, "packages-bundle")
+		r.noteSource(bundle.diffID, bundle.source)
 	}
 	g.ConfigBytes = cfg.size
 	r.scanSecrets(cfg.path, "packages-config")
-	r.layers = append(append(r.layers, layers...), image.LayerFile{Path: cfg.path, Comment: "vm2image: packages configuration"})
-	r.roles = append(append(r.roles, roles...), "packages-config")
-	return nil
+	lf := image.LayerFile{Path: cfg.path, Comment: "vm2image: packages configuration"}
+	if cfgSource != "" {
+		lf.DiffID, _ = v1.NewHash(cfg.diffID)
+		r.noteSource(cfg.diffID, cfgSource)
+	}
+	r.layers, r.roles = append(r.layers, lf), append(r.roles, "packages-config")
 }
 
 // newPackages are the installed packages the base lacks (same name, version, architecture).
@@ -193,7 +229,7 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		if err != nil {
 			return nil, fmt.Errorf("reading the payload layer of %s: %w", p.Name, err)
 		}
-		out = append(out, payloadLayer{pkg: p, path: filepath.Join(dir, "layer.tar"), info: info, source: source})
+		out = append(out, payloadLayer{pkg: p, path: filepath.Join(dir, "layer.tar"), info: info, source: source, key: key})
 	}
 	return out, nil
 }
@@ -306,13 +342,14 @@ func splitOwn(ps []payloadLayer, budget int, chosen map[string]bool) (own, bundl
 func ownKey(p pkgmgr.Package) string { return p.Name + " " + p.Version + " " + p.Arch }
 
 // writeBundle concatenates payload layers into one layer (a later entry of the same name wins,
-// as the layers applied in turn would).
-func writeBundle(path string, ps []payloadLayer) error {
+// as the layers applied in turn would) and returns its diffID and size.
+func writeBundle(path string, ps []payloadLayer) (string, int64, error) {
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
-	bw := bufio.NewWriterSize(out, 1<<20)
+	h := &hashCounter{h: sha256.New()}
+	bw := bufio.NewWriterSize(io.MultiWriter(out, h), 1<<20)
 	err = concatLayers(bw, ps)
 	if err == nil {
 		err = bw.Flush()
@@ -320,13 +357,28 @@ func writeBundle(path string, ps []payloadLayer) error {
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return h.diffID(), h.n, err
 }
+
+// hashCounter hashes and counts what is written through it.
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *hashCounter) Write(p []byte) (int, error) {
+	c.h.Write(p)
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+func (c *hashCounter) diffID() string { return "sha256:" + hex.EncodeToString(c.h.Sum(nil)) }
 
 // layerResult is a written layer.
 type layerResult struct {
-	path string
-	size int64
+	path   string
+	size   int64
+	diffID string
 }
 
 // configLayer is the difference between the base with the payload layers applied and the
@@ -377,8 +429,9 @@ func (r *run) configLayer(ctx context.Context, payloadPaths, ids []string) (laye
 		return layerResult{}, err
 	}
 	defer f.Close()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	ls, err := layer.Write(ctx, bw, res, built, layer.Options{})
+	hc := &hashCounter{h: sha256.New()}
+	bw := bufio.NewWriterSize(io.MultiWriter(f, hc), 1<<20)
+	_, err = layer.Write(ctx, bw, res, built, layer.Options{})
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -388,7 +441,7 @@ func (r *run) configLayer(ctx context.Context, payloadPaths, ids []string) (laye
 	if err != nil {
 		return layerResult{}, fmt.Errorf("writing the packages configuration layer: %w", err)
 	}
-	return layerResult{path: path, size: ls.Bytes}, nil
+	return layerResult{path: path, size: hc.n, diffID: hc.diffID()}, nil
 }
 
 // baseDirLinks finds the base's directory symlinks one and two levels down ("bin" -> "usr/bin",

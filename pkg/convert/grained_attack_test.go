@@ -101,7 +101,8 @@ func TestGrainedConfigRootFoundAgain(t *testing.T) {
 			t.Fatalf("payloads: %v (%d)", err, len(ps))
 		}
 		bundle := filepath.Join(r.work, "packages-bundle.layer.tar")
-		must(t, writeBundle(bundle, ps))
+		_, _, err = writeBundle(bundle, ps)
+		must(t, err)
 		if _, err := r.configLayer(context.Background(), []string{bundle}, []string{"bundle " + ps[0].info.DiffID}); err != nil {
 			t.Fatal(err)
 		}

@@ -97,6 +97,12 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err := r.packagesFromRegistry(ctx, in, layers); err != nil {
 		return err
 	}
+	if r.opts.PackageLayers == PackageLayersGrained && !builder.Cached(in, opts) {
+		// The install set's grained layers from the registry cache: nothing to install.
+		if hit, err := r.grainedFromRegistry(ctx, in); hit || err != nil {
+			return err
+		}
+	}
 	if !builder.Cached(in, opts) {
 		r.startPrefetch(ctx) // the VM's side, beside the install (prefetch.go)
 	}

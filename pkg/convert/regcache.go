@@ -55,6 +55,9 @@ type regCache struct {
 	sources map[string]string // diffID -> where the layer came from
 	// packagesKey is the key of the single packages layer taken from the registry cache.
 	packagesKey string
+	// grainedKey is the key of the grained entry looked up and missed: stored after the build
+	// (grained_regcache.go).
+	grainedKey string
 }
 
 type pendingEntry struct {

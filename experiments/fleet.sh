@@ -134,7 +134,9 @@ done
 fleet() {
 	local label=$1 regname=$2 strategy=$3 reg=${REGS[$2]}
 	local inv="$work/inv-$label.yaml"
-	echo "vms:" > "$inv"
+	# The cache repository (issue 14's registry cache) in the strategy's own registry: blobs
+	# are stored once per registry, so its entries add only their small manifests and records.
+	printf 'defaults:\n  cache_repo: %s/vm2image-cache\nvms:\n' "$reg" > "$inv"
 	for n in "${names[@]}"; do
 		read -r _ addr fp < <(grep "^$n " "$work/agents")
 		printf '  - name: %s\n    source: %s\n    fingerprint: %s\n    base: registry://%s/base:%s\n' "$n" "$addr" "$fp" "$reg" "$(suite_of "$n")" >> "$inv"

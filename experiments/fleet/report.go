@@ -37,6 +37,12 @@ type Run struct {
 	FromOtherWorker RoleBytes `json:"from_other_worker"`
 	// Failed: the VMs whose pod failed, and the first error line of its log.
 	Failed map[string]string `json:"failed,omitempty"`
+	// Sources: the images' layers (base layers left out) by where the worker took them: built,
+	// local cache (the worker's own), registry cache (the cache repository both workers share).
+	Sources map[string]RoleBytes `json:"sources,omitempty"`
+	// Installs: the conversions that ran the package installer (the others took the packages
+	// from a cache).
+	Installs int `json:"installs"`
 }
 
 // RoleBytes sums distinct layers of one role.
@@ -134,7 +140,7 @@ func report(s *Suite, work, out string) error {
 
 // readRun reads a strategy's events and the workers' results and reports.
 func readRun(work, label string) (*Run, map[string]convert.LayerSizes, error) {
-	r := &Run{Roles: map[string]RoleBytes{}}
+	r := &Run{Roles: map[string]RoleBytes{}, Sources: map[string]RoleBytes{}}
 	var names []string
 	var ends, starts []float64
 	if err := readFields(filepath.Join(work, label+".events"), func(f []string) {
@@ -171,7 +177,20 @@ func readRun(work, label string) (*Run, map[string]convert.LayerSizes, error) {
 		if err := readJSON(filepath.Join(work, "res-"+label, name+".report.json"), &rep); err != nil {
 			return nil, nil, err
 		}
+		if rep.Packages != nil && rep.Packages.InstallSeconds > 0 {
+			r.Installs++
+		}
 		for _, l := range rep.Image.Layers {
+			if l.Role != "base" {
+				src := l.Source
+				if strings.HasPrefix(src, "registry cache") {
+					src = "registry cache"
+				}
+				rb := r.Sources[src]
+				rb.Layers++
+				rb.Bytes += l.Compressed
+				r.Sources[src] = rb
+			}
 			if w, ok := firstWorker[l.Digest]; ok && w != st.Worker && l.Role != "base" {
 				r.FromOtherWorker.Layers++
 				r.FromOtherWorker.Bytes += l.Compressed

@@ -177,7 +177,7 @@ func readRun(work, label string) (*Run, map[string]convert.LayerSizes, error) {
 		if err := readJSON(filepath.Join(work, "res-"+label, name+".report.json"), &rep); err != nil {
 			return nil, nil, err
 		}
-		if rep.Packages != nil && rep.Packages.InstallSeconds > 0 {
+		if rep.Packages != nil && rep.Packages.Skipped == "" && !rep.Packages.CacheHit {
 			r.Installs++
 		}
 		for _, l := range rep.Image.Layers {

@@ -52,7 +52,7 @@ func markdown(res *Results) string {
 	w("- package-grained / per install set: **%.2fx** (goal <= 0.6x: %s)\n", r["grained_per_single"], verdict(r["grained_per_single"] <= 0.6))
 	if s := res.Runs["single"]; s != nil && len(s.Steps) > 0 {
 		if goal := 0.6 * float64(s.Steps[len(s.Steps)-1].Stored); goal < float64(res.Floor) {
-			w("  (0.6x of per install set is %s MiB, below the floor of %s MiB: no layering that stores each distinct file once reaches it on this fleet)\n",
+			w("  (0.6x of per install set is %s MiB, below the floor of %s MiB: reaching it would take less than one gzip copy of each distinct file of the fleet)\n",
 				mib(int64(goal)), mib(res.Floor))
 		}
 	}

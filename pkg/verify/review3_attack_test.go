@@ -1,0 +1,122 @@
+package verify
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/archive"
+)
+
+// TestAttackWhiteoutBelowSymlink is the review's attack on the grained record (and the single
+// packages layer) taken from the registry cache: the attacker's configuration layer holds one
+// whiteout, "bin/.wh.nothing", below the base's "bin -> usr/bin". The Docker engine (overlay2)
+// makes "bin" a directory of that layer (the whiteout's implied parent), hiding the base's
+// symlink: in the container /bin is an empty directory. The converter's base+packages tree
+// (archive.Apply, chroot semantics) follows the symlink and keeps "bin -> usr/bin", so the VM
+// diff writes nothing there; verify's flattener ignores a whiteout below a non-directory and
+// sees "bin -> usr/bin" too: verify says EQUAL for an image whose /bin is empty (lib64 the same:
+// no dynamic binary starts).
+func TestAttackWhiteoutBelowSymlink(t *testing.T) {
+	base := layerTar(t, te{name: "usr/"}, te{name: "usr/bin/"}, te{name: "usr/bin/sh", body: "shell", mode: 0o755}, te{name: "bin->usr/bin"})
+	cfg := layerTar(t, te{name: "bin/.wh.nothing"})
+
+	// The engine's view, when there is one: bin is a directory.
+	engine := ""
+	if _, err := exec.LookPath("docker"); err == nil && exec.Command("docker", "version").Run() == nil {
+		testenv.RequireDocker(t)
+		engine = engineType(t, testImage(t, nil, base, cfg), "bin")
+		if engine != "dir" {
+			t.Fatalf("the engine shows bin as %q (the attack assumes a directory)", engine)
+		}
+	} else {
+		engine = "dir" // what the run of 2026-12-03 (Docker 20.10.24, overlay2) showed
+	}
+
+	// verify's view.
+	got := dump(flattenTars(t, base, cfg))
+	if !strings.HasPrefix(got["bin"], engine) {
+		t.Errorf("verify's flattener shows bin as %q, the engine as a %s", got["bin"], engine)
+	}
+
+	// The converter's base+packages tree.
+	root := t.TempDir()
+	for _, l := range [][]byte{base, cfg} {
+		if err := archive.Apply(context.Background(), root, bytes.NewReader(l), archive.Layer()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Lstat(filepath.Join(root, "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.IsDir() {
+		t.Errorf("the converter's tree keeps bin as %s, the engine shows a %s: the VM diff cannot undo it", fi.Mode().Type(), engine)
+	}
+}
+
+// engineType loads img into the engine, exports a container of it and returns the type of p.
+func engineType(t *testing.T, img v1.Image, p string) string {
+	t.Helper()
+	tag, err := name.NewTag("vm2image-review3/whiteout:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	archivePath := filepath.Join(t.TempDir(), "img.tar")
+	if err := tarball.WriteToFile(archivePath, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("docker", "load", "-i", archivePath).CombinedOutput(); err != nil {
+		t.Fatalf("docker load: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag.String()).Run() })
+	out, err := exec.Command("docker", "create", tag.String(), "/x").Output()
+	if err != nil {
+		t.Fatalf("docker create: %v", err)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	cmd := exec.Command("docker", "export", id)
+	r, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	tr := tar.NewReader(r)
+	typ := "absent"
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Trim(h.Name, "/") != p {
+			continue
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			typ = "dir"
+		case tar.TypeSymlink:
+			typ = "symlink"
+		default:
+			typ = "other"
+		}
+	}
+	return typ
+}

@@ -120,3 +120,35 @@ func engineType(t *testing.T, img v1.Image, p string) string {
 	}
 	return typ
 }
+
+// TestAttackRootOpaque is the review's attack with a hostile payload (or bundle) layer and an
+// opaque marker at the root of the configuration layer, both from the registry cache: the
+// engine (overlay2) ignores an opaque marker on a layer's root, so the payload's
+// etc/ld.so.preload stays in the container; the converter's tree and verify's flattener honour
+// it (the tree loses the payload, so the VM diff writes no whiteout for it) and verify says EQUAL.
+func TestAttackRootOpaque(t *testing.T) {
+	base := layerTar(t, te{name: "etc/"}, te{name: "etc/hostname", body: "vm"})
+	payload := layerTar(t, te{name: "etc/"}, te{name: "etc/ld.so.preload", body: "/usr/lib/evil.so\n"})
+	cfg := layerTar(t, te{name: ".wh..wh..opq"}, te{name: "etc/"}, te{name: "etc/hostname", body: "vm"})
+
+	engine := "other" // what the run of 2026-12-03 (Docker 20.10.24, overlay2) showed
+	if _, err := exec.LookPath("docker"); err == nil && exec.Command("docker", "version").Run() == nil {
+		testenv.RequireDocker(t)
+		engine = engineType(t, testImage(t, nil, base, payload, cfg), "etc/ld.so.preload")
+		if engine == "absent" {
+			t.Fatalf("the engine honours the root's opaque marker (the attack assumes it does not)")
+		}
+	}
+	if _, ok := dump(flattenTars(t, base, payload, cfg))["etc/ld.so.preload"]; !ok {
+		t.Errorf("verify's flattener lacks etc/ld.so.preload, the engine holds it")
+	}
+	root := t.TempDir()
+	for _, l := range [][]byte{base, payload, cfg} {
+		if err := archive.Apply(context.Background(), root, bytes.NewReader(l), archive.Layer()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/ld.so.preload")); err != nil {
+		t.Errorf("the converter's tree lacks etc/ld.so.preload (%v), the engine holds it: the VM diff writes no whiteout for it", err)
+	}
+}

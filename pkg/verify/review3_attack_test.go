@@ -152,3 +152,34 @@ func TestAttackRootOpaque(t *testing.T) {
 		t.Errorf("the converter's tree lacks etc/ld.so.preload (%v), the engine holds it: the VM diff writes no whiteout for it", err)
 	}
 }
+
+// TestAttackWhiteoutThenSameDir: the configuration layer whites out "etc" and then holds an
+// "etc/" of its own. The engine turns the whiteout into a device node that the directory
+// entry replaces, without an opaque mark: the lower layers' etc (a hostile payload's
+// etc/ld.so.preload) shows through. The converter's tree and verify's flattener delete it.
+func TestAttackWhiteoutThenSameDir(t *testing.T) {
+	base := layerTar(t, te{name: "etc/"}, te{name: "etc/hostname", body: "vm"})
+	payload := layerTar(t, te{name: "etc/"}, te{name: "etc/ld.so.preload", body: "/usr/lib/evil.so\n"})
+	cfg := layerTar(t, te{name: ".wh.etc"}, te{name: "etc/"}, te{name: "etc/hostname", body: "vm"})
+
+	engine := "other"
+	if _, err := exec.LookPath("docker"); err == nil && exec.Command("docker", "version").Run() == nil {
+		testenv.RequireDocker(t)
+		engine = engineType(t, testImage(t, nil, base, payload, cfg), "etc/ld.so.preload")
+		if engine == "absent" {
+			t.Fatalf("the engine hides the lower etc (the attack assumes it does not)")
+		}
+	}
+	if _, ok := dump(flattenTars(t, base, payload, cfg))["etc/ld.so.preload"]; !ok {
+		t.Errorf("verify's flattener lacks etc/ld.so.preload, the engine holds it")
+	}
+	root := t.TempDir()
+	for _, l := range [][]byte{base, payload, cfg} {
+		if err := archive.Apply(context.Background(), root, bytes.NewReader(l), archive.Layer()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/ld.so.preload")); err != nil {
+		t.Errorf("the converter's tree lacks etc/ld.so.preload (%v), the engine holds it", err)
+	}
+}

@@ -176,6 +176,7 @@ func TestAttackRegistryCachePoisoned(t *testing.T) {
 //     refused, the packages installed instead;
 //   - a record naming a package the VM does not have: refused;
 //   - a payload entry the record names, with a file under the excludes added: refused;
+//   - a record whose layers claim more bytes together than one entry may hold: refused;
 //   - a configuration layer that plants a file elsewhere (a consistent record): taken, and the
 //     VM diff removes the file again: verify finds B's image equal to its VM.
 func TestAttackRegistryGrainedRecord(t *testing.T) {
@@ -299,6 +300,27 @@ func TestAttackRegistryGrainedRecord(t *testing.T) {
 			r["payloads"] = ps
 			put(key, cfgTar, r)
 		}, "lies under the exclude"},
+		{"layers claiming 16 GiB together", func() {
+			m := recWith(cfgTar)
+			var ps []any
+			for _, p := range payloads {
+				q := map[string]any{}
+				for k, v := range p.(map[string]any) {
+					q[k] = v
+				}
+				if q["own"] == true {
+					l := map[string]any{}
+					for k, v := range q["layer"].(map[string]any) {
+						l[k] = v
+					}
+					l["size"] = 8 << 30
+					q["layer"] = l
+				}
+				ps = append(ps, q)
+			}
+			m["payloads"] = ps
+			put(key, cfgTar, m)
+		}, "claim over"},
 		{"a file planted outside the excludes", func() {
 			put(ownKey, payloadTar, payloadMeta)
 			bad := withFile(cfgTar, "usr/local/bin/vm2image-planted")

@@ -208,8 +208,8 @@ func TestRegistryCacheSinglePackagesLayer(t *testing.T) {
 }
 
 // TestRegistryCacheGrainedSkipsInstall: worker A converts a VM with package-grained layers (few
-// layers allowed, so some packages go into a bundle) and stores the install set's grained
-// record; worker B, another machine with an empty cache that shares only the registry,
+// layers allowed, so some packages go into a bundle), and again from its local cache with the
+// cache repository, storing the install set's grained record and its parts; worker B, another machine with an empty cache that shares only the registry,
 // converts the same VM: it installs nothing, takes every package layer (own payloads, the
 // bundle, the configuration layer) from the registry cache and uploads none of them, and its
 // image has A's layers, its VM diff included (the base+packages tree made from the layers is
@@ -221,12 +221,20 @@ func TestRegistryCacheGrainedSkipsInstall(t *testing.T) {
 	cacheRepo := reg + "/vm2image-cache"
 	dir := t.TempDir()
 	root := testenv.Root(t, webLite)
-	repA, _ := worker(t, root, filepath.Join(dir, "cache-a"), cacheRepo, reg+"/a:1", filepath.Join(dir, "a.tar"), "--max-layers", "10")
-	if g := repA.Packages.Grained; g == nil || g.Bundled == 0 || g.OwnLayers == 0 {
-		t.Fatalf("worker A: want own payload layers and a bundle, got %+v", g)
+	// A builds with another cache repository first, then converts again with this one: the
+	// build and the payloads come from A's local cache, and A stores what the registry cache
+	// lacks (the record, its payloads and bundle) for the others.
+	first, _ := worker(t, root, filepath.Join(dir, "cache-a"), reg+"/elsewhere", reg+"/a:0", filepath.Join(dir, "a0.tar"), "--max-layers", "10")
+	if first.Packages.CacheHit || first.Packages.InstallSeconds == 0 {
+		t.Fatalf("worker A did not install (cache hit %v, %.1f s)", first.Packages.CacheHit, first.Packages.InstallSeconds)
 	}
-	if repA.Packages.CacheHit || repA.Packages.InstallSeconds == 0 {
-		t.Fatalf("worker A did not install (cache hit %v, %.1f s)", repA.Packages.CacheHit, repA.Packages.InstallSeconds)
+	repA, _ := worker(t, root, filepath.Join(dir, "cache-a"), cacheRepo, reg+"/a:1", filepath.Join(dir, "a.tar"), "--max-layers", "10")
+	if g := repA.Packages.Grained; g == nil || g.Bundled == 0 || g.OwnLayers == 0 || g.Record == "" {
+		t.Fatalf("worker A: want own payload layers, a bundle and a record stored, got %+v", g)
+	}
+	if !repA.Packages.CacheHit || repA.RegistryCache == nil || repA.RegistryCache.Pushed < repA.Packages.Grained.OwnLayers+2 {
+		t.Fatalf("worker A's second conversion: local cache hit %v, registry cache %+v; want the record, bundle and every payload stored",
+			repA.Packages.CacheHit, repA.RegistryCache)
 	}
 	outB := filepath.Join(dir, "b.tar")
 	repB, logB := worker(t, root, filepath.Join(dir, "cache-b"), cacheRepo, reg+"/b:1", outB, "--max-layers", "10")

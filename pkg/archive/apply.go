@@ -76,7 +76,7 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...Option) error 
 		return fmt.Errorf("opening %s: %w", root, err)
 	}
 	defer rt.Close()
-	a := &applier{root: rt, opts: o, touched: map[string]bool{}}
+	a := &applier{root: rt, opts: o, touched: map[string]bool{}, seen: map[string]byte{}}
 	if o.donor != "" {
 		if a.donor, err = os.OpenRoot(o.donor); err != nil {
 			return fmt.Errorf("opening %s: %w", o.donor, err)
@@ -114,6 +114,8 @@ type applier struct {
 	dirs    []dirMeta       // directories whose metadata is set at the end
 	donor   *os.Root        // Donor's directory, or nil
 	rel     string          // the current entry's name as the stream gives it
+	// seen are the names a layer stream holds: 'w' for a whiteout, 'e' for an entry (Layer).
+	seen map[string]byte
 }
 
 type dirMeta struct {
@@ -138,10 +140,24 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	dir, base := path.Split(rel)
 	if a.opts.layer {
 		switch {
+		case base == OpaqueMarker && dir == "":
+			return fmt.Errorf("%w: an opaque marker at the layer's root (overlayfs ignores it)", ErrEngineDiffers)
 		case base == OpaqueMarker:
 			return a.opaque(dir)
 		case strings.HasPrefix(base, WhiteoutPrefix):
-			return a.whiteout(dir, strings.TrimPrefix(base, WhiteoutPrefix))
+			name := strings.TrimPrefix(base, WhiteoutPrefix)
+			if err := a.see(path.Join(dir, name), 'w'); err != nil {
+				return err
+			}
+			return a.whiteout(dir, name)
+		}
+		if err := a.see(rel, 'e'); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			if t, err := SafeName(hdr.Linkname); err != nil || a.seen[t] != 'e' {
+				return fmt.Errorf("%w: a hard link to %q, which the layer does not hold before it", ErrEngineDiffers, hdr.Linkname)
+			}
 		}
 	}
 	parent, err := a.resolveDir(dir, true)
@@ -154,6 +170,16 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		return err
 	}
 	a.touch(target)
+	return nil
+}
+
+// see records that a layer stream holds name as a whiteout ('w') or an entry ('e'): both in one
+// layer is refused, an engine would apply the pair otherwise than a chroot-like reading does.
+func (a *applier) see(name string, kind byte) error {
+	if prev, ok := a.seen[name]; ok && prev != kind {
+		return fmt.Errorf("%w: the layer holds both a whiteout of %q and an entry there", ErrEngineDiffers, name)
+	}
+	a.seen[name] = kind
 	return nil
 }
 
@@ -171,7 +197,8 @@ func (a *applier) whiteout(dir, name string) error {
 	}
 	parent, err := a.resolveDir(dir, false)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotDir) {
-		return nil // nothing there to delete
+		// An engine makes the missing directory (hiding a file of the layers below there).
+		return fmt.Errorf("%w: a whiteout in %q, which is not a directory of the layers below", ErrEngineDiffers, dir)
 	}
 	if err != nil {
 		return err

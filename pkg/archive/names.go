@@ -24,6 +24,16 @@ const (
 // climb out of it.
 var ErrUnsafePath = errors.New("path escapes the root")
 
+// ErrEngineDiffers is wrapped by the errors of layer entries that container engines apply
+// otherwise than a chroot-like reading does, so that what the converter and verify see of an
+// image would not be what a container sees: an opaque marker at a layer's root (ignored by
+// overlayfs), a whiteout and an entry of one name in one layer (the entry replaces the whiteout
+// and merges with the layers below), a name below a symlink or a non-directory of the layers
+// below (the engine makes a directory there, hiding the symlink), and a hard link to a file the
+// layer does not hold (the engine refuses the layer). Layers made by engines and by vm2image
+// hold none of these.
+var ErrEngineDiffers = errors.New("a container engine applies this otherwise")
+
 // SafeName cleans a tar entry name to a relative slash path ("." for the root itself),
 // refusing names with a NUL byte, absolute names and names with a ".." component.
 func SafeName(name string) (string, error) {

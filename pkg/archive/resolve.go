@@ -42,6 +42,10 @@ func (a *applier) resolveDir(rel string, create bool) (string, error) {
 			cur = next
 		case err != nil:
 			return "", err
+		case fi.Mode()&fs.ModeSymlink != 0 && a.opts.layer:
+			// An engine unpacks a layer into a directory of its own, where next is a plain
+			// directory that hides the symlink of the layers below.
+			return "", fmt.Errorf("%w: %s lies below the symlink %s", ErrEngineDiffers, rel, next)
 		case fi.Mode()&fs.ModeSymlink != 0:
 			if hops++; hops > maxSymlinkHops {
 				return "", fmt.Errorf("too many symlinks in %s", rel)

@@ -114,7 +114,7 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 	if err != nil {
 		return err
 	}
-	r.queueGrained(own, bundled, bundle, cfg, g)
+	r.queueGrained(ctx, own, bundled, bundle, cfg, g)
 	r.addGrainedLayers(g, own, bundle, cfg, "")
 	return nil
 }

@@ -116,11 +116,13 @@ func bundleKey(id string) string {
 	return "bundle-" + hex.EncodeToString(h[:])[:48]
 }
 
-// grainedFromRegistry looks for the install set's grained entry when the local cache lacks its
-// build: on a hit the image gets its package layers from it and nothing is installed (true);
-// on a miss the key is kept and the record is stored once the image is written. An entry that
-// is refused, or a lookup that fails, is a warning and the packages are installed.
-func (r *run) grainedFromRegistry(ctx context.Context, in builder.Input) (bool, error) {
+// grainedFromRegistry looks for the install set's grained entry. take is set when the local
+// cache lacks the install set's build: on a hit the image gets its package layers from the
+// entry and nothing is installed (true). On a miss the key is kept and the record is stored once
+// the image is written (also when the build came from the local cache: a worker stores what it
+// holds for the others). An entry that is refused, or a lookup that fails, is a warning and the
+// packages are installed (or taken from the local cache).
+func (r *run) grainedFromRegistry(ctx context.Context, in builder.Input, take bool) (bool, error) {
 	if r.opts.CacheRepo == "" {
 		return false, nil
 	}
@@ -136,6 +138,10 @@ func (r *run) grainedFromRegistry(ctx context.Context, in builder.Input) (bool, 
 	e, err := rc.c.Lookup(ctx, key, r.compressionName())
 	if err == nil && e == nil {
 		rc.report.Misses++
+		return false, nil
+	}
+	if err == nil && !take {
+		rc.grainedKey = "" // the registry cache has it; the local build serves this image
 		return false, nil
 	}
 	if err == nil {
@@ -356,6 +362,19 @@ func (r *run) decodeGrained(key string, e *regcache.Entry) (*grainedRecord, erro
 		}
 		ps = append(ps, payloadLayer{pkg: pkgmgr.Package{Name: gp.Name, Version: gp.Version, Arch: gp.Arch}, info: gp.Layer})
 	}
+	// Each layer is read no further than its declared size; together they may hold no more than
+	// one entry may (a record of 96 small entries each claiming the bound would otherwise have
+	// the work directory take 96 times it).
+	limit := r.rc.c.MaxBytes
+	total := min(rec.BundleSize, limit+1) + min(rec.ConfigSize, limit+1)
+	for _, gp := range rec.Payloads {
+		if gp.Own {
+			total += min(gp.Layer.Size, limit+1) // no overflow: at most 2^16 payloads
+		}
+	}
+	if total > limit {
+		return nil, bad("its layers claim over %d bytes together", limit)
+	}
 	if (bundled > 0) != validDiffID(rec.BundleDiffID) || (bundled == 0 && (rec.BundleDiffID != "" || rec.BundleSize != 0)) {
 		return nil, bad("bundle %q for %d bundled payloads", printable(rec.BundleDiffID), bundled)
 	}
@@ -403,12 +422,25 @@ func printables(ss []string) []string {
 	return out
 }
 
-// queueGrained queues the grained entry (and its bundle's) for the registry cache after an
-// install whose grained entry the cache lacked.
-func (r *run) queueGrained(own, bundled []payloadLayer, bundle grainedBundle, cfg layerResult, g *Grained) {
+// queueGrained queues the grained entry (and its bundle's) for the registry cache when the
+// cache lacked it, with the payloads this conversion took from its local cache that the
+// registry cache lacks too (those built here are queued already).
+func (r *run) queueGrained(ctx context.Context, own, bundled []payloadLayer, bundle grainedBundle, cfg layerResult, g *Grained) {
 	rc := r.rc
 	if rc == nil || rc.c == nil || rc.grainedKey == "" {
 		return
+	}
+	for _, pl := range own {
+		if pl.source != SourceLocalCache {
+			continue
+		}
+		if e, err := rc.c.Lookup(ctx, pl.key, r.compressionName()); err == nil && e != nil {
+			continue
+		}
+		info, err := json.Marshal(pl.info)
+		if err == nil {
+			rc.pending = append(rc.pending, pendingEntry{key: pl.key, diffID: pl.info.DiffID, meta: info})
+		}
 	}
 	p := r.report.Packages
 	rec := grainedRecord{Version: grainedRecordVersion, Key: rc.grainedKey, BundleDiffID: bundle.diffID, BundleSize: bundle.size,

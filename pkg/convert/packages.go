@@ -97,9 +97,10 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err := r.packagesFromRegistry(ctx, in, layers); err != nil {
 		return err
 	}
-	if r.opts.PackageLayers == PackageLayersGrained && !builder.Cached(in, opts) {
-		// The install set's grained layers from the registry cache: nothing to install.
-		if hit, err := r.grainedFromRegistry(ctx, in); hit || err != nil {
+	if r.opts.PackageLayers == PackageLayersGrained {
+		// The install set's grained layers from the registry cache: nothing to install. With
+		// the build in the local cache, only whether the registry cache lacks them.
+		if hit, err := r.grainedFromRegistry(ctx, in, !builder.Cached(in, opts)); hit || err != nil {
 			return err
 		}
 	}

@@ -238,7 +238,7 @@ func (l *savedLayer) apply(ctx context.Context, f *flattener, k int32, last bool
 		defer file.Close()
 		return f.apply(ctx, k, bufio.NewReaderSize(file, 1<<20))
 	}
-	f.layer = k
+	f.layer, f.seen = k, map[string]byte{}
 	for i := range l.ops {
 		if err := ctx.Err(); err != nil {
 			return err

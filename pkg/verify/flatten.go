@@ -61,6 +61,8 @@ func newTree() *tree { return &tree{root: &node{typ: fsmeta.TypeDir, mode: 0o755
 type flattener struct {
 	t     *tree
 	layer int32
+	// seen are the current layer's names: 'w' for a whiteout, 'e' for an entry.
+	seen  map[string]byte
 	h     hash.Hash
 	buf   []byte
 	stage *stager // package databases, nil when not wanted
@@ -128,7 +130,7 @@ func (f *flattener) flattenLayer(ctx context.Context, k int32, l v1.Layer, diffI
 
 // apply reads one uncompressed layer tar and applies its entries as layer k.
 func (f *flattener) apply(ctx context.Context, k int32, r io.Reader) error {
-	f.layer = k
+	f.layer, f.seen = k, map[string]byte{}
 	return f.read(ctx, r, f.do)
 }
 
@@ -201,8 +203,12 @@ func (f *flattener) parse(hdr *tar.Header, r io.Reader) (o op, ok bool, err erro
 	return o, err == nil, err
 }
 
-// do applies o as the current layer.
+// do applies o as the current layer. What an engine would apply otherwise than this reading
+// (archive.ErrEngineDiffers) is an error: verify cannot vouch for what a container would see.
 func (f *flattener) do(o op) error {
+	if err := f.engineCheck(o); err != nil {
+		return err
+	}
 	switch o.kind {
 	case opOpaque:
 		f.opaque(o.dir)
@@ -218,6 +224,36 @@ func (f *flattener) do(o op) error {
 		o.n.layer = f.layer
 		f.put(o.dir, o.base, o.n) // the tree takes the node: ops are applied once
 	}
+	return nil
+}
+
+// engineCheck refuses what engines apply otherwise than the flattener (archive.Apply refuses
+// the same): an opaque marker at a layer's root, a whiteout and an entry of one name in one
+// layer, a whiteout in what is not a directory of the layers below (an engine makes a
+// directory there), and a hard link to a file the layer does not hold before it.
+func (f *flattener) engineCheck(o op) error {
+	name := path.Join(o.dir, o.base)
+	kind := byte('e')
+	switch o.kind {
+	case opOpaque:
+		if o.dir == "" {
+			return fmt.Errorf("%w: an opaque marker at the layer's root (overlayfs ignores it)", archive.ErrEngineDiffers)
+		}
+		return nil
+	case opWhiteout:
+		kind = 'w'
+		if parent := f.lookup(o.dir); o.dir != "" && (parent == nil || parent.typ != fsmeta.TypeDir) {
+			return fmt.Errorf("%w: a whiteout in %q, which is not a directory of the layers below", archive.ErrEngineDiffers, o.dir)
+		}
+	case opLink:
+		if f.seen[o.target] != 'e' {
+			return fmt.Errorf("%w: a hard link to %q, which the layer does not hold before it", archive.ErrEngineDiffers, o.target)
+		}
+	}
+	if prev, ok := f.seen[name]; ok && prev != kind {
+		return fmt.Errorf("%w: the layer holds both a whiteout of %q and an entry there", archive.ErrEngineDiffers, name)
+	}
+	f.seen[name] = kind
 	return nil
 }
 

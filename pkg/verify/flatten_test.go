@@ -25,7 +25,7 @@ func TestFlatten(t *testing.T) {
 		{"base alone", nil, map[string]string{
 			"etc": "dir 0755 0", "etc/a": "file 0644 0 1", "etc/sub": "dir 0755 0", "etc/sub/x": "file 0644 0 1",
 			"bin": "dir 0755 0", "bin/sh": "file 0755 0 5 =bin/dash", "bin/dash": "file 0755 0 5 =bin/dash", "lib": "symlink 0644 0 ->usr/lib"}},
-		{"whiteouts", []te{{name: "etc/.wh.sub"}, {name: ".wh.lib"}, {name: "etc/.wh.nothing"}, {name: "gone/.wh.x"}}, map[string]string{
+		{"whiteouts", []te{{name: "etc/.wh.sub"}, {name: ".wh.lib"}, {name: "etc/.wh.nothing"}}, map[string]string{
 			"etc": "dir 0755 0", "etc/a": "file 0644 0 1",
 			"bin": "dir 0755 0", "bin/sh": "file 0755 0 5 =bin/dash", "bin/dash": "file 0755 0 5 =bin/dash"}},
 		{"opaque first", []te{{name: "etc/", mode: 0o700}, {name: "etc/.wh..wh..opq"}, {name: "etc/new", body: "n"}}, map[string]string{
@@ -38,10 +38,10 @@ func TestFlatten(t *testing.T) {
 			"etc": "dir 0755 0", "etc/a": "file 0644 0 1", "etc/sub": "file 0644 0 10",
 			"bin": "dir 0755 0", "bin/sh": "file 0755 0 5 =bin/sh", "bin/dash": "file 0755 0 5",
 			"lib": "dir 0755 0", "lib/libc": "file 0644 0 1"}},
-		{"implicit parents and a link to a lower layer", []te{{name: "srv/www/index", body: "i"}, {name: "srv/sh=>bin/sh"}, {name: "etc/a", body: "a", uid: 7}}, map[string]string{
+		{"implicit parents and a link within the layer", []te{{name: "srv/www/index", body: "i"}, {name: "srv/sh=>srv/www/index"}, {name: "etc/a", body: "a", uid: 7}}, map[string]string{
 			"etc": "dir 0755 0", "etc/a": "file 0644 7 1", "etc/sub": "dir 0755 0", "etc/sub/x": "file 0644 0 1",
 			"bin": "dir 0755 0", "bin/sh": "file 0755 0 5 =bin/dash", "bin/dash": "file 0755 0 5 =bin/dash", "lib": "symlink 0644 0 ->usr/lib",
-			"srv": "dir 0755 0", "srv/sh": "file 0755 0 5 =bin/dash", "srv/www": "dir 0755 0", "srv/www/index": "file 0644 0 1"}},
+			"srv": "dir 0755 0", "srv/sh": "file 0644 0 1 =srv/sh", "srv/www": "dir 0755 0", "srv/www/index": "file 0644 0 1 =srv/sh"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			layers := [][]byte{base}
@@ -70,6 +70,10 @@ func TestFlattenRefuses(t *testing.T) {
 		{"dot-dot", []te{{name: "a/../../etc/passwd", body: "x"}}, archive.ErrUnsafePath},
 		{"hard link out", []te{{name: "a=>../etc/passwd"}}, archive.ErrUnsafePath},
 		{"hard link to nothing", []te{{name: "a=>b"}}, nil},
+		{"whiteout in a missing directory (an engine makes it)", []te{{name: "gone/.wh.x"}}, archive.ErrEngineDiffers},
+		{"opaque marker at the root (an engine ignores it)", []te{{name: ".wh..wh..opq"}}, archive.ErrEngineDiffers},
+		{"whiteout and entry of one name", []te{{name: ".wh.etc"}, {name: "etc/"}}, archive.ErrEngineDiffers},
+		{"hard link before its target", []te{{name: "a=>b"}, {name: "b", body: "b"}}, archive.ErrEngineDiffers},
 		{"hard link to a directory", []te{{name: "d/"}, {name: "a=>d"}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

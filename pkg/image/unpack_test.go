@@ -58,6 +58,22 @@ func readTree(t *testing.T, dir string) map[string]string {
 	return m
 }
 
+// TestUnpackRefusesNamesBelowLowerSymlinks: a layer naming bin/tool over a lower bin -> usr/bin
+// (or var/run/pid over var/run -> /run) is unpacked by an engine into a directory of its own,
+// where bin is a plain directory hiding the symlink; a chroot-like unpack would follow it. Such
+// a layer is refused, not read otherwise than a container sees it.
+func TestUnpackRefusesNamesBelowLowerSymlinks(t *testing.T) {
+	lower := buildTar(t, []tarEntry{{name: "usr/bin/", typ: tar.TypeDir}, {name: "bin", typ: tar.TypeSymlink, link: "usr/bin"},
+		{name: "var/", typ: tar.TypeDir}, {name: "var/run", typ: tar.TypeSymlink, link: "/run"}})
+	for _, name := range []string{"bin/tool", "var/run/pid"} {
+		upper := buildTar(t, []tarEntry{{name: name, body: "x\n"}})
+		err := Unpack(context.Background(), imageOf(t, lower, upper), t.TempDir())
+		if !errors.Is(err, archive.ErrEngineDiffers) {
+			t.Errorf("%s: Unpack error = %v; want archive.ErrEngineDiffers", name, err)
+		}
+	}
+}
+
 func TestUnpackWhiteoutsAndOpaqueDirs(t *testing.T) {
 	lower := buildTar(t, []tarEntry{
 		{name: "etc/", typ: tar.TypeDir},
@@ -81,9 +97,9 @@ func TestUnpackWhiteoutsAndOpaqueDirs(t *testing.T) {
 		{name: "etc/.wh.issue.net"},
 		{name: ".wh.gone"},
 		{name: "etc/.wh.not-there"},
-		{name: "bin/tool", body: "tool\n"}, // through the in-root symlink: lands in usr/bin
-		{name: "var/run/pid", body: "1\n"}, // through an absolute symlink: lands in /run of the root
+		{name: "usr/bin/tool", body: "tool\n"},
 		{name: "replaced/", typ: tar.TypeDir},
+		{name: "etc/keep", body: "keep\n"}, // a hard link names a file of its own layer
 		{name: "etc/keep-link", typ: tar.TypeLink, link: "etc/keep"},
 		{name: "./etc/dot", body: "dot\n"},
 	})
@@ -97,7 +113,7 @@ func TestUnpackWhiteoutsAndOpaqueDirs(t *testing.T) {
 		"var": "dir", "var/lib": "dir", "var/lib/app": "dir", "var/lib/app/sub": "dir",
 		"var/lib/app/sub/new": "new\n", "var/lib/app/new2": "new2\n",
 		"usr": "dir", "usr/bin": "dir", "usr/bin/tool": "tool\n", "bin": "-> usr/bin",
-		"var/run": "-> /run", "run": "dir", "run/pid": "1\n", "replaced": "dir",
+		"var/run": "-> /run", "replaced": "dir",
 	}
 	for p, w := range want {
 		if got[p] != w {
@@ -153,7 +169,10 @@ func TestUnpackRejectsHostileLayers(t *testing.T) {
 			os.Mkdir(outside, 0o755)
 			os.WriteFile(filepath.Join(outside, "sentinel"), []byte("sentinel\n"), 0o644)
 			err := Unpack(context.Background(), imageOf(t, buildTar(t, tt.entries)), root)
-			if err == nil || !errors.Is(err, archive.ErrUnsafePath) || !strings.Contains(err.Error(), `"`+tt.entry+`"`) {
+			// Names below symlinks and hard links to what the layer does not hold are refused
+			// before anything is resolved (engines apply them otherwise), the rest as unsafe.
+			refused := errors.Is(err, archive.ErrUnsafePath) || errors.Is(err, archive.ErrEngineDiffers)
+			if !refused || !strings.Contains(err.Error(), `"`+tt.entry+`"`) {
 				t.Fatalf("Unpack error = %v; want ErrUnsafePath naming %q", err, tt.entry)
 			}
 			checkOutside(t, top)

@@ -174,7 +174,8 @@ func TestAttackRegistryCachePoisoned(t *testing.T) {
 // each time:
 //   - a configuration layer with a file under the excludes (no diff or verify looks there):
 //     refused, the packages installed instead;
-//   - a record naming a package the VM does not have: refused;
+//   - a record naming a payload with escape sequences: refused (one naming a package the VM
+//     lacks is taken: installers add packages the VM lacks);
 //   - a payload entry the record names, with a file under the excludes added: refused;
 //   - a record whose layers claim more bytes together than one entry may hold: refused;
 //   - a configuration layer that plants a file elsewhere (a consistent record): taken, and the
@@ -255,6 +256,18 @@ func TestAttackRegistryGrainedRecord(t *testing.T) {
 		}
 	}
 	payloadTar, payloadMeta := entryOf(ownKey)
+	renamed := func(name string) map[string]any { // the record with its first payload renamed
+		m := recWith(cfgTar)
+		ps := slices.Clone(payloads)
+		p0 := map[string]any{}
+		for k, v := range ps[0].(map[string]any) {
+			p0[k] = v
+		}
+		p0["name"] = name
+		ps[0] = p0
+		m["payloads"] = ps
+		return m
+	}
 
 	for i, tc := range []struct {
 		name    string
@@ -265,18 +278,7 @@ func TestAttackRegistryGrainedRecord(t *testing.T) {
 			bad := withFile(cfgTar, "tmp/vm2image-evil")
 			put(key, bad, recWith(bad))
 		}, "lies under the exclude"},
-		{"a package the VM lacks", func() {
-			m := recWith(cfgTar)
-			ps := slices.Clone(payloads)
-			p0 := map[string]any{}
-			for k, v := range ps[0].(map[string]any) {
-				p0[k] = v
-			}
-			p0["name"] = "vm2image-evil"
-			ps[0] = p0
-			m["payloads"] = ps
-			put(key, cfgTar, m)
-		}, "not a package of the VM"},
+		{"a payload named with escape sequences", func() { put(key, cfgTar, renamed("evil\x1b]0;pwned\x07")) }, "not a package name"},
 		{"excluded file in a payload (the record names it)", func() {
 			bad := withFile(payloadTar, "tmp/vm2image-evil")
 			m := map[string]any{}
@@ -321,6 +323,12 @@ func TestAttackRegistryGrainedRecord(t *testing.T) {
 			m["payloads"] = ps
 			put(key, cfgTar, m)
 		}, "claim over"},
+		// A name the VM lacks is taken (the installer may add packages the VM lacks): the
+		// layer is the payload the record names, whatever its label.
+		{"a payload named as a package the VM lacks", func() {
+			put(ownKey, payloadTar, payloadMeta)
+			put(key, cfgTar, renamed("vm2image-other"))
+		}, ""},
 		{"a file planted outside the excludes", func() {
 			put(ownKey, payloadTar, payloadMeta)
 			bad := withFile(cfgTar, "usr/local/bin/vm2image-planted")

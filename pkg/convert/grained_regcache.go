@@ -38,7 +38,8 @@ import (
 // base+packages tree from them.
 //
 // The registry is untrusted. The record is decoded strictly and must be of the key looked up;
-// every payload it names must be a package of the VM's own database, with the layer split this
+// every payload it names must be a package name, version and architecture (the installer may
+// add packages the VM lacks), once, with the layer split this
 // conversion would make of them; every layer must have the digest and diffID the record gives
 // (checked while it downloads) and put nothing under the excludes (the VM diff and verify never
 // look there); anything the layers place elsewhere that the VM does not hold is undone by the
@@ -304,6 +305,9 @@ func (r *run) grainedHit(ctx context.Context, rc *regCache, key string, e *regca
 	return nil
 }
 
+// pkgIdentRE is a package name, version or architecture of dpkg, rpm or pacman.
+var pkgIdentRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._~:@^-]{0,255}$`)
+
 // payloadKeyRE is a payload entry's key (grained.go: payload-<.deb digest>-<params>).
 var payloadKeyRE = regexp.MustCompile(`^payload-[0-9a-f]{32}-[0-9a-f]{12}$`)
 
@@ -337,18 +341,17 @@ func (r *run) decodeGrained(key string, e *regcache.Entry) (*grainedRecord, erro
 	}
 	eh := payloadParams(r.excludes(), baseDirLinks(r.baseDir))
 	suffix := "-" + hex.EncodeToString(eh[:])[:12]
-	vm := map[[3]string]bool{}
-	for _, p := range r.vmDB.Packages {
-		vm[[3]string{p.Name, p.Version, p.Arch}] = true
-	}
 	seen := map[string]bool{}
 	var ps []payloadLayer
 	bundled := 0
 	for _, gp := range rec.Payloads {
-		id := [3]string{gp.Name, gp.Version, gp.Arch}
+		// The installer may add packages the VM lacks (the VM diff removes their files again),
+		// so a payload need not be one of the VM's: its name, version and architecture must be
+		// what package managers call them, no more (they go into the report and the layers'
+		// history).
 		switch {
-		case !vm[id]:
-			return nil, bad("names %q, not a package of the VM", printable(gp.Name+" "+gp.Version+" "+gp.Arch))
+		case !pkgIdentRE.MatchString(gp.Name) || !pkgIdentRE.MatchString(gp.Version) || !pkgIdentRE.MatchString(gp.Arch):
+			return nil, bad("names %q, not a package name, version and architecture", printable(gp.Name+" "+gp.Version+" "+gp.Arch))
 		case seen[gp.Name+" "+gp.Arch]:
 			return nil, bad("names %q twice", printable(gp.Name))
 		case !payloadKeyRE.MatchString(gp.Key) || !strings.HasSuffix(gp.Key, suffix):

@@ -37,7 +37,8 @@ func WritePayload(w io.Writer, pkg string, tr Entries, excludes []string, dirLin
 	// usr/lib/x through a merged-/usr base's links. A directory seen again is left out (the
 	// first one stays); anything else seen twice is an error, and the package goes whole into
 	// the configuration layer.
-	seen := map[string]bool{} // name -> a directory
+	seen := map[string]bool{}  // name -> a directory
+	links := map[string]bool{} // the payload's own symlinks
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -63,7 +64,13 @@ func WritePayload(w io.Writer, pkg string, tr Entries, excludes []string, dirLin
 			}
 			return info, fmt.Errorf("%w: %s ships %q twice (through the base's directory links)", ErrDuplicate, pkg, key)
 		}
+		if err := underLink(pkg, out, links); err != nil {
+			return info, err
+		}
 		seen[key] = out.Typeflag == tar.TypeDir
+		if out.Typeflag == tar.TypeSymlink {
+			links[key] = true
+		}
 		if err := tw.WriteHeader(out); err != nil {
 			return info, fmt.Errorf("%w: %s: %s: %v", ErrPayload, pkg, out.Name, err)
 		}
@@ -113,4 +120,36 @@ func layerEntry(pkg string, hdr *tar.Header, excludes []string, dirLinks map[str
 		}
 	}
 	return out, false, nil
+}
+
+// underLink refuses an entry (or a hard link's target) under a symlink the payload itself
+// shipped: "usr/lib/x -> /etc" then "usr/lib/x/passwd" would write through the link wherever
+// the layer is applied by something that follows it. No package format installs so (dpkg,
+// pacman and rpm ship a directory's files under the directory); such a package goes whole
+// into the configuration layer.
+func underLink(pkg string, out *tar.Header, links map[string]bool) error {
+	if len(links) == 0 {
+		return nil
+	}
+	for _, name := range []string{out.Name, out.Linkname} {
+		name = strings.TrimSuffix(name, "/")
+		for i := strings.IndexByte(name, '/'); i >= 0; i = next(name, i) {
+			if links[name[:i]] {
+				return fmt.Errorf("%w: %s ships %q under its own symlink %q", ErrPayload, pkg, name, name[:i])
+			}
+		}
+		if out.Typeflag != tar.TypeLink {
+			break
+		}
+	}
+	return nil
+}
+
+// next is the index of the '/' after i in name, or -1.
+func next(name string, i int) int {
+	j := strings.IndexByte(name[i+1:], '/')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
 }

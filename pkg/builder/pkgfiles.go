@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -77,7 +76,7 @@ func (b *build) collectPackages() error {
 	for _, dir := range caches {
 		err := fs.WalkDir(r.FS(), dir, func(p string, de fs.DirEntry, err error) error {
 			if err != nil {
-				if p == dir && errors.Is(err, fs.ErrNotExist) {
+				if p == dir { // no such cache here, or not one inside the root
 					return fs.SkipAll
 				}
 				return err

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/vm2image/vm2image/internal/testenv"
+	"github.com/vm2image/vm2image/pkg/convert"
+)
+
+// convertGrainedTwice converts vm onto base twice with --package-layers grained, each time with
+// a cache directory of its own (nothing of the first conversion is reused: the second installs
+// and makes its payload layers again), loads each image into the engine, and checks both: a
+// payload layer of its own for every package the VM adds to the base (want), none left to the
+// configuration layer for want of a package file, the same package giving the same layer in
+// both, and verify finding the image equal to the VM.
+func convertGrainedTwice(t *testing.T, vm, base, name string, want []string, check func(t *testing.T, vm, tag string)) {
+	t.Helper()
+	var layers []map[string]string // package -> diffID
+	for i := range 2 {
+		cacheDir := t.TempDir()
+		rep, _ := convertDirWith(t, vm, base, fmt.Sprintf("vm2image-test/%s-grained%d:%d", name, i, os.Getpid()), func(o *convertOptions) {
+			o.packageLayers, o.cacheDir = string(convert.PackageLayersGrained), cacheDir
+		})
+		g := rep.Packages.Grained
+		if g == nil {
+			t.Fatalf("conversion %d: no grained layers: %+v", i, rep.Packages)
+		}
+		got := map[string]string{}
+		for _, l := range g.Layers {
+			got[l.Name] = l.DiffID
+		}
+		for _, w := range want {
+			if got[w] == "" {
+				t.Errorf("conversion %d: no payload layer for %s: layers %+v, without a package file %v", i, w, g.Layers, g.NoArchive)
+			}
+		}
+		if len(g.NoArchive) > 0 {
+			t.Errorf("conversion %d: packages without a package file: %v", i, g.NoArchive)
+		}
+		roles := map[string]int{}
+		for _, l := range rep.Image.Layers {
+			roles[l.Role]++
+		}
+		if roles["package"] != g.OwnLayers || roles["packages-config"] != 1 || roles["packages"] != 0 {
+			t.Errorf("conversion %d: layer roles %v", i, roles)
+		}
+		layers = append(layers, got)
+		check(t, vm, rep.Image.Tag)
+	}
+	for _, w := range want {
+		if layers[0][w] != layers[1][w] {
+			t.Errorf("%s: payload layer %s in one conversion, %s in the other", w, layers[0][w], layers[1][w])
+		}
+	}
+	if !slices.Equal(sortedKeys(layers[0]), sortedKeys(layers[1])) {
+		t.Errorf("payload layers differ: %v and %v", layers[0], layers[1])
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestConvertPacmanGrained converts the test pacman distribution's VM with package-grained
+// layers (the host's pacman from outside the base root): libfoo, app-core and webd each get a
+// payload layer made from the package file pacman downloaded, the same in two conversions, and
+// the image (loaded in the engine) equals the VM.
+func TestConvertPacmanGrained(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	d := testenv.BuildPacmanDist(t)
+	base := testenv.ImportRoot(t, d.Base, "vm2image-test/pacmanbase:bare", d.Key)
+	vm := pacmanVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+	convertGrainedTwice(t, vm, base, "pacman", []string{"libfoo", "app-core", "webd"}, func(t *testing.T, vm, tag string) {
+		checkImage(t, vm, tag, "pacman -Q", pacmanList)
+	})
+}

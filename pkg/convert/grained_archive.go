@@ -11,6 +11,7 @@ import (
 	"github.com/vm2image/vm2image/pkg/debfile"
 	"github.com/vm2image/vm2image/pkg/pacfile"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
+	"github.com/vm2image/vm2image/pkg/rpmfile"
 )
 
 // A payload layer is made from the package file the build downloaded: a .deb (apt), a
@@ -99,6 +100,12 @@ func openPayload(f *os.File, m pkgmgr.Manager, want pkgmgr.Package) (payloadWrit
 		name, version, arch, pw = p.Name, p.Version, p.Arch, p
 	case pkgmgr.Pacman:
 		p, err := pacfile.Open(f.Name(), br)
+		if err != nil {
+			return nil, err
+		}
+		name, version, arch, pw = p.Name, p.Version, p.Arch, p
+	case pkgmgr.RPM:
+		p, err := rpmfile.Open(br)
 		if err != nil {
 			return nil, err
 		}

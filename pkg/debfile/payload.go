@@ -45,7 +45,7 @@ func WritePayload(w io.Writer, pkg string, tr Entries, excludes []string, dirLin
 			break
 		}
 		if err != nil {
-			return info, fmt.Errorf("%w: %s data: %v", ErrPayload, pkg, err)
+			return info, fmt.Errorf("%w: %s data: %w", ErrPayload, pkg, err)
 		}
 		out, drop, err := layerEntry(pkg, hdr, excludes, dirLinks)
 		if err != nil || out == nil {

@@ -58,7 +58,7 @@ type Grained struct {
 	Layers      []PayloadLayer `json:"layers"` // the payloads with layers of their own
 	OwnLayers   int            `json:"own_layers"`
 	Bundled     int            `json:"bundled"`
-	NoArchive   []string       `json:"no_archive,omitempty"` // installed packages without a .deb: in the configuration layer
+	NoArchive   []string       `json:"no_archive,omitempty"` // installed packages without a package file: in the configuration layer
 	ConfigBytes int64          `json:"config_bytes"`
 	// Record is the install set's grained entry in the registry cache: taken from it (no
 	// install ran) or stored after this build (grained_regcache.go).

@@ -76,10 +76,15 @@ func archiveFile(m pkgmgr.Manager, dir string, p pkgmgr.Package) string {
 // payloadKey names the cache entry of a package file's payload layer: its format, its digest
 // and what else the layer depends on (payloadParams). dpkg's keys keep their first form.
 func payloadKey(m pkgmgr.Manager, sum, params string) string {
+	return payloadKeyPrefix(m) + sum[:32] + "-" + params[:12]
+}
+
+// payloadKeyPrefix is what the payload keys of m's package format begin with.
+func payloadKeyPrefix(m pkgmgr.Manager) string {
 	if m == pkgmgr.Dpkg {
-		return "payload-" + sum[:32] + "-" + params[:12]
+		return "payload-"
 	}
-	return "payload-" + string(m) + "-" + sum[:32] + "-" + params[:12]
+	return "payload-" + string(m) + "-"
 }
 
 // openPayload opens the package file f from its start with the decoder of m, checked to be the

@@ -78,3 +78,20 @@ func TestAttackRPMPackageClaimsAnother(t *testing.T) {
 		t.Errorf("a file claiming another package: %d layers, no archive %q", len(ps), g.NoArchive)
 	}
 }
+
+// TestPayloadKeysPerFormat: a payload key names its package format: a registry record's key
+// of one format is not taken for another's.
+func TestPayloadKeysPerFormat(t *testing.T) {
+	sum, params := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	for _, m := range []pkgmgr.Manager{pkgmgr.Dpkg, pkgmgr.Pacman, pkgmgr.RPM} {
+		key := payloadKey(m, sum, params)
+		for _, other := range []pkgmgr.Manager{pkgmgr.Dpkg, pkgmgr.Pacman, pkgmgr.RPM} {
+			if got := isPayloadKey(other, key); got != (m == other) {
+				t.Errorf("%s key %q taken as %s's: %v", m, key, other, got)
+			}
+		}
+	}
+	if payloadKey(pkgmgr.Dpkg, sum, params) != "payload-"+sum[:32]+"-"+params[:12] {
+		t.Error("dpkg payload keys changed: every cached payload would be made again")
+	}
+}

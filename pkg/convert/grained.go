@@ -31,14 +31,15 @@ import (
 )
 
 // Package-grained layers (Options.PackageLayers grained): instead of one packages layer, each
-// installed package's payload (the files its .deb ships, under the excludes) is a layer whose
-// bytes depend only on the .deb, so every image that installs the same package version holds
-// the same blob and a registry stores it once; the packages that do not get a layer of their own
-// (the layer budget) share one bundle layer; a last configuration layer holds what installing
-// them did beyond their payloads (the package database, maintainer scripts' results,
-// alternatives, users and groups, diversions), computed as the difference between the base
-// with the payloads applied and the built root. The image's tree is the same as with one
-// packages layer.
+// installed package's payload (the files its package file ships: a .deb, a pacman .pkg.tar.*,
+// an .rpm, grained_archive.go; under the excludes) is a layer whose bytes depend only on the
+// package file, so every image that installs the same package version holds the same blob and
+// a registry stores it once; the packages that do not get a layer of their own (the layer
+// budget) share one bundle layer; a last configuration layer holds what installing them did
+// beyond their payloads (the package database, maintainer scripts' results, alternatives,
+// users and groups, diversions), computed as the difference between the base with the
+// payloads applied and the built root. The image's tree is the same as with one packages
+// layer.
 
 // DefaultMaxLayers is the most layers an image gets: overlayfs stacks about 128 lower
 // directories and Docker refuses more than about 125.

@@ -133,3 +133,26 @@ func TestConvertZypperGrained(t *testing.T) {
 	vm := suseRoot(t, d.VM, testenv.ServeDir(t, d.Repo))
 	convertGrainedTwice(t, vm, base, "zypper", rpmVMPackages, rpmLater, func(t *testing.T, vm, tag string) { checkRPMImage(t, vm, tag) })
 }
+
+// TestConvertGrainedInside: the same with the installer in the base root (pacman, dnf), run in
+// the build sandbox: the package files it downloaded into the root's cache make the payloads.
+func TestConvertGrainedInside(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	t.Run("pacman", func(t *testing.T) {
+		d := testenv.BuildPacmanDist(t)
+		root := testenv.PacmanInstBase(t, d)
+		base := testenv.ImportRoot(t, root, "vm2image-test/pacmanbase:pacman", d.Key+"-"+filepath.Base(root))
+		vm := pacmanVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+		convertGrainedTwice(t, vm, base, "pacman-inside", []string{"libfoo", "app-core", "webd"}, nil, func(t *testing.T, vm, tag string) {
+			checkImage(t, vm, tag, "pacman -Q", pacmanList)
+		})
+	})
+	t.Run("dnf", func(t *testing.T) {
+		d := testenv.BuildRPMDist(t)
+		root := testenv.RPMDistInstBase(t, d)
+		base := testenv.ImportRoot(t, root, "vm2image-test/rpmbase:dnf", d.Key+"-"+filepath.Base(root))
+		vm := rpmVM(t, d.VM, testenv.ServeDir(t, d.Repo))
+		convertGrainedTwice(t, vm, base, "rpm-inside", rpmVMPackages, rpmLater, func(t *testing.T, vm, tag string) { checkRPMImage(t, vm, tag) })
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
@@ -104,7 +105,8 @@ func copyPackageOut(r *os.Root, p, dst string) error {
 	if _, err := os.Lstat(dst); err == nil {
 		return nil
 	}
-	in, err := r.Open(p)
+	// Non-blocking: a FIFO put in a file's place after the walk does not hang the build.
+	in, err := r.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
@@ -12,7 +13,7 @@ import (
 // TestAttackCollectPackagesStaysInRoot: a build root whose package cache holds a symlink named
 // like a package to a host file, a directory symlink out of the root and a file named to
 // climb: only the real package files come out; nothing of the host is copied into the archive
-// share.
+// share, and a FIFO named like a package does not hang the build.
 func TestAttackCollectPackagesStaysInRoot(t *testing.T) {
 	root, host := t.TempDir(), t.TempDir()
 	secret := filepath.Join(host, "secret.pkg.tar.zst")
@@ -36,6 +37,7 @@ func TestAttackCollectPackagesStaysInRoot(t *testing.T) {
 	}
 	must(os.Symlink(secret, filepath.Join(pkgDir, "link-1-1-x86_64.pkg.tar.zst")))
 	must(os.Symlink(host, filepath.Join(pkgDir, "out")))
+	must(syscall.Mkfifo(filepath.Join(pkgDir, "fifo-1-1-x86_64.pkg.tar.zst"), 0o644)) // reading it would hang the build
 	// The dnf cache itself a link out of the root.
 	must(os.MkdirAll(filepath.Join(root, "var/cache"), 0o755))
 	must(os.Symlink(host, filepath.Join(root, "var/cache/dnf")))

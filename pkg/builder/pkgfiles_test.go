@@ -11,9 +11,10 @@ import (
 )
 
 // TestAttackCollectPackagesStaysInRoot: a build root whose package cache holds a symlink named
-// like a package to a host file, a directory symlink out of the root and a file named to
-// climb: only the real package files come out; nothing of the host is copied into the archive
-// share, and a FIFO named like a package does not hang the build.
+// like a package to a host file, a directory symlink out of the root, a dnf cache that is a
+// link out of the root, a FIFO named like a package, a hidden file and a signature: only the
+// real package file comes out; nothing of the host is copied into the archive share, and the
+// FIFO does not hang the build.
 func TestAttackCollectPackagesStaysInRoot(t *testing.T) {
 	root, host := t.TempDir(), t.TempDir()
 	secret := filepath.Join(host, "secret.pkg.tar.zst")

@@ -254,7 +254,7 @@ func printSummary(w io.Writer, r *convert.Report) {
 			if g := p.Grained; g != nil {
 				row("package layers", "%d payloads with layers of their own, %d bundled, configuration %s", g.OwnLayers, g.Bundled, units.IEC(g.ConfigBytes))
 				if len(g.NoArchive) > 0 {
-					row("without a .deb", "%s (their files are in the configuration layer)", strings.Join(g.NoArchive, " "))
+					row("without a package file", "%s (their files are in the configuration layer)", strings.Join(g.NoArchive, " "))
 				}
 			}
 			if p.Installer != "" {

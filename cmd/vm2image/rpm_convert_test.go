@@ -35,6 +35,12 @@ func rpmVM(t *testing.T, lower, repoURL string) string {
 // convertDir converts dir:root onto base and returns the report and the summary printed.
 func convertDir(t *testing.T, root, base, tag string) (*convert.Report, string) {
 	t.Helper()
+	return convertDirWith(t, root, base, tag, nil)
+}
+
+// convertDirWith is convertDir with options changed by with (nil: none).
+func convertDirWith(t *testing.T, root, base, tag string, with func(*convertOptions)) (*convert.Report, string) {
+	t.Helper()
 	t.Setenv("VM2IMAGE_INIT", testenv.InitBinary(t))
 	var o convertOptions
 	o.load, o.tag, o.base = true, tag, "docker-daemon:"+base
@@ -42,6 +48,9 @@ func convertDir(t *testing.T, root, base, tag string) (*convert.Report, string) 
 	o.output = filepath.Join(t.TempDir(), "vm.tar")
 	o.report = filepath.Join(t.TempDir(), "report.json")
 	o.cacheDir = convertCacheDir()
+	if with != nil {
+		with(&o)
+	}
 	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag).Run() })
 	var out, errOut bytes.Buffer
 	if err := runConvert(context.Background(), o, "dir:"+root, &out, &errOut); err != nil {

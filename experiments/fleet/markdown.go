@@ -80,7 +80,9 @@ func markdown(res *Results) string {
 		if rr == nil {
 			continue
 		}
-		src := func(k string) string { return fmt.Sprintf("%d (%s MiB)", rr.Sources[k].Layers, mib(rr.Sources[k].Bytes)) }
+		src := func(k string) string {
+			return fmt.Sprintf("%d (%s MiB)", rr.Sources[k].Layers, mib(rr.Sources[k].Bytes))
+		}
 		w("| %s | %s | %s | %s | %d of %d |\n", run, src("built"), src("local cache"), src("registry cache"), rr.Installs, len(rr.Steps))
 	}
 	w("\n")

@@ -91,8 +91,8 @@ func holdArchives(shared string) (*cache.Lock, error) {
 	return cache.LockShared(ctx, filepath.Join(shared, cache.StoreLock))
 }
 
-// copyDebs copies (reflinks where it can) every complete .deb of from that to lacks into to,
-// atomically.
+// copyDebs copies (reflinks where it can) every complete package file (.deb; pacman's and rpm's,
+// pkgfiles.go) of from that to lacks into to, atomically.
 func copyDebs(from, to string) error {
 	des, err := os.ReadDir(from)
 	if err != nil {
@@ -100,7 +100,7 @@ func copyDebs(from, to string) error {
 	}
 	for _, de := range des {
 		name := de.Name()
-		if !de.Type().IsRegular() || !strings.HasSuffix(name, ".deb") || strings.HasPrefix(name, ".") {
+		if !de.Type().IsRegular() || !isPackageFile(name) {
 			continue
 		}
 		dst := filepath.Join(to, name)

@@ -150,8 +150,8 @@ type Result struct {
 	// ConfigDropped is the VM's package manager configuration left out of the build root:
 	// keys outside the allowlist (hooks, programs, paths), files the builder does not carry.
 	ConfigDropped []pkgmgr.DroppedConfig
-	// Archives is the shared archive directory of the build's .deb files (dpkg; hold it with
-	// HoldArchives while reading), "" without an archive cache.
+	// Archives is the shared archive directory of the build's package files (.deb, pacman's
+	// .pkg.tar.*, .rpm; hold it with HoldArchives while reading), "" without an archive cache.
 	Archives string
 }
 
@@ -188,7 +188,7 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, func() error, 
 	res, cleanup, err := buildOrReuse(ctx, in, opts)
 	if res != nil {
 		res.ConfigDropped = dropped
-		if opts.AptArchiveCache != "" && in.Plan.Manager == pkgmgr.Dpkg {
+		if opts.AptArchiveCache != "" && (in.Plan.Manager == pkgmgr.Dpkg || packageCaches[in.Plan.Manager] != nil && opts.Backend != Docker) {
 			res.Archives = filepath.Join(opts.AptArchiveCache, archiveShareKey(in))
 		}
 	}

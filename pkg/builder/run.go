@@ -147,9 +147,18 @@ func (b *build) newChroot(archives string) (backend, error) {
 	return o, nil
 }
 
-// seedArchives prepares the private apt archive directory; "" when there is none.
+// seedArchives prepares the private apt archive directory, to bind at /var/cache/apt/archives;
+// "" when there is none. pacman and rpm builds get a private archive directory of their own,
+// not bound (pkgfiles.go).
 func (b *build) seedArchives() (string, error) {
-	if b.opts.AptArchiveCache == "" || b.in.Plan.Manager != pkgmgr.Dpkg {
+	if b.opts.AptArchiveCache == "" {
+		return "", nil
+	}
+	if packageCaches[b.in.Plan.Manager] != nil && b.opts.Backend != Docker {
+		b.archives = filepath.Join(b.workDir, "archives")
+		return "", os.MkdirAll(b.archives, 0o700)
+	}
+	if b.in.Plan.Manager != pkgmgr.Dpkg {
 		return "", nil
 	}
 	dir := filepath.Join(b.workDir, "archives")
@@ -308,6 +317,12 @@ func (b *build) publishOnce() {
 		return
 	}
 	b.published = true
+	if b.in.Plan != nil && packageCaches[b.in.Plan.Manager] != nil {
+		if err := b.collectPackages(); err != nil {
+			b.opts.Logf("keeping downloaded packages: %v", err)
+			return
+		}
+	}
 	shared := filepath.Join(b.opts.AptArchiveCache, archiveShareKey(b.in))
 	if err := publishArchives(b.archives, shared); err != nil {
 		b.opts.Logf("sharing downloaded packages: %v", err)

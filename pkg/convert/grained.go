@@ -31,14 +31,15 @@ import (
 )
 
 // Package-grained layers (Options.PackageLayers grained): instead of one packages layer, each
-// installed package's payload (the files its .deb ships, under the excludes) is a layer whose
-// bytes depend only on the .deb, so every image that installs the same package version holds
-// the same blob and a registry stores it once; the packages that do not get a layer of their own
-// (the layer budget) share one bundle layer; a last configuration layer holds what installing
-// them did beyond their payloads (the package database, maintainer scripts' results,
-// alternatives, users and groups, diversions), computed as the difference between the base
-// with the payloads applied and the built root. The image's tree is the same as with one
-// packages layer.
+// installed package's payload (the files its package file ships: a .deb, a pacman .pkg.tar.*,
+// an .rpm, grained_archive.go; under the excludes) is a layer whose bytes depend only on the
+// package file, so every image that installs the same package version holds the same blob and
+// a registry stores it once; the packages that do not get a layer of their own (the layer
+// budget) share one bundle layer; a last configuration layer holds what installing them did
+// beyond their payloads (the package database, maintainer scripts' results, alternatives,
+// users and groups, diversions), computed as the difference between the base with the
+// payloads applied and the built root. The image's tree is the same as with one packages
+// layer.
 
 // DefaultMaxLayers is the most layers an image gets: overlayfs stacks about 128 lower
 // directories and Docker refuses more than about 125.
@@ -58,7 +59,7 @@ type Grained struct {
 	Layers      []PayloadLayer `json:"layers"` // the payloads with layers of their own
 	OwnLayers   int            `json:"own_layers"`
 	Bundled     int            `json:"bundled"`
-	NoArchive   []string       `json:"no_archive,omitempty"` // installed packages without a .deb: in the configuration layer
+	NoArchive   []string       `json:"no_archive,omitempty"` // installed packages without a package file: in the configuration layer
 	ConfigBytes int64          `json:"config_bytes"`
 	// Record is the install set's grained entry in the registry cache: taken from it (no
 	// install ran) or stored after this build (grained_regcache.go).
@@ -84,7 +85,7 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 		return err
 	}
 	defer release()
-	payloads, err := r.payloads(ctx, archives, newPackages(installed, baseDB), g)
+	payloads, err := r.payloads(ctx, baseDB.Manager, archives, newPackages(installed, baseDB), g)
 	if err != nil {
 		return err
 	}
@@ -183,9 +184,9 @@ func debName(p pkgmgr.Package) string {
 	return p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a") + "_" + p.Arch + ".deb"
 }
 
-// payloads returns the payload layer of every package whose .deb the archive holds, from the
-// cache (keyed by the .deb's digest and the excludes) or made now.
-func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Package, g *Grained) ([]payloadLayer, error) {
+// payloads returns the payload layer of every package whose package file (of manager m) the
+// archive holds, from the cache (keyed by the file's digest and the excludes) or made now.
+func (r *run) payloads(ctx context.Context, m pkgmgr.Manager, archives string, pkgs []pkgmgr.Package, g *Grained) ([]payloadLayer, error) {
 	d, err := r.cacheRoot().Dir(cache.Layers, nil, r.opts.Notef)
 	if err != nil {
 		return nil, err
@@ -197,21 +198,17 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		deb := ""
-		if archives != "" {
-			deb = filepath.Join(archives, debName(p))
-		}
 		// The layer is made from the very bytes hashed for its key: one open file.
-		f, sum, err := openDigest(deb)
+		f, sum, err := openDigest(archiveFile(m, archives, p))
 		if err != nil {
 			g.NoArchive = append(g.NoArchive, p.Name+"="+p.Version)
 			continue
 		}
-		key := "payload-" + sum[:32] + "-" + hex.EncodeToString(eh[:])[:12]
+		key := payloadKey(m, sum, hex.EncodeToString(eh[:]))
 		source := SourceLocalCache
 		dir, l, err := d.Get(ctx, key, func(ctx context.Context, dir string) (err error) {
-			source, err = r.fillPayload(ctx, key, dir, func() error { return writePayload(f, p, r.excludes(), links, dir) },
-				func() (debfile.LayerInfo, error) { return payloadInfo(f, p, r.excludes(), links) })
+			source, err = r.fillPayload(ctx, key, dir, func() error { return writePayload(f, m, p, r.excludes(), links, dir) },
+				func() (debfile.LayerInfo, error) { return payloadInfo(f, m, p, r.excludes(), links) })
 			return err
 		})
 		f.Close()
@@ -234,10 +231,10 @@ func (r *run) payloads(ctx context.Context, archives string, pkgs []pkgmgr.Packa
 	return out, nil
 }
 
-// writePayload makes a cache entry: the payload layer of the .deb, checked to be the package it
-// is named for.
-func writePayload(f *os.File, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
-	p, err := openPayload(f, want)
+// writePayload makes a cache entry: the payload layer of the package file, checked to be the
+// package it is named for.
+func writePayload(f *os.File, m pkgmgr.Manager, want pkgmgr.Package, excludes []string, links map[string]string, dir string) error {
+	p, err := openPayload(f, m, want)
 	if err != nil {
 		return err
 	}
@@ -260,25 +257,10 @@ func writePayload(f *os.File, want pkgmgr.Package, excludes []string, links map[
 	return os.WriteFile(filepath.Join(dir, "layer.json"), b, 0o600)
 }
 
-// openPayload opens the .deb f from its start, checked to be the package it is named for.
-func openPayload(f *os.File, want pkgmgr.Package) (*debfile.Package, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	p, err := debfile.Open(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if p.Name != want.Name || p.Version != want.Version || p.Arch != want.Arch {
-		return nil, fmt.Errorf("%s holds %s %s %s", filepath.Base(f.Name()), p.Name, p.Version, p.Arch)
-	}
-	return p, nil
-}
-
 // payloadInfo is what writePayload would record of the .deb's payload layer (its diffID, size
 // and entries), computed without writing the layer: what a layer from elsewhere must be.
-func payloadInfo(f *os.File, want pkgmgr.Package, excludes []string, links map[string]string) (debfile.LayerInfo, error) {
-	p, err := openPayload(f, want)
+func payloadInfo(f *os.File, m pkgmgr.Manager, want pkgmgr.Package, excludes []string, links map[string]string) (debfile.LayerInfo, error) {
+	p, err := openPayload(f, m, want)
 	if err != nil {
 		return debfile.LayerInfo{}, err
 	}

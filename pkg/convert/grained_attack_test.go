@@ -42,7 +42,7 @@ func TestAttackPayloadKeyLinkCollision(t *testing.T) {
 	layerOf := func(base string) []string {
 		r := &run{opts: Options{CacheDir: cacheDir, Warnf: t.Logf, Notef: t.Logf, Logf: t.Logf}, baseDir: base}
 		defer r.close()
-		ps, err := r.payloads(context.Background(), archives, []pkgmgr.Package{pkg}, &Grained{})
+		ps, err := r.payloads(context.Background(), pkgmgr.Dpkg, archives, []pkgmgr.Package{pkg}, &Grained{})
 		if err != nil || len(ps) != 1 {
 			t.Fatalf("payloads: %v (%d)", err, len(ps))
 		}
@@ -96,7 +96,7 @@ func TestGrainedConfigRootFoundAgain(t *testing.T) {
 	for range 2 {
 		r := &run{opts: Options{CacheDir: cacheDir, Warnf: t.Logf, Notef: t.Logf, Logf: t.Logf}, baseDir: base,
 			oldDir: base, work: t.TempDir(), base: &image.Base{Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}}}
-		ps, err := r.payloads(context.Background(), archives, []pkgmgr.Package{pkg}, &Grained{})
+		ps, err := r.payloads(context.Background(), pkgmgr.Dpkg, archives, []pkgmgr.Package{pkg}, &Grained{})
 		if err != nil || len(ps) != 1 {
 			t.Fatalf("payloads: %v (%d)", err, len(ps))
 		}

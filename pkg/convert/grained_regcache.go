@@ -308,8 +308,15 @@ func (r *run) grainedHit(ctx context.Context, rc *regCache, key string, e *regca
 // pkgIdentRE is a package name, version or architecture of dpkg, rpm or pacman.
 var pkgIdentRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._~:@^-]{0,255}$`)
 
-// payloadKeyRE is a payload entry's key (grained.go: payload-<.deb digest>-<params>).
-var payloadKeyRE = regexp.MustCompile(`^payload-[0-9a-f]{32}-[0-9a-f]{12}$`)
+// payloadKeyRE is a payload entry's key after its format's prefix (grained_archive.go:
+// <package file digest>-<params>).
+var payloadKeyRE = regexp.MustCompile(`^[0-9a-f]{32}-[0-9a-f]{12}$`)
+
+// isPayloadKey says whether key is a payload key of the package format of m.
+func isPayloadKey(m pkgmgr.Manager, key string) bool {
+	rest, ok := strings.CutPrefix(key, payloadKeyPrefix(m))
+	return ok && payloadKeyRE.MatchString(rest)
+}
 
 // decodeGrained decodes e's record strictly and checks it against this conversion: its key,
 // its layers' digests, its packages (the VM's own) and its split (the one this conversion
@@ -354,7 +361,7 @@ func (r *run) decodeGrained(key string, e *regcache.Entry) (*grainedRecord, erro
 			return nil, bad("names %q, not a package name, version and architecture", printable(gp.Name+" "+gp.Version+" "+gp.Arch))
 		case seen[gp.Name+" "+gp.Arch]:
 			return nil, bad("names %q twice", printable(gp.Name))
-		case !payloadKeyRE.MatchString(gp.Key) || !strings.HasSuffix(gp.Key, suffix):
+		case !isPayloadKey(r.vmDB.Manager, gp.Key) || !strings.HasSuffix(gp.Key, suffix):
 			return nil, bad("payload key %q is not one of this conversion's", printable(gp.Key))
 		case !validDiffID(gp.Layer.DiffID) || gp.Layer.Size < 0 || gp.Layer.Entries < 0 || gp.Layer.Dropped < 0:
 			return nil, bad("payload of %s: layer %q (%d bytes)", gp.Name, printable(gp.Layer.DiffID), gp.Layer.Size)

@@ -47,7 +47,7 @@ func regcachePayloadSetup(t *testing.T) (repo, key string, legit []byte, second 
 			Warnf: func(f string, a ...any) { t.Logf(f, a...); _, _ = io.WriteString(warn, fmt.Sprintf(f, a...)+"\n") }},
 			baseDir: base, report: &Report{}}
 		t.Cleanup(r.close)
-		ps, err := r.payloads(context.Background(), archives, []pkgmgr.Package{pkg}, &Grained{})
+		ps, err := r.payloads(context.Background(), pkgmgr.Dpkg, archives, []pkgmgr.Package{pkg}, &Grained{})
 		if err != nil || len(ps) != 1 {
 			t.Fatalf("payloads: %v (%d)", err, len(ps))
 		}

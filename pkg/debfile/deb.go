@@ -3,6 +3,7 @@ package debfile
 import (
 	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -190,8 +191,16 @@ func parseFields(b []byte) map[string]string {
 	return out
 }
 
+// Decompress reads r, named name, through the decompressor its suffix names (.gz, .xz, .zst,
+// .bz2; .tar as is), each bounded as for a .deb's members: xz dictionaries at most 64 MiB,
+// zstd windows at most 256 MiB. Errors wrap ErrFormat. Package formats other than .deb (pacman,
+// rpm payloads) use it so that one implementation bounds them all.
+func Decompress(name string, r io.Reader) (io.Reader, error) { return decompress(name, r) }
+
 func decompress(name string, r io.Reader) (io.Reader, error) {
 	switch {
+	case strings.HasSuffix(name, ".bz2"):
+		return bzip2.NewReader(r), nil
 	case strings.HasSuffix(name, ".gz"):
 		zr, err := gzip.NewReader(r)
 		if err != nil {

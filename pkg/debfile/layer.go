@@ -2,8 +2,6 @@ package debfile
 
 import (
 	"archive/tar"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,82 +24,17 @@ type LayerInfo struct {
 // ("./usr/bin/x" is "usr/bin/x"), without the root entry and without what the anchored exclude
 // patterns cover. Nothing of the converter or the VM enters it, so a package's layer is the same
 // blob wherever the same .deb is converted. Names that climb out, whiteouts and unknown entry
-// types are refused (ErrFormat).
+// types are refused (ErrFormat and ErrPayload).
 //
 // dirLinks are the base's directory symlinks (relative path -> relative target, "bin" ->
 // "usr/bin" on a merged-/usr system): dpkg installs through them, so an entry under one is
 // written at its target and the directory entry itself is left out, as dpkg leaves the link.
 func (p *Package) WriteLayer(w io.Writer, excludes []string, dirLinks map[string]string) (LayerInfo, error) {
-	var info LayerInfo
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(w, h)}
-	tw := tar.NewWriter(cw)
-	tr := tar.NewReader(p.Data)
-	// Each name once: an engine refuses a layer that holds a path twice ("duplicates of file
-	// paths not supported"), and a .deb that ships lib/x and usr/lib/x lands both at usr/lib/x
-	// through a merged-/usr base's links. A directory seen again is left out (the first one
-	// stays); anything else seen twice is an error, and the package goes whole into the
-	// configuration layer.
-	seen := map[string]bool{} // name -> a directory
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return info, fmt.Errorf("%w: %s data: %v", ErrFormat, p.Name, err)
-		}
-		name, err := archive.SafeName(hdr.Name)
-		if err != nil {
-			return info, fmt.Errorf("%w: %s: %v", ErrFormat, p.Name, err)
-		}
-		if name == "." {
-			continue
-		}
-		if _, isLink := dirLinks[name]; isLink && hdr.Typeflag == tar.TypeDir {
-			continue
-		}
-		name = throughLinks(name, dirLinks)
-		if archive.IsWhiteout(name) {
-			return info, fmt.Errorf("%w: %s ships %q, a whiteout name", ErrFormat, p.Name, name)
-		}
-		if excluded(excludes, name) {
-			info.Dropped++
-			continue
-		}
-		out, err := payloadHeader(hdr, name)
-		if err != nil {
-			return info, fmt.Errorf("%w: %s: %v", ErrFormat, p.Name, err)
-		}
-		if out.Typeflag == tar.TypeLink {
-			out.Linkname = throughLinks(out.Linkname, dirLinks)
-		}
-		if out.Typeflag == tar.TypeLink && excluded(excludes, out.Linkname) {
-			return info, fmt.Errorf("%s: %q is a hard link to %q, which the excludes leave out", p.Name, name, out.Linkname)
-		}
-		key := strings.TrimSuffix(out.Name, "/")
-		if dir, dup := seen[key]; dup {
-			if dir && out.Typeflag == tar.TypeDir {
-				continue
-			}
-			return info, fmt.Errorf("%w: %s ships %q twice (through the base's directory links)", ErrDuplicate, p.Name, key)
-		}
-		seen[key] = out.Typeflag == tar.TypeDir
-		if err := tw.WriteHeader(out); err != nil {
-			return info, err
-		}
-		if out.Typeflag == tar.TypeReg {
-			if _, err := io.Copy(tw, tr); err != nil {
-				return info, fmt.Errorf("%w: %s: %s: %v", ErrFormat, p.Name, name, err)
-			}
-		}
-		info.Entries++
+	info, err := WritePayload(w, p.Name, tar.NewReader(p.Data), excludes, dirLinks)
+	if errors.Is(err, ErrPayload) {
+		err = fmt.Errorf("%w: %w", ErrFormat, err)
 	}
-	if err := tw.Close(); err != nil {
-		return info, err
-	}
-	info.DiffID, info.Size = "sha256:"+hex.EncodeToString(h.Sum(nil)), cw.n
-	return info, nil
+	return info, err
 }
 
 // payloadHeader is hdr as a layer entry: only what a layer keeps, nothing of the archive's

@@ -122,7 +122,8 @@ func tarOf(t *testing.T, entries ...tar.Header) string {
 }
 
 // TestWriteLayerRefusesHostilePayloads: a .deb whose data climbs out of the root, carries a
-// whiteout or hard-links outside is refused, and nothing is written for it.
+// whiteout, hard-links outside or writes through a symlink it ships itself is refused, and
+// nothing is written for it.
 func TestWriteLayerRefusesHostilePayloads(t *testing.T) {
 	var cb bytes.Buffer
 	tw := tar.NewWriter(&cb)
@@ -136,6 +137,8 @@ func TestWriteLayerRefusesHostilePayloads(t *testing.T) {
 		"absolute": tarOf(t, tar.Header{Name: "/etc/evil", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}),
 		"whiteout": tarOf(t, tar.Header{Name: "./etc/.wh.passwd", Typeflag: tar.TypeReg, Mode: 0o644}),
 		"hardlink": tarOf(t, tar.Header{Name: "./x", Typeflag: tar.TypeLink, Linkname: "../../etc/shadow"}),
+		"through its own symlink": tarOf(t, tar.Header{Name: "./usr/lib/evil", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
+			tar.Header{Name: "./usr/lib/evil/cron.d/x", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}),
 	} {
 		deb := arFile([2]string{"debian-binary", "2.0\n"}, [2]string{"control.tar", control}, [2]string{"data.tar", data})
 		p, err := Open(bytes.NewReader(deb))

@@ -368,28 +368,7 @@ type layerResult struct {
 // so the cached base+payloads root is found again by another conversion, whose bundle is in its
 // own work directory.
 func (r *run) configLayer(ctx context.Context, payloadPaths, ids []string) (layerResult, error) {
-	h := sha256.New()
-	for _, id := range ids {
-		fmt.Fprintln(h, id)
-	}
-	key := "payloads-" + r.base.Digest.Hex[:16] + "-" + hex.EncodeToString(h.Sum(nil))[:32]
-	withPayloads, err := r.cachedRoot(ctx, key, func(ctx context.Context, dir string) error {
-		if err := copyTree(ctx, r.baseDir, dir); err != nil {
-			return err
-		}
-		for _, p := range payloadPaths {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			err = image.ApplyLayer(ctx, dir, f)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("applying %s: %w", filepath.Base(p), err)
-			}
-		}
-		return nil
-	})
+	withPayloads, _, err := r.baseWithLayers(ctx, "payloads-", payloadPaths, ids)
 	if err != nil {
 		return layerResult{}, err
 	}
@@ -424,6 +403,34 @@ func (r *run) configLayer(ctx context.Context, payloadPaths, ids []string) (laye
 		return layerResult{}, fmt.Errorf("writing the packages configuration layer: %w", err)
 	}
 	return layerResult{path: path, size: hc.n, diffID: hc.diffID()}, nil
+}
+
+// baseWithLayers is the cached tree of the base with the layer files paths applied in turn,
+// keyed by prefix, the base and ids (the layers' contents: diffIDs), and that key.
+func (r *run) baseWithLayers(ctx context.Context, prefix string, paths, ids []string) (string, string, error) {
+	h := sha256.New()
+	for _, id := range ids {
+		fmt.Fprintln(h, id)
+	}
+	key := prefix + r.base.Digest.Hex[:16] + "-" + hex.EncodeToString(h.Sum(nil))[:32]
+	dir, err := r.cachedRoot(ctx, key, func(ctx context.Context, dir string) error {
+		if err := copyTree(ctx, r.baseDir, dir); err != nil {
+			return err
+		}
+		for _, p := range paths {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			err = image.ApplyLayer(ctx, dir, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("applying %s: %w", filepath.Base(p), err)
+			}
+		}
+		return nil
+	})
+	return dir, key, err
 }
 
 // baseDirLinks finds the base's directory symlinks one and two levels down ("bin" -> "usr/bin",

@@ -20,7 +20,6 @@ import (
 	"github.com/vm2image/vm2image/pkg/builder"
 	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/debfile"
-	"github.com/vm2image/vm2image/pkg/image"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 	"github.com/vm2image/vm2image/pkg/regcache"
 )
@@ -257,36 +256,15 @@ func (r *run) grainedHit(ctx context.Context, rc *regCache, key string, e *regca
 
 	// The base+packages tree: the base with the layers applied in the image's order, cached
 	// by their diffIDs (checked digests of what they hold).
-	paths := []string{}
-	h := sha256.New()
+	var paths, ids []string
 	for _, p := range own {
-		paths = append(paths, p.path)
-		fmt.Fprintln(h, p.info.DiffID)
+		paths, ids = append(paths, p.path), append(ids, p.info.DiffID)
 	}
 	if bundlePath != "" {
-		paths = append(paths, bundlePath)
-		fmt.Fprintln(h, rec.BundleDiffID)
+		paths, ids = append(paths, bundlePath), append(ids, rec.BundleDiffID)
 	}
-	paths = append(paths, cfgPath)
-	fmt.Fprintln(h, rec.ConfigDiffID)
-	rootKey := "grained-" + r.base.Digest.Hex[:16] + "-" + hex.EncodeToString(h.Sum(nil))[:32]
-	dir, err := r.cachedRoot(ctx, rootKey, func(ctx context.Context, dir string) error {
-		if err := copyTree(ctx, r.baseDir, dir); err != nil {
-			return err
-		}
-		for _, p := range paths {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			err = image.ApplyLayer(ctx, dir, f)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("applying %s: %w", filepath.Base(p), err)
-			}
-		}
-		return nil
-	})
+	paths, ids = append(paths, cfgPath), append(ids, rec.ConfigDiffID)
+	dir, rootKey, err := r.baseWithLayers(ctx, "grained-", paths, ids)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vm2image/vm2image/pkg/cache"
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
 
@@ -36,17 +37,7 @@ const (
 )
 
 // isPackageFile says whether name is a package file the archive cache keeps.
-func isPackageFile(name string) bool {
-	if strings.HasPrefix(name, ".") {
-		return false
-	}
-	for _, s := range []string{".deb", ".rpm", ".pkg.tar.zst", ".pkg.tar.xz", ".pkg.tar.gz"} {
-		if strings.HasSuffix(name, s) {
-			return true
-		}
-	}
-	return false
-}
+func isPackageFile(name string) bool { return cache.IsPackageFile(name) }
 
 // rootDir is the build root as a host directory, "" for the Docker backend.
 func (b *build) rootDir() string {

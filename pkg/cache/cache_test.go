@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,5 +98,65 @@ func TestPruneSkipsBuildInProgress(t *testing.T) {
 	}
 	if _, err := os.Stat(tmp); err != nil {
 		t.Errorf("the build's temporary directory was removed: %v", err)
+	}
+}
+
+// TestPackageArchivePartitions: builds share package files in partitions of the archive store
+// (apt-archives/PARTITION/, each with its store lock); the list sees them (every package format,
+// not temporary or other files), a prune removes old ones, and leaves alone a partition a build
+// holds and the temporary files in it.
+func TestPackageArchivePartitions(t *testing.T) {
+	root := Root(t.TempDir())
+	old := time.Now().Add(-48 * time.Hour)
+	put := func(rel string) string {
+		p := filepath.Join(root.Path(AptArchives), rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("package"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, rel := range []string{"p1/nginx_1.22_amd64.deb", "p1/foo-1.0-1.x86_64.rpm", "p1/bar-2-1-x86_64.pkg.tar.zst",
+		"p1/notes.txt", "p1/.tmp-x-nginx_1.22_amd64.deb", "p2/held_1_all.deb", "p2/.tmp-y-held_1_all.deb", "top_1_all.deb"} {
+		put(rel)
+	}
+	es, err := root.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, e := range es {
+		if e.Kind == AptArchives {
+			keys = append(keys, e.Key)
+		}
+	}
+	slices.Sort(keys)
+	want := []string{"p1/bar-2-1-x86_64.pkg.tar.zst", "p1/foo-1.0-1.x86_64.rpm", "p1/nginx_1.22_amd64.deb", "p2/held_1_all.deb", "top_1_all.deb"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("listed %q, want %q", keys, want)
+	}
+	held, err := LockShared(context.Background(), filepath.Join(root.Path(AptArchives), "p2", StoreLock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	removed, err := root.Prune(PruneOptions{OlderThan: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 4 {
+		t.Errorf("removed %d entries, want 4 (all but the held partition's)", len(removed))
+	}
+	for rel, kept := range map[string]bool{"p1/nginx_1.22_amd64.deb": false, "p1/.tmp-x-nginx_1.22_amd64.deb": false,
+		"p1/notes.txt": true, "p2/held_1_all.deb": true, "p2/.tmp-y-held_1_all.deb": true, "top_1_all.deb": false} {
+		_, err := os.Stat(filepath.Join(root.Path(AptArchives), rel))
+		if (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", rel, err == nil, kept)
+		}
 	}
 }

@@ -20,6 +20,21 @@ type Entry struct {
 	Size     int64     `json:"size"`      // bytes of its regular files, each inode counted once
 	LastUsed time.Time `json:"last_used"` // when it was made or last taken from the cache
 	InUse    bool      `json:"in_use"`    // held by a running conversion: never pruned
+	lock     string    // a store entry's store lock (its partition's, for package archives)
+}
+
+// IsPackageFile says whether name is a package file the package archive store keeps: a .deb,
+// an .rpm, a pacman .pkg.tar.zst|xz|gz (not hidden: temporary files start with a dot).
+func IsPackageFile(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	for _, s := range []string{".deb", ".rpm", ".pkg.tar.zst", ".pkg.tar.xz", ".pkg.tar.gz"} {
+		if strings.HasSuffix(name, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // storeFiles are the subdirectories of a store kind whose files are its entries.
@@ -80,10 +95,20 @@ func (r Root) listKeyed(k Kind) ([]Entry, error) {
 }
 
 func (r Root) listStore(k Kind, subs []string) ([]Entry, error) {
-	busy := inUse(filepath.Join(r.Path(k), StoreLock))
-	var out []Entry
+	dirs := make([]string, 0, len(subs))
 	for _, sub := range subs {
-		dir := filepath.Join(r.Path(k), sub)
+		dirs = append(dirs, filepath.Join(r.Path(k), sub))
+	}
+	if k == AptArchives {
+		dirs = r.archiveDirs()
+	}
+	var out []Entry
+	for _, dir := range dirs {
+		lock := filepath.Join(r.Path(k), StoreLock)
+		if k == AptArchives {
+			lock = filepath.Join(dir, StoreLock)
+		}
+		busy := inUse(lock)
 		des, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -93,7 +118,7 @@ func (r Root) listStore(k Kind, subs []string) ([]Entry, error) {
 		}
 		for _, de := range des {
 			name := de.Name()
-			if !de.Type().IsRegular() || strings.HasPrefix(name, ".") || (k == AptArchives && !strings.HasSuffix(name, ".deb")) {
+			if !de.Type().IsRegular() || strings.HasPrefix(name, ".") || (k == AptArchives && !IsPackageFile(name)) {
 				continue
 			}
 			fi, err := de.Info()
@@ -101,14 +126,31 @@ func (r Root) listStore(k Kind, subs []string) ([]Entry, error) {
 				continue
 			}
 			key := name
-			if sub != "." {
-				key = filepath.Base(sub) + "/" + name
+			if dir != r.Path(k) {
+				key = filepath.Base(dir) + "/" + name
 			}
 			out = append(out, Entry{Kind: k, Key: key, Path: filepath.Join(dir, name), Size: fi.Size(),
-				LastUsed: lastUse(fi), InUse: busy})
+				LastUsed: lastUse(fi), InUse: busy, lock: lock})
 		}
 	}
 	return out, nil
+}
+
+// archiveDirs are the package archive store's directories: its top (where archives were once
+// shared) and its partitions (one per base and repositories, each with its own store lock).
+func (r Root) archiveDirs() []string {
+	top := r.Path(AptArchives)
+	des, err := os.ReadDir(top)
+	if err != nil {
+		return nil
+	}
+	dirs := []string{top}
+	for _, de := range des {
+		if de.IsDir() && ValidKey(de.Name()) {
+			dirs = append(dirs, filepath.Join(top, de.Name()))
+		}
+	}
+	return dirs
 }
 
 // lastUse is the later of a file's modification and access times (atime where the mount keeps

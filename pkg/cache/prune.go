@@ -35,7 +35,7 @@ func (r Root) Prune(o PruneOptions) (removed []Entry, err error) {
 		total += e.Size
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].LastUsed.Before(entries[j].LastUsed) })
-	stores := map[Kind]*Lock{}
+	stores := map[string]*Lock{} // store locks, by path: nil when in use
 	defer func() {
 		for _, l := range stores {
 			l.Release()
@@ -66,17 +66,17 @@ func (r Root) Prune(o PruneOptions) (removed []Entry, err error) {
 }
 
 // remove removes one entry unless it is in use.
-func (r Root) remove(e Entry, stores map[Kind]*Lock) (bool, error) {
+func (r Root) remove(e Entry, stores map[string]*Lock) (bool, error) {
 	if _, store := storeFiles[e.Kind]; !store {
 		return Dir{Path: r.Path(e.Kind)}.remove(e.Key)
 	}
-	l, held := stores[e.Kind]
+	l, held := stores[e.lock]
 	if !held {
 		var err error
-		if l, err = TryLock(filepath.Join(r.Path(e.Kind), StoreLock)); err != nil {
+		if l, err = TryLock(e.lock); err != nil {
 			return false, err
 		}
-		stores[e.Kind] = l // nil: in use, skip the kind
+		stores[e.lock] = l // nil: in use, skip the store
 	}
 	if l == nil {
 		return false, nil
@@ -88,27 +88,27 @@ func (r Root) remove(e Entry, stores map[Kind]*Lock) (bool, error) {
 }
 
 // cleanStoreTemps removes the temporary files of the stores that nobody holds.
-func (r Root) cleanStoreTemps(stores map[Kind]*Lock) {
-	for _, k := range []Kind{Images, AptArchives} {
-		l, tried := stores[k]
+func (r Root) cleanStoreTemps(stores map[string]*Lock) {
+	held := func(dir string) bool {
+		lock := filepath.Join(dir, StoreLock)
+		l, tried := stores[lock]
 		if !tried {
-			if !exists(r.Path(k)) {
-				continue
-			}
-			l, _ = TryLock(filepath.Join(r.Path(k), StoreLock))
-			stores[k] = l
+			l, _ = TryLock(lock)
+			stores[lock] = l
 		}
-		if l == nil {
+		return l != nil
+	}
+	if exists(r.Path(Images)) && held(r.Path(Images)) {
+		_ = os.RemoveAll(filepath.Join(r.Path(Images), "tmp"))
+	}
+	for _, dir := range r.archiveDirs() {
+		if !held(dir) {
 			continue
 		}
-		if k == Images {
-			_ = os.RemoveAll(filepath.Join(r.Path(k), "tmp"))
-			continue
-		}
-		des, _ := os.ReadDir(r.Path(k))
+		des, _ := os.ReadDir(dir)
 		for _, de := range des {
 			if strings.HasPrefix(de.Name(), ".tmp-") {
-				_ = os.Remove(filepath.Join(r.Path(k), de.Name()))
+				_ = os.Remove(filepath.Join(dir, de.Name()))
 			}
 		}
 	}

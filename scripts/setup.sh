@@ -28,6 +28,7 @@ dockerd                docker.io
 docker-registry        docker-registry
 rpm                    rpm
 rpmbuild               rpm
+rpm2archive            rpm2cpio
 dnf                    dnf
 zypper                 zypper
 createrepo_c           createrepo-c

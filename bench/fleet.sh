@@ -68,27 +68,7 @@ for strategy in single grained; do
 done
 
 # floor: every distinct file content of the fleet, gzip-compressed once.
-floor=$(python3 - "$work/roots" <<'PY'
-import hashlib, os, sys, zlib
-seen, total = set(), 0
-for line in open(sys.argv[1]):
-    _, root = line.split()
-    for d, dirs, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            if not os.path.isfile(p) or os.path.islink(p):
-                continue
-            try:
-                b = open(p, 'rb').read()
-            except OSError:
-                continue
-            h = hashlib.sha256(b).digest()
-            if h not in seen:
-                seen.add(h)
-                total += len(zlib.compress(b, 6))
-print(total)
-PY
-)
+floor=$(awk '{print $2}' "$work/roots" | xargs python3 scripts/floor.py)
 
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b/1048576}'; }
 echo "fleet: ${names[*]} (load $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -71,24 +71,7 @@ echo "workers $workers" >> "$work/meta"
 		total=$((total + sz)); echo "$n $total $sz" >> "$work/one-layer.tmp"
 	done
 	mv "$work/one-layer.tmp" "$work/one-layer"
-	awk '$1=="vm" {print $5}' "$work/roots" | python3 -c '
-import hashlib, os, sys, zlib
-seen, total = set(), 0
-for root in sys.stdin.read().split():
-    for d, dirs, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            if os.path.islink(p) or not os.path.isfile(p):
-                continue
-            try:
-                b = open(p, "rb").read()
-            except OSError:
-                continue
-            h = hashlib.sha256(b).digest()
-            if h not in seen:
-                seen.add(h)
-                total += len(zlib.compress(b, 6))
-print(total)' > "$work/floor"
+	awk '$1=="vm" {print $5}' "$work/roots" | xargs python3 scripts/floor.py > "$work/floor"
 ) > "$work/offline.log" 2>&1 &
 offline=$!
 

@@ -218,17 +218,23 @@ func (r *run) payloads(ctx context.Context, m pkgmgr.Manager, archives string, p
 			continue
 		}
 		r.cleanup = append(r.cleanup, func() error { l.Release(); return nil })
-		var info debfile.LayerInfo
-		b, err := os.ReadFile(filepath.Join(dir, "layer.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &info)
-		}
+		info, _, err := readLayerInfo(dir)
 		if err != nil {
 			return nil, fmt.Errorf("reading the payload layer of %s: %w", p.Name, err)
 		}
 		out = append(out, payloadLayer{pkg: p, path: filepath.Join(dir, "layer.tar"), info: info, source: source, key: key})
 	}
 	return out, nil
+}
+
+// readLayerInfo reads a payload cache entry's record (layer.json): decoded, and as written.
+func readLayerInfo(dir string) (debfile.LayerInfo, []byte, error) {
+	var info debfile.LayerInfo
+	b, err := os.ReadFile(filepath.Join(dir, "layer.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &info)
+	}
+	return info, b, err
 }
 
 // writePayload makes a cache entry: the payload layer of the package file, checked to be the

@@ -200,11 +200,7 @@ func (r *run) grainedHit(ctx context.Context, rc *regCache, key string, e *regca
 		}
 		if hit {
 			r.cleanup = append(r.cleanup, func() error { l.Release(); return nil })
-			var info debfile.LayerInfo
-			b, err := os.ReadFile(filepath.Join(d.Path, gp.Key, "layer.json"))
-			if err == nil {
-				err = json.Unmarshal(b, &info)
-			}
+			info, _, err := readLayerInfo(filepath.Join(d.Path, gp.Key))
 			if err != nil {
 				return fmt.Errorf("reading the payload layer of %s: %w", gp.Name, err)
 			}
@@ -385,13 +381,10 @@ func (r *run) decodeGrained(key string, e *regcache.Entry) (*grainedRecord, erro
 
 // samePayload checks a payload entry against the layer the record names.
 func samePayload(e *regcache.Entry, want debfile.LayerInfo) error {
-	dec := json.NewDecoder(bytes.NewReader(e.Meta))
-	dec.DisallowUnknownFields()
-	var info debfile.LayerInfo
-	if err := dec.Decode(&info); err != nil {
-		return fmt.Errorf("%w: layer.json: %v", regcache.ErrEntry, err)
+	if _, err := entryLayerInfo(e); err != nil {
+		return err
 	}
-	if info.DiffID != want.DiffID || info.Size != want.Size || e.DiffID != want.DiffID || e.UncompressedSize != want.Size {
+	if e.DiffID != want.DiffID || e.UncompressedSize != want.Size {
 		return fmt.Errorf("%w: the entry holds %s (%d bytes), the record names %s (%d bytes)", regcache.ErrEntry, e.DiffID, e.UncompressedSize, want.DiffID, want.Size)
 	}
 	return nil

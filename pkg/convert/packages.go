@@ -97,14 +97,15 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 	if err := r.packagesFromRegistry(ctx, in, layers); err != nil {
 		return err
 	}
+	cached := builder.Cached(in, opts)
 	if r.opts.PackageLayers == PackageLayersGrained {
 		// The install set's grained layers from the registry cache: nothing to install. With
 		// the build in the local cache, only whether the registry cache lacks them.
-		if hit, err := r.grainedFromRegistry(ctx, in, !builder.Cached(in, opts)); hit || err != nil {
+		if hit, err := r.grainedFromRegistry(ctx, in, !cached); hit || err != nil {
 			return err
 		}
 	}
-	if !builder.Cached(in, opts) {
+	if !cached {
 		r.startPrefetch(ctx) // the VM's side, beside the install (prefetch.go)
 	}
 	start := time.Now()

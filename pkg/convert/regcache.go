@@ -113,12 +113,7 @@ func (r *run) fillPayload(ctx context.Context, key, dir string, build func() err
 	if err := build(); err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "layer.json"))
-	var info debfile.LayerInfo
-	if err == nil {
-		err = json.Unmarshal(b, &info)
-	}
-	if err == nil {
+	if info, b, err := readLayerInfo(dir); err == nil {
 		rc.pending = append(rc.pending, pendingEntry{key: key, diffID: info.DiffID, meta: b})
 	}
 	return SourceBuilt, nil
@@ -148,16 +143,25 @@ func (r *run) fromRegistry(ctx context.Context, rc *regCache, key, dir string, l
 	return true
 }
 
-// fetchPayload checks e's meta (a payload's layer.json) and downloads its layer into dir.
-func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry, dir string, local func() (debfile.LayerInfo, error)) error {
+// entryLayerInfo decodes a payload entry's meta (its layer.json) strictly; it must agree with
+// the entry.
+func entryLayerInfo(e *regcache.Entry) (debfile.LayerInfo, error) {
 	dec := json.NewDecoder(bytes.NewReader(e.Meta))
 	dec.DisallowUnknownFields()
 	var info debfile.LayerInfo
 	if err := dec.Decode(&info); err != nil {
-		return fmt.Errorf("%w: layer.json: %v", regcache.ErrEntry, err)
+		return info, fmt.Errorf("%w: layer.json: %v", regcache.ErrEntry, err)
 	}
 	if info.DiffID != e.DiffID || info.Size != e.UncompressedSize || info.Entries < 0 || info.Dropped < 0 {
-		return fmt.Errorf("%w: layer.json says %s (%d bytes), the entry %s (%d bytes)", regcache.ErrEntry, info.DiffID, info.Size, e.DiffID, e.UncompressedSize)
+		return info, fmt.Errorf("%w: layer.json says %s (%d bytes), the entry %s (%d bytes)", regcache.ErrEntry, info.DiffID, info.Size, e.DiffID, e.UncompressedSize)
+	}
+	return info, nil
+}
+
+// fetchPayload checks e's meta (a payload's layer.json) and downloads its layer into dir.
+func (r *run) fetchPayload(ctx context.Context, rc *regCache, e *regcache.Entry, dir string, local func() (debfile.LayerInfo, error)) error {
+	if _, err := entryLayerInfo(e); err != nil {
+		return err
 	}
 	want, err := local()
 	if err != nil {

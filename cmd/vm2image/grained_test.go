@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/vm2image/vm2image/internal/testenv"
 	"github.com/vm2image/vm2image/pkg/convert"
 )
@@ -99,5 +101,49 @@ func TestGrainedPackageLayers(t *testing.T) {
 		if id := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(b)), "Loaded image ID:")); strings.HasPrefix(id, "sha256:") {
 			exec.Command("docker", "rmi", "-f", id).Run()
 		}
+	}
+}
+
+// TestGrainedBuildWithoutArchives: the packages build comes from the cache but its package
+// files are gone (an archive store pruned, or a layer taken from a registry cache, which
+// carries no package files). The conversion downloads them again, nothing installed, and
+// the image holds the same payload layers as when they were built.
+func TestGrainedBuildWithoutArchives(t *testing.T) {
+	testenv.Short(t)
+	testenv.RequireDocker(t)
+	root := testenv.Root(t, webLite)
+	cacheDir := t.TempDir() // its own cache: the shared one's archives stay
+	dir := t.TempDir()
+	first := convertGrained(t, root, filepath.Join(dir, "first.tar"), "--cache-dir", cacheDir)
+	if first.Packages.CacheHit || first.Packages.Grained.Downloaded != 0 || len(first.Packages.Grained.NoArchive) > 0 {
+		t.Fatalf("first conversion: cache hit %v, grained %+v", first.Packages.CacheHit, first.Packages.Grained)
+	}
+	stores, err := filepath.Glob(filepath.Join(cacheDir, "*archives*"))
+	must(t, err)
+	if len(stores) == 0 {
+		t.Fatalf("no archive store in %s", cacheDir)
+	}
+	for _, s := range stores {
+		must(t, os.RemoveAll(s))
+	}
+	out := filepath.Join(dir, "second.tar")
+	second := convertGrained(t, root, out, "--cache-dir", cacheDir)
+	g := second.Packages.Grained
+	if !second.Packages.CacheHit || g.Downloaded == 0 || len(g.NoArchive) > 0 {
+		t.Fatalf("second conversion: cache hit %v, grained %+v", second.Packages.CacheHit, g)
+	}
+	want := map[string]string{}
+	for _, l := range first.Packages.Grained.Layers {
+		want[l.Name+" "+l.Version] = l.DiffID
+	}
+	got := map[string]string{}
+	for _, l := range g.Layers {
+		got[l.Name+" "+l.Version] = l.DiffID
+	}
+	if d := cmp.Diff(want, got); d != "" || len(got) == 0 {
+		t.Errorf("payload layers after the archives were pruned (-built +fetched):\n%s", d)
+	}
+	if v, err := exec.Command(vm2imageBinary(t), "verify", out, "dir:"+root).CombinedOutput(); err != nil {
+		t.Errorf("verify: %v\n%s", err, v)
 	}
 }

@@ -93,11 +93,26 @@ func buildEntry(ctx context.Context, in Input, opts Options, key string, lock *f
 
 // run starts the backend, installs, and leaves the built tree ready for the diff.
 func (b *build) run(ctx context.Context) error {
+	start := time.Now()
+	if err := b.start(ctx); err != nil {
+		return err
+	}
+	if err := b.install(ctx); err != nil {
+		return err
+	}
+	b.res.InstallTime = time.Since(start)
+	b.opts.Logf("installed in %s: %d missing, %d at another version, %d errors", b.res.InstallTime.Round(time.Millisecond),
+		len(b.res.Missing), len(b.res.VersionDiffers), len(b.res.Errors))
+	return b.restore(ctx)
+}
+
+// start seeds the build's archive directory, starts the backend and prepares the build root
+// (the VM's repository files, the build's own settings).
+func (b *build) start(ctx context.Context) error {
 	archives, err := b.seedArchives()
 	if err != nil {
 		return err
 	}
-	start := time.Now()
 	// Each constructor returns a typed nil on error: b.be stays a nil interface then, so the
 	// cleanup does not close a backend that was never made.
 	switch b.opts.Backend {
@@ -114,16 +129,7 @@ func (b *build) run(ctx context.Context) error {
 		}
 		b.be = c
 	}
-	if err := b.prepare(ctx); err != nil {
-		return err
-	}
-	if err := b.install(ctx); err != nil {
-		return err
-	}
-	b.res.InstallTime = time.Since(start)
-	b.opts.Logf("installed in %s: %d missing, %d at another version, %d errors", b.res.InstallTime.Round(time.Millisecond),
-		len(b.res.Missing), len(b.res.VersionDiffers), len(b.res.Errors))
-	return b.restore(ctx)
+	return b.prepare(ctx)
 }
 
 // newChroot starts the chroot backend, wrapped to run the host's installer from outside the

@@ -56,11 +56,14 @@ type payloadLayer struct {
 
 // Grained are the figures of package-grained layers.
 type Grained struct {
-	Layers      []PayloadLayer `json:"layers"` // the payloads with layers of their own
-	OwnLayers   int            `json:"own_layers"`
-	Bundled     int            `json:"bundled"`
-	NoArchive   []string       `json:"no_archive,omitempty"` // installed packages without a package file: in the configuration layer
-	ConfigBytes int64          `json:"config_bytes"`
+	Layers    []PayloadLayer `json:"layers"` // the payloads with layers of their own
+	OwnLayers int            `json:"own_layers"`
+	Bundled   int            `json:"bundled"`
+	NoArchive []string       `json:"no_archive,omitempty"` // installed packages without a package file: in the configuration layer
+	// Downloaded counts the package files fetched again for the payloads: the build came from
+	// a cache without them (a registry cache, a pruned archive store).
+	Downloaded  int   `json:"downloaded,omitempty"`
+	ConfigBytes int64 `json:"config_bytes"`
 	// Record is the install set's grained entry in the registry cache: taken from it (no
 	// install ran) or stored after this build (grained_regcache.go).
 	Record string `json:"record,omitempty"`
@@ -118,6 +121,41 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 	r.queueGrained(ctx, own, bundled, bundle, cfg, g)
 	r.addGrainedLayers(g, own, bundle, cfg, "")
 	return nil
+}
+
+// completeArchives returns the build's archive directory after downloading the package files
+// it lacks for the payloads (builder.FetchArchives): a build taken from a cache says what it
+// installed, but its package files may never have been here (a layer from a registry cache)
+// or may have been pruned. It returns how many it had to fetch; what cannot be fetched is
+// left to the configuration layer (NoArchive), with a warning.
+func (r *run) completeArchives(ctx context.Context, in builder.Input, opts builder.Options, res *builder.Result, baseDB *pkgmgr.DB) (string, int) {
+	if res.Archives == "" {
+		return "", 0
+	}
+	var lack []pkgmgr.Package
+	for _, p := range newPackages(res.Installed, baseDB) {
+		if archiveFile(baseDB.Manager, res.Archives, p) == "" {
+			lack = append(lack, p)
+		}
+	}
+	if len(lack) == 0 {
+		return res.Archives, 0
+	}
+	r.opts.Logf("the packages layer came from the cache without %d of its package files: downloading them", len(lack))
+	dir, err := builder.FetchArchives(ctx, in, opts, res.Installed)
+	if err != nil {
+		r.opts.Warnf("warning: downloading package files for the payload layers: %v", err)
+	}
+	if dir == "" {
+		dir = res.Archives
+	}
+	fetched := 0
+	for _, p := range lack {
+		if archiveFile(baseDB.Manager, dir, p) != "" {
+			fetched++
+		}
+	}
+	return dir, fetched
 }
 
 // grainedBundle is the bundle layer of the payloads without layers of their own.

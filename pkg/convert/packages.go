@@ -156,7 +156,12 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		return err
 	}
 	if grained {
-		return r.grain(ctx, res.Archives, res.Installed, baseDB)
+		archives, fetched := r.completeArchives(ctx, in, opts, res, baseDB)
+		if err := r.grain(ctx, archives, res.Installed, baseDB); err != nil {
+			return err
+		}
+		r.report.Packages.Grained.Downloaded = fetched
+		return nil
 	}
 	r.scanSecretsOnce(layerPath, "packages", diffID)
 	r.layers = append(r.layers, lf)

@@ -1,0 +1,122 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/vm2image/vm2image/pkg/pkgmgr"
+)
+
+// A layer from the cache says which packages the build installed, but the package files may
+// not be in the shared archive directory: the entry came from a registry cache (only the layer
+// travels), or a prune took the archive partition and left the layer. Package-grained images
+// need the files. FetchArchives gets them without installing anything: a build root is
+// prepared as for a build, and only the installer's index refreshes and the download halves of
+// its install commands run (network.go), for the packages the build installed. The build's
+// private archive directory is seeded from the share as for a build, so only the files the
+// share lacks are downloaded. No package's code runs in that root: everything downloaded is as
+// trustworthy as a build's first download and is published to the share (archives.go).
+
+// FetchArchives downloads the package files of installed (the packages a Build of in
+// installed, Result.Installed: the base's and the new ones, at their versions) that in's
+// shared archive directory (Result.Archives) lacks, and returns that directory. A package the
+// repositories no longer serve stays missing: the error names the steps that failed, and the
+// directory holds whatever did download.
+func FetchArchives(ctx context.Context, in Input, opts Options, installed []pkgmgr.Package) (string, error) {
+	if err := opts.applyDefaults(); err != nil {
+		return "", err
+	}
+	if in.VM == nil || in.Plan == nil {
+		return "", errors.New("fetching package files: no VM package database or plan")
+	}
+	m := in.Plan.Manager
+	switch {
+	case opts.AptArchiveCache == "":
+		return "", errors.New("fetching package files: no archive cache")
+	case m != pkgmgr.Dpkg && (packageCaches[m] == nil || opts.Backend == Docker):
+		return "", fmt.Errorf("fetching package files: %s packages are not kept by the %s backend", m, opts.Backend)
+	}
+	in.RepoFiles, _ = pkgmgr.FilterConfig(m, in.RepoFiles)
+	shared := filepath.Join(opts.AptArchiveCache, archiveShareKey(in))
+	// A plan of the installed set against the base: its index steps and the download halves
+	// of its installs fetch the package files of what the base lacks.
+	recommends := false
+	plan, err := pkgmgr.NewPlan(&pkgmgr.DB{Manager: m, Packages: installed}, in.Base, in.OS, pkgmgr.PlanOptions{Recommends: &recommends})
+	if err != nil {
+		return "", fmt.Errorf("fetching package files: %w", err)
+	}
+	in.Plan = plan
+	if err := in.check(opts); err != nil {
+		return "", err
+	}
+	workDir, err := os.MkdirTemp(opts.WorkDir, "vm2image-fetch-")
+	if err != nil {
+		return "", fmt.Errorf("creating work directory: %w", err)
+	}
+	b := &build{in: in, opts: opts, workDir: workDir, res: &Result{}}
+	defer func() {
+		if b.be != nil {
+			_ = b.be.close()
+		}
+		_ = removeTree(workDir)
+	}()
+	if err := b.start(ctx); err != nil {
+		return "", err
+	}
+	if b.archives == "" {
+		return "", fmt.Errorf("fetching package files: the %s backend keeps no %s package files", opts.Backend, m)
+	}
+	var failed []error
+	for _, s := range plan.Steps {
+		run, network := s, needsNetwork(m, s)
+		if sp, isInstall := offlineSplit(m, s); isInstall {
+			run, network = sp.download, true
+		} else if !indexStep(m, s) {
+			continue // marks, removals: nothing to download
+		}
+		out, err := b.runStep(ctx, run, network)
+		if cerr := ctx.Err(); cerr != nil {
+			return "", cerr
+		}
+		if err != nil {
+			msg := fmt.Sprintf("step %q: %v", run.Name, err)
+			if lines := errorLines(out, 6); lines != "" {
+				msg += ": " + lines
+			}
+			failed = append(failed, errors.New(msg))
+		}
+	}
+	if packageCaches[m] != nil {
+		if err := b.collectPackages(); err != nil {
+			return "", fmt.Errorf("collecting the downloaded packages: %w", err)
+		}
+	}
+	if err := publishArchives(b.archives, shared); err != nil {
+		return "", fmt.Errorf("sharing the downloaded packages: %w", err)
+	}
+	if len(failed) > 0 {
+		return shared, fmt.Errorf("fetching package files: %w", errors.Join(failed...))
+	}
+	return shared, nil
+}
+
+// indexStep says whether s, a step of a plan of manager m, enables an architecture or
+// refreshes the installer's indexes: what a download needs first, with no package's code run.
+func indexStep(m pkgmgr.Manager, s pkgmgr.Step) bool {
+	a := s.Argv
+	if len(a) < 2 {
+		return false
+	}
+	switch m {
+	case pkgmgr.Dpkg:
+		return a[0] == "apt-get" && a[1] == "update" || a[0] == "dpkg" && a[1] == "--add-architecture"
+	case pkgmgr.RPM:
+		return a[0] == "zypper" && needsNetwork(m, s)
+	case pkgmgr.Pacman:
+		return a[0] == "pacman" && a[1] == "-Sy"
+	}
+	return false
+}

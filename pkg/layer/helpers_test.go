@@ -352,6 +352,9 @@ func linkGroupDiffs(g, w map[string]fsmeta.Entry, keep func(string) bool) []stri
 		}
 		out := map[string]string{}
 		for _, names := range byIno {
+			if len(names) < 2 { // its other names lie outside the tree: a plain file in any copy
+				continue
+			}
 			slices.Sort(names)
 			for _, n := range names {
 				out[n] = strings.Join(names, " | ")

@@ -14,18 +14,20 @@ import (
 // not be in the shared archive directory: the entry came from a registry cache (only the layer
 // travels), or a prune took the archive partition and left the layer. Package-grained images
 // need the files. FetchArchives gets them without installing anything: a build root is
-// prepared as for a build, and only the installer's index refreshes and the download halves of
-// its install commands run (network.go), for the packages the build installed. The build's
-// private archive directory is seeded from the share as for a build, so only the files the
-// share lacks are downloaded. No package's code runs in that root: everything downloaded is as
-// trustworthy as a build's first download and is published to the share (archives.go).
+// prepared as for a build of the same plan, and only the installer's index refreshes and the
+// download halves of its install commands run (network.go). The build's private archive
+// directory is seeded from the share as for a build, so only the files the share lacks are
+// downloaded. No package's code runs in that root: everything downloaded is as trustworthy as
+// a build's first download and is published to the share (archives.go). The plan is the
+// build's own (from the VM's database, as for Build), never the record of a cache entry, which
+// may have come from a registry.
 
-// FetchArchives downloads the package files of installed (the packages a Build of in
-// installed, Result.Installed: the base's and the new ones, at their versions) that in's
-// shared archive directory (Result.Archives) lacks, and returns that directory. A package the
-// repositories no longer serve stays missing: the error names the steps that failed, and the
-// directory holds whatever did download.
-func FetchArchives(ctx context.Context, in Input, opts Options, installed []pkgmgr.Package) (string, error) {
+// FetchArchives downloads the package files that in's plan installs and in's shared archive
+// directory (Result.Archives of a Build of in) lacks, and returns that directory. Packages
+// the repositories no longer serve, and those only the build's second pass installed, stay
+// missing: the error names the steps that failed, and the directory holds whatever did
+// download.
+func FetchArchives(ctx context.Context, in Input, opts Options) (string, error) {
 	if err := opts.applyDefaults(); err != nil {
 		return "", err
 	}
@@ -41,14 +43,6 @@ func FetchArchives(ctx context.Context, in Input, opts Options, installed []pkgm
 	}
 	in.RepoFiles, _ = pkgmgr.FilterConfig(m, in.RepoFiles)
 	shared := filepath.Join(opts.AptArchiveCache, archiveShareKey(in))
-	// A plan of the installed set against the base: its index steps and the download halves
-	// of its installs fetch the package files of what the base lacks.
-	recommends := false
-	plan, err := pkgmgr.NewPlan(&pkgmgr.DB{Manager: m, Packages: installed}, in.Base, in.OS, pkgmgr.PlanOptions{Recommends: &recommends})
-	if err != nil {
-		return "", fmt.Errorf("fetching package files: %w", err)
-	}
-	in.Plan = plan
 	if err := in.check(opts); err != nil {
 		return "", err
 	}
@@ -70,10 +64,12 @@ func FetchArchives(ctx context.Context, in Input, opts Options, installed []pkgm
 		return "", fmt.Errorf("fetching package files: the %s backend keeps no %s package files", opts.Backend, m)
 	}
 	var failed []error
-	for _, s := range plan.Steps {
+	downloads := 0
+	for _, s := range in.Plan.Steps {
 		run, network := s, needsNetwork(m, s)
 		if sp, isInstall := offlineSplit(m, s); isInstall {
 			run, network = sp.download, true
+			downloads++
 		} else if !indexStep(m, s) {
 			continue // marks, removals: nothing to download
 		}
@@ -88,6 +84,9 @@ func FetchArchives(ctx context.Context, in Input, opts Options, installed []pkgm
 			}
 			failed = append(failed, errors.New(msg))
 		}
+	}
+	if downloads == 0 {
+		return "", fmt.Errorf("fetching package files: %s installs in one step, no download-only form", in.Plan.Frontend)
 	}
 	if packageCaches[m] != nil {
 		if err := b.collectPackages(); err != nil {

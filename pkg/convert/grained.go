@@ -142,7 +142,7 @@ func (r *run) completeArchives(ctx context.Context, in builder.Input, opts build
 		return res.Archives, 0
 	}
 	r.opts.Logf("the packages layer came from the cache without %d of its package files: downloading them", len(lack))
-	dir, err := builder.FetchArchives(ctx, in, opts, res.Installed)
+	dir, err := builder.FetchArchives(ctx, in, opts)
 	if err != nil {
 		r.opts.Warnf("warning: downloading package files for the payload layers: %v", err)
 	}

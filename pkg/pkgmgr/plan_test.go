@@ -2,6 +2,7 @@ package pkgmgr
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -380,6 +381,49 @@ func TestPlanHostileNames(t *testing.T) {
 	}
 	if _, _, f := FollowUp(vm, nil); !slices.Equal(f.Roots, []string{"ok"}) {
 		t.Errorf("follow-up roots %v", f.Roots)
+	}
+}
+
+// TestAttackPlanHostileArch: a dpkg database whose package claims the architecture
+// "--pre-invoke=COMMAND" (dpkg --add-architecture would take it as an option and run the
+// command) or one with a space: the packages are left out, and no step carries the value.
+func TestAttackPlanHostileArch(t *testing.T) {
+	hostile := []string{"--pre-invoke=touch${IFS}/var/cache/apt/archives/x", "-oDir=/", "i386 --force-all", ".hidden", "amd64/../x"}
+	vm := &DB{Manager: Dpkg, Packages: []Package{
+		{Name: "dpkg", Version: "1.21.22", Arch: "amd64", Status: "install ok installed"},
+		{Name: "good", Version: "1", Arch: "i386", Status: "install ok installed"},
+	}}
+	for i, a := range hostile {
+		vm.Packages = append(vm.Packages, Package{Name: fmt.Sprintf("evil%d", i), Version: "1", Arch: a, Status: "install ok installed"})
+	}
+	base := &DB{Manager: Dpkg, Packages: []Package{{Name: "dpkg", Version: "1.21.22", Arch: "amd64", Status: "install ok installed"}}}
+	p, err := NewPlan(vm, base, OSInfo{ID: "debian"}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := 0
+	for _, s := range p.Steps {
+		if s.Argv[0] == "dpkg" {
+			added++
+			if !slices.Equal(s.Argv, []string{"dpkg", "--add-architecture", "i386"}) {
+				t.Errorf("step %q", s.Argv)
+			}
+		}
+		for _, a := range s.Argv {
+			for _, h := range hostile {
+				if strings.Contains(a, h) {
+					t.Errorf("step %q carries the hostile architecture %q", s.Argv, h)
+				}
+			}
+		}
+	}
+	if added != 1 || !slices.Contains(p.Roots, "good:i386") || len(p.Notes) == 0 || !strings.Contains(strings.Join(p.Notes, " "), fmt.Sprintf("left out %d packages", len(hostile))) {
+		t.Errorf("add-architecture steps %d, roots %v, notes %q", added, p.Roots, p.Notes)
+	}
+	for _, a := range []string{"amd64", "all", "hurd-i386", "x86_64", "noarch", "any", "ppc64le", "armv7"} {
+		if !validArch(a) {
+			t.Errorf("%s refused", a)
+		}
 	}
 }
 

@@ -235,12 +235,28 @@ func isGPGPubkey(m Manager, p Package) bool {
 // plannable reports whether a plan may name the package on a command line: not a gpg-pubkey,
 // and a name and version no manager would refuse to build: non-empty, no whitespace or control
 // characters, no leading '-' that an installer would read as an option (a hostile database
-// could hold one).
+// could hold one); and an architecture of letters, digits and "_.+-", not starting with '-':
+// it becomes an argument of its own (dpkg --add-architecture ARCH), where
+// "--pre-invoke=COMMAND" would be an option dpkg runs.
 func plannable(m Manager, p Package) bool {
-	if isGPGPubkey(m, p) || p.Name == "" || p.Name[0] == '-' || p.Version == "" || p.Version[0] == '-' {
+	if isGPGPubkey(m, p) || p.Name == "" || p.Name[0] == '-' || p.Version == "" || p.Version[0] == '-' || !validArch(p.Arch) {
 		return false
 	}
-	return !strings.ContainsFunc(p.Name+p.Version+p.Arch, func(r rune) bool { return r <= ' ' || r == 0x7f })
+	return !strings.ContainsFunc(p.Name+p.Version, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+// validArch accepts an architecture name of any manager (amd64, x86_64, noarch, any, all,
+// hurd-i386), or none.
+func validArch(a string) bool {
+	if a == "" {
+		return true
+	}
+	if a[0] == '-' || a[0] == '.' || a[0] == '+' || len(a) > 64 {
+		return false
+	}
+	return !strings.ContainsFunc(a, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '+' || r == '-')
+	})
 }
 
 // nameSet returns the names of pkgs for lookups.

@@ -188,7 +188,7 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, func() error, 
 	res, cleanup, err := buildOrReuse(ctx, in, opts)
 	if res != nil {
 		res.ConfigDropped = dropped
-		if opts.AptArchiveCache != "" && (in.Plan.Manager == pkgmgr.Dpkg || packageCaches[in.Plan.Manager] != nil && opts.Backend != Docker) {
+		if keepsArchives(in, opts) {
 			res.Archives = filepath.Join(opts.AptArchiveCache, archiveShareKey(in))
 		}
 	}

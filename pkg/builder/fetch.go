@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vm2image/vm2image/pkg/pkgmgr"
 )
@@ -23,32 +24,27 @@ import (
 // may have come from a registry.
 
 // FetchArchives downloads the package files that in's plan installs and in's shared archive
-// directory (Result.Archives of a Build of in) lacks, and returns that directory. Packages
-// the repositories no longer serve, and those only the build's second pass installed, stay
-// missing: the error names the steps that failed, and the directory holds whatever did
-// download.
-func FetchArchives(ctx context.Context, in Input, opts Options) (string, error) {
+// directory (Result.Archives of a Build of in) lacks. Packages the repositories no longer
+// serve, and those only the build's second pass installed, stay missing: the error names the
+// steps that failed, and the directory holds whatever did download.
+func FetchArchives(ctx context.Context, in Input, opts Options) error {
 	if err := opts.applyDefaults(); err != nil {
-		return "", err
+		return err
 	}
 	if in.VM == nil || in.Plan == nil {
-		return "", errors.New("fetching package files: no VM package database or plan")
+		return errors.New("fetching package files: no VM package database or plan")
+	}
+	if !keepsArchives(in, opts) {
+		return fmt.Errorf("fetching package files: the %s backend keeps no %s package files here", opts.Backend, in.Plan.Manager)
 	}
 	m := in.Plan.Manager
-	switch {
-	case opts.AptArchiveCache == "":
-		return "", errors.New("fetching package files: no archive cache")
-	case m != pkgmgr.Dpkg && (packageCaches[m] == nil || opts.Backend == Docker):
-		return "", fmt.Errorf("fetching package files: %s packages are not kept by the %s backend", m, opts.Backend)
-	}
 	in.RepoFiles, _ = pkgmgr.FilterConfig(m, in.RepoFiles)
-	shared := filepath.Join(opts.AptArchiveCache, archiveShareKey(in))
 	if err := in.check(opts); err != nil {
-		return "", err
+		return err
 	}
 	workDir, err := os.MkdirTemp(opts.WorkDir, "vm2image-fetch-")
 	if err != nil {
-		return "", fmt.Errorf("creating work directory: %w", err)
+		return fmt.Errorf("creating work directory: %w", err)
 	}
 	b := &build{in: in, opts: opts, workDir: workDir, res: &Result{}}
 	defer func() {
@@ -57,13 +53,13 @@ func FetchArchives(ctx context.Context, in Input, opts Options) (string, error) 
 		}
 		_ = removeTree(workDir)
 	}()
-	if err := b.start(ctx); err != nil {
-		return "", err
+	archives, err := b.seedArchives()
+	if err != nil {
+		return err
 	}
-	if b.archives == "" {
-		return "", fmt.Errorf("fetching package files: the %s backend keeps no %s package files", opts.Backend, m)
+	if err := b.start(ctx, archives); err != nil {
+		return err
 	}
-	var failed []error
 	downloads := 0
 	for _, s := range in.Plan.Steps {
 		run, network := s, needsNetwork(m, s)
@@ -75,31 +71,34 @@ func FetchArchives(ctx context.Context, in Input, opts Options) (string, error) 
 		}
 		out, err := b.runStep(ctx, run, network)
 		if cerr := ctx.Err(); cerr != nil {
-			return "", cerr
+			return cerr
 		}
 		if err != nil {
-			msg := fmt.Sprintf("step %q: %v", run.Name, err)
-			if lines := errorLines(out, 6); lines != "" {
-				msg += ": " + lines
-			}
-			failed = append(failed, errors.New(msg))
+			b.failed(run.Name, err, out, false)
 		}
 	}
 	if downloads == 0 {
-		return "", fmt.Errorf("fetching package files: %s installs in one step, no download-only form", in.Plan.Frontend)
+		return fmt.Errorf("fetching package files: %s installs in one step, no download-only form", in.Plan.Frontend)
 	}
 	if packageCaches[m] != nil {
 		if err := b.collectPackages(); err != nil {
-			return "", fmt.Errorf("collecting the downloaded packages: %w", err)
+			return fmt.Errorf("collecting the downloaded packages: %w", err)
 		}
 	}
-	if err := publishArchives(b.archives, shared); err != nil {
-		return "", fmt.Errorf("sharing the downloaded packages: %w", err)
+	if err := publishArchives(b.archives, filepath.Join(opts.AptArchiveCache, archiveShareKey(in))); err != nil {
+		return fmt.Errorf("sharing the downloaded packages: %w", err)
 	}
-	if len(failed) > 0 {
-		return shared, fmt.Errorf("fetching package files: %w", errors.Join(failed...))
+	if len(b.res.Errors) > 0 {
+		return fmt.Errorf("fetching package files: %s", strings.Join(b.res.Errors, "; "))
 	}
-	return shared, nil
+	return nil
+}
+
+// keepsArchives says whether a build of in keeps its package files in the shared archive
+// directory: apt's .deb files (both backends), pacman's and rpm's from the chroot backend.
+func keepsArchives(in Input, opts Options) bool {
+	m := in.Plan.Manager
+	return opts.AptArchiveCache != "" && (m == pkgmgr.Dpkg || packageCaches[m] != nil && opts.Backend != Docker)
 }
 
 // indexStep says whether s, a step of a plan of manager m, enables an architecture or

@@ -93,8 +93,12 @@ func buildEntry(ctx context.Context, in Input, opts Options, key string, lock *f
 
 // run starts the backend, installs, and leaves the built tree ready for the diff.
 func (b *build) run(ctx context.Context) error {
+	archives, err := b.seedArchives()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	if err := b.start(ctx); err != nil {
+	if err := b.start(ctx, archives); err != nil {
 		return err
 	}
 	if err := b.install(ctx); err != nil {
@@ -106,13 +110,9 @@ func (b *build) run(ctx context.Context) error {
 	return b.restore(ctx)
 }
 
-// start seeds the build's archive directory, starts the backend and prepares the build root
+// start starts the backend (archives: seedArchives' directory) and prepares the build root
 // (the VM's repository files, the build's own settings).
-func (b *build) start(ctx context.Context) error {
-	archives, err := b.seedArchives()
-	if err != nil {
-		return err
-	}
+func (b *build) start(ctx context.Context, archives string) error {
 	// Each constructor returns a typed nil on error: b.be stays a nil interface then, so the
 	// cleanup does not close a backend that was never made.
 	switch b.opts.Backend {

@@ -123,14 +123,14 @@ func (r *run) grain(ctx context.Context, archiveDir string, installed []pkgmgr.P
 	return nil
 }
 
-// completeArchives returns the build's archive directory after downloading the package files
-// it lacks for the payloads (builder.FetchArchives): a build taken from a cache says what it
-// installed, but its package files may never have been here (a layer from a registry cache)
-// or may have been pruned. It returns how many it had to fetch; what cannot be fetched is
-// left to the configuration layer (NoArchive), with a warning.
-func (r *run) completeArchives(ctx context.Context, in builder.Input, opts builder.Options, res *builder.Result, baseDB *pkgmgr.DB) (string, int) {
+// completeArchives downloads the package files the build's archive directory lacks for the
+// payloads (builder.FetchArchives): a build taken from a cache says what it installed, but its
+// package files may never have been here (a layer from a registry cache) or may have been
+// pruned. It returns how many it fetched; what cannot be fetched is left to the configuration
+// layer (NoArchive), with a warning.
+func (r *run) completeArchives(ctx context.Context, in builder.Input, opts builder.Options, res *builder.Result, baseDB *pkgmgr.DB) int {
 	if res.Archives == "" {
-		return "", 0
+		return 0
 	}
 	var lack []pkgmgr.Package
 	for _, p := range newPackages(res.Installed, baseDB) {
@@ -139,23 +139,19 @@ func (r *run) completeArchives(ctx context.Context, in builder.Input, opts build
 		}
 	}
 	if len(lack) == 0 {
-		return res.Archives, 0
+		return 0
 	}
 	r.opts.Logf("the packages layer came from the cache without %d of its package files: downloading them", len(lack))
-	dir, err := builder.FetchArchives(ctx, in, opts)
-	if err != nil {
+	if err := builder.FetchArchives(ctx, in, opts); err != nil {
 		r.opts.Warnf("warning: downloading package files for the payload layers: %v", err)
-	}
-	if dir == "" {
-		dir = res.Archives
 	}
 	fetched := 0
 	for _, p := range lack {
-		if archiveFile(baseDB.Manager, dir, p) != "" {
+		if archiveFile(baseDB.Manager, res.Archives, p) != "" {
 			fetched++
 		}
 	}
-	return dir, fetched
+	return fetched
 }
 
 // grainedBundle is the bundle layer of the payloads without layers of their own.

@@ -156,8 +156,8 @@ func (r *run) build(ctx context.Context, plan *pkgmgr.Plan, baseDB *pkgmgr.DB, r
 		return err
 	}
 	if grained {
-		archives, fetched := r.completeArchives(ctx, in, opts, res, baseDB)
-		if err := r.grain(ctx, archives, res.Installed, baseDB); err != nil {
+		fetched := r.completeArchives(ctx, in, opts, res, baseDB)
+		if err := r.grain(ctx, res.Archives, res.Installed, baseDB); err != nil {
 			return err
 		}
 		r.report.Packages.Grained.Downloaded = fetched
